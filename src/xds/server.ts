@@ -1,0 +1,92 @@
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { AggregatedDiscoveryServiceService } from '../gen/envoy/service/discovery/v3/ads.js';
+import type {
+  DeltaDiscoveryRequest,
+  DeltaDiscoveryResponse,
+  DiscoveryRequest,
+  DiscoveryResponse,
+} from '../gen/envoy/service/discovery/v3/discovery.js';
+import type { Logger } from '../log.js';
+import { DeltaStream } from './delta-stream.js';
+import type { SnapshotCache } from './snapshot-cache.js';
+import { SotwStream } from './sotw-stream.js';
+
+export const DEFAULT_SOCKET_PATH = '/var/run/sluice/xds.sock';
+const SOCKET_MODE = 0o660;
+
+export interface XdsServerOptions {
+  cache: SnapshotCache;
+  log: Logger;
+  /** Unix socket to serve on; undefined serves none. */
+  socketPath?: string;
+  /** host:port to also serve on over TCP, e.g. 127.0.0.1:0. */
+  tcpAddress?: string;
+}
+
+export interface XdsServerAddresses {
+  socketPath?: string;
+  tcpPort?: number;
+}
+
+/** Refuses to delete anything but a stale socket at the path we are about to bind. */
+function clearStaleSocket(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  unlinkSync(path);
+}
+
+function bind(server: Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+  );
+}
+
+/** ADS over gRPC, state-of-the-world and delta, on a unix socket and optionally TCP. */
+export class XdsServer {
+  private readonly server = new Server({ 'grpc.max_receive_message_length': 16 << 20 });
+  private addresses: XdsServerAddresses = {};
+
+  constructor(private readonly opts: XdsServerOptions) {
+    const { cache, log } = opts;
+    this.server.addService(AggregatedDiscoveryServiceService, {
+      streamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) =>
+        void new SotwStream(call, cache, log, 'sotw'),
+      deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
+        void new DeltaStream(call, cache, log, 'delta'),
+    });
+  }
+
+  async start(): Promise<XdsServerAddresses> {
+    const { socketPath, tcpAddress, log } = this.opts;
+    if (socketPath) {
+      mkdirSync(dirname(socketPath), { recursive: true, mode: 0o750 });
+      clearStaleSocket(socketPath);
+      await bind(this.server, `unix:${socketPath}`);
+      chmodSync(socketPath, SOCKET_MODE);
+      this.addresses.socketPath = socketPath;
+    }
+    if (tcpAddress) this.addresses.tcpPort = await bind(this.server, tcpAddress);
+    if (!socketPath && !tcpAddress) throw new Error('xDS server needs a unix socket path or a TCP address');
+    log.info(this.addresses, 'xDS server listening');
+    return this.addresses;
+  }
+
+  async stop(): Promise<void> {
+    // ADS streams live as long as their clients, so a graceful shutdown would wait forever.
+    this.server.forceShutdown();
+    if (this.addresses.socketPath) {
+      try {
+        clearStaleSocket(this.addresses.socketPath);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { Agent } from '../../src/agent.js';
+import { renderBootstrap, type AdsFlavour } from '../../src/envoy/bootstrap.js';
+
+export interface TestAgent {
+  agent: Agent;
+  dir: string;
+  socketPath: string;
+  tcpPort?: number;
+  /** JSON log lines the agent wrote. */
+  logs: Record<string, any>[];
+  /** Atomically (re)writes one YAML file of the watched directory. */
+  write(file: string, docs: object[]): void;
+  bootstrap(nodeId: string, ads: AdsFlavour): Record<string, any>;
+}
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export async function startAgent(t: Teardown, files: Record<string, object[]> = {}, opts: { tcp?: boolean } = {}): Promise<TestAgent> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-agent-'));
+  const resources = join(dir, 'resources');
+  const socketPath = join(dir, 'run', 'xds.sock');
+  const logs: Record<string, any>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
+      cb();
+    },
+  });
+  const write = (file: string, docs: object[]) => {
+    const tmp = join(resources, `.${file}.tmp`);
+    writeFileSync(tmp, docs.map((d) => stringify(d)).join('---\n'));
+    renameSync(tmp, join(resources, file));
+  };
+  mkdirSync(resources);
+  for (const [f, docs] of Object.entries(files)) write(f, docs);
+  const agent = new Agent({
+    resourcesDir: resources,
+    socketPath,
+    tcpAddress: opts.tcp ? '127.0.0.1:0' : undefined,
+    log: pino({ level: 'trace' }, sink),
+  });
+  const addresses = await agent.start();
+  t.teardown(async () => {
+    await agent.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    agent,
+    dir: resources,
+    socketPath,
+    tcpPort: addresses.tcpPort,
+    logs,
+    write,
+    bootstrap: (nodeId, ads) => renderBootstrap({ nodeId, ads, socketPath, adminPort: 0 }),
+  };
+}

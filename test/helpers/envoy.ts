@@ -1,0 +1,118 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export function envoyBinary(): string {
+  const candidates = [process.env.SLUICE_ENVOY, `${process.env.SLUICE_CACHE ?? '/var/cache/sluice'}/bin/envoy`].filter(Boolean) as string[];
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`Envoy binary not found (looked at ${candidates.join(', ')}); run scripts/setup.sh`);
+  return found;
+}
+
+export interface EnvoyHandle {
+  readonly pid: number;
+  readonly adminUrl: string;
+  readonly logs: () => string;
+  configDump(): Promise<ConfigDump>;
+  stats(filter: string): Promise<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+export interface ConfigDump {
+  listeners: Record<string, any>;
+  routes: Record<string, any>;
+  clusters: Record<string, any>;
+  endpoints: Record<string, any>;
+  raw: any;
+}
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+/** Starts a real Envoy from `bootstrap` (admin port 0) and stops it, by PID, at teardown. */
+export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: string[] = []): Promise<EnvoyHandle> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-envoy-'));
+  const config = join(dir, 'bootstrap.json');
+  const adminPath = join(dir, 'admin-address');
+  writeFileSync(config, JSON.stringify(bootstrap));
+  let output = '';
+  const child: ChildProcess = spawn(
+    envoyBinary(),
+    ['-c', config, '--admin-address-path', adminPath, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'warn', ...extraArgs],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  let exited = false;
+  child.on('exit', () => (exited = true));
+  const stop = async () => {
+    if (!exited && child.pid) {
+      child.kill('SIGTERM');
+      for (let i = 0; i < 50 && !exited; i++) await sleep(50);
+      if (!exited) child.kill('SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  t.teardown(stop);
+  for (let i = 0; !existsSync(adminPath) || readFileSync(adminPath, 'utf8').trim() === ''; i++) {
+    if (exited) throw new Error(`envoy exited during start:\n${output}`);
+    if (i > 200) throw new Error(`envoy admin did not come up in 20 s:\n${output}`);
+    await sleep(100);
+  }
+  const adminUrl = `http://${readFileSync(adminPath, 'utf8').trim()}`;
+  const handle: EnvoyHandle = {
+    pid: child.pid!,
+    adminUrl,
+    logs: () => output,
+    async configDump() {
+      const raw = await (await fetch(`${adminUrl}/config_dump?include_eds`)).json();
+      return parseConfigDump(raw);
+    },
+    async stats(filter: string) {
+      const text = await (await fetch(`${adminUrl}/stats?filter=${encodeURIComponent(filter)}`)).text();
+      const out: Record<string, number> = {};
+      for (const line of text.split('\n')) {
+        const m = /^(\S+): (\d+)$/.exec(line);
+        if (m) out[m[1]] = Number(m[2]);
+      }
+      return out;
+    },
+    stop,
+  };
+  return handle;
+}
+
+function parseConfigDump(raw: any): ConfigDump {
+  const dump: ConfigDump = { listeners: {}, routes: {}, clusters: {}, endpoints: {}, raw };
+  for (const c of raw.configs ?? []) {
+    const type: string = c['@type'] ?? '';
+    if (type.endsWith('ListenersConfigDump'))
+      for (const l of c.dynamic_listeners ?? []) if (l.active_state) dump.listeners[l.name] = l.active_state.listener;
+    if (type.endsWith('RoutesConfigDump'))
+      for (const r of c.dynamic_route_configs ?? []) dump.routes[r.route_config.name] = r.route_config;
+    if (type.endsWith('ClustersConfigDump'))
+      for (const cl of c.dynamic_active_clusters ?? []) dump.clusters[cl.cluster.name] = cl.cluster;
+    if (type.endsWith('EndpointsConfigDump'))
+      for (const e of c.dynamic_endpoint_configs ?? []) dump.endpoints[e.endpoint_config.cluster_name] = e.endpoint_config;
+  }
+  return dump;
+}
+
+/** Polls `check` until it returns a truthy value; throws with the last error after `timeoutMs`. */
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
+    await sleep(50);
+  }
+}

@@ -1,0 +1,55 @@
+// Envoy resources for tests, written the way users write them: proto3 JSON with @type.
+const T = 'type.googleapis.com/';
+
+export function listener(name: string, port: number, routeName: string): object {
+  return {
+    '@type': `${T}envoy.config.listener.v3.Listener`,
+    name,
+    address: { socket_address: { address: '127.0.0.1', port_value: port } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
+              stat_prefix: name,
+              rds: { route_config_name: routeName, config_source: { ads: {}, resource_api_version: 'V3' } },
+              http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+export function route(name: string, cluster: string | Record<string, number>): object {
+  const action =
+    typeof cluster === 'string'
+      ? { cluster }
+      : { weighted_clusters: { clusters: Object.entries(cluster).map(([n, weight]) => ({ name: n, weight })) } };
+  return {
+    '@type': `${T}envoy.config.route.v3.RouteConfiguration`,
+    name,
+    virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: action }] }],
+  };
+}
+
+export function edsCluster(name: string): object {
+  return {
+    '@type': `${T}envoy.config.cluster.v3.Cluster`,
+    name,
+    type: 'EDS',
+    connect_timeout: '1s',
+    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: 'V3' } },
+  };
+}
+
+export function endpoints(clusterName: string, ports: number[]): object {
+  return {
+    '@type': `${T}envoy.config.endpoint.v3.ClusterLoadAssignment`,
+    cluster_name: clusterName,
+    endpoints: [{ lb_endpoints: ports.map((p) => ({ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: p } } } })) }],
+  };
+}
