@@ -50,6 +50,6 @@ export function endpoints(clusterName: string, ports: number[]): object {
   return {
     '@type': `${T}envoy.config.endpoint.v3.ClusterLoadAssignment`,
     cluster_name: clusterName,
-    endpoints: [{ lb_endpoints: ports.map((p) => ({ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: p } } } })) }],
+    endpoints: [{ locality: { zone: 'local' }, load_balancing_weight: 1, lb_endpoints: ports.map((p) => ({ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: p } } } })) }],
   };
 }

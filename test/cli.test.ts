@@ -1,0 +1,68 @@
+// The `sluice` command as users run it: the built bin, a real Envoy.
+import t from 'tap';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { envoyBinary, eventually, startEnvoy } from './helpers/envoy.js';
+import { closeHttpAgents, freePort, httpGet, startBackend } from './helpers/net.js';
+import { edsCluster, endpoints, listener, route } from './helpers/resources.js';
+
+const bin = new URL('../bin/sluice.js', import.meta.url).pathname;
+t.ok(existsSync(new URL('../dist/cli.js', import.meta.url)), 'dist is built (scripts/setup.sh builds it)');
+t.teardown(closeHttpAgents);
+
+const sluice = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+
+t.test('sluice bootstrap prints a bootstrap Envoy accepts', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const ads of ['sotw', 'delta']) {
+    const out = sluice('bootstrap', '--node', 'worker-1', '--ads', ads, '--socket', '/run/test/xds.sock', '--admin-port', '19901');
+    const b = parse(out);
+    t.equal(b.node.id, 'worker-1');
+    t.equal(b.dynamic_resources.ads_config.api_type, ads === 'delta' ? 'DELTA_GRPC' : 'GRPC');
+    t.equal(b.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.pipe.path, '/run/test/xds.sock');
+    t.equal(b.admin.address.socket_address.address, '127.0.0.1', 'admin only on loopback');
+    const file = join(dir, `${ads}.yaml`);
+    writeFileSync(file, out);
+    const v = execFileSync(envoyBinary(), ['--mode', 'validate', '-c', file, '--use-dynamic-base-id'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    t.match(v, /OK/, `Envoy --mode validate accepts the ${ads} bootstrap`);
+  }
+  t.throws(() => execFileSync(process.execPath, [bin, 'bootstrap', '--ads', 'nope'], { stdio: 'pipe' }), 'bad flag value fails');
+});
+
+t.test('sluice agent serves a directory to Envoy and reports bad documents by file and field', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
+  const resources = join(dir, 'resources');
+  mkdirSync(resources);
+  const backend = await startBackend(t, 'backend');
+  const port = await freePort();
+  writeFileSync(
+    join(resources, 'config.yaml'),
+    [listener('ingress', port, 'main'), route('main', 'svc'), edsCluster('svc'), endpoints('svc', [backend.port])].map((d) => stringify(d)).join('---\n'),
+  );
+  const bad = { ...(edsCluster('broken') as object), not_a_field: 1 };
+  writeFileSync(join(resources, 'bad.yaml'), stringify(bad));
+  const socket = join(dir, 'xds.sock');
+  let logs = '';
+  const agent = spawn(process.execPath, [bin, 'agent', '--resources', resources, '--socket', socket], { stdio: ['ignore', 'ignore', 'pipe'] });
+  agent.stderr!.on('data', (d) => (logs += d));
+  t.teardown(() => {
+    agent.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await eventually(() => existsSync(socket), 10_000, 'the agent socket');
+  const b = parse(sluice('bootstrap', '--node', 'cli-node', '--socket', socket, '--admin-port', '0'));
+  await startEnvoy(t, b);
+  const r = await eventually(async () => {
+    const res = await httpGet(port, '/');
+    return res.status === 200 && res;
+  }, 15_000, 'a request through Envoy');
+  t.equal(r.backend, 'backend', 'the agent process served Envoy over its unix socket');
+  const errorLine = logs.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.file === 'bad.yaml');
+  t.ok(errorLine, 'the bad document is logged');
+  t.match(errorLine?.error, /not_a_field/, 'naming the field');
+  t.equal(errorLine?.object, 'envoy.config.cluster.v3.Cluster/broken', 'and the object');
+});

@@ -1,0 +1,111 @@
+// ADS protocol details, driven by a bare gRPC client against the real server.
+import t from 'tap';
+import { anyFromJson, unpackAny, type Any } from '../src/proto/any.js';
+import { TypeUrl } from '../src/xds/resource-types.js';
+import { Snapshot } from '../src/xds/snapshot.js';
+import { ANY_NODE, SnapshotCache } from '../src/xds/snapshot-cache.js';
+import { XdsServer } from '../src/xds/server.js';
+import { silentLogger } from '../src/log.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { adsClient, delta, deltaRequest, request, sotw } from './helpers/ads-client.js';
+import { edsCluster, endpoints, listener, route } from './helpers/resources.js';
+
+const node = { id: 'raw' };
+
+async function serve(t: Tap.Test) {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-proto-'));
+  const cache = new SnapshotCache();
+  const server = new XdsServer({ cache, log: silentLogger, socketPath: join(dir, 'xds.sock') });
+  await server.start();
+  t.teardown(async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const set = (...docs: object[]) => cache.setSnapshot(ANY_NODE, Snapshot.fromAnys(docs.map((d) => anyFromJson(d))));
+  return { cache, set, client: adsClient(t, join(dir, 'xds.sock')) };
+}
+
+const names = (r: { resources: { typeUrl: string; value: Uint8Array }[] }) =>
+  r.resources.map((a) => {
+    const { name, clusterName } = (anyFromJsonName as any)(a);
+    return name ?? clusterName;
+  });
+import { unpackAny } from '../src/proto/any.js';
+const anyFromJsonName = (a: any) => unpackAny<any>(a).message;
+const typeOf = (r: { typeUrl: string }) => r.typeUrl.split('.').pop();
+
+t.test('sotw: a named resource that appears after it was requested is pushed', async (t) => {
+  const { set, client } = await serve(t);
+  set(edsCluster('a'), endpoints('a', [1001]));
+  const s = sotw(t, client);
+  s.send(request({ node, typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['a', 'late'] }));
+  const r1 = await s.nth(1);
+  t.same(names(r1), ['a'], 'only what exists');
+  s.send(request({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['a', 'late'], versionInfo: r1.versionInfo, responseNonce: r1.nonce }));
+  set(edsCluster('a'), endpoints('a', [1001]), endpoints('late', [1002]), endpoints('unrequested', [1003]));
+  const r2 = await s.nth(2);
+  t.same(names(r2).sort(), ['a', 'late'], 'the late resource is pushed, the unrequested one is not');
+});
+
+t.test('sotw: make-before-break order, removals last, NACKed version not resent', async (t) => {
+  const { set, client, cache } = await serve(t);
+  set(listener('l', 1, 'r'), route('r', 'old'), edsCluster('old'), endpoints('old', [1]));
+  const s = sotw(t, client);
+  for (const typeUrl of [TypeUrl.Cluster, TypeUrl.Listener]) s.send(request({ node, typeUrl }));
+  await s.nth(2);
+  s.send(request({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['old', 'new'] }));
+  s.send(request({ typeUrl: TypeUrl.RouteConfiguration, resourceNames: ['r'] }));
+  await s.nth(4);
+  for (const r of s.received) s.send(request({ typeUrl: r.typeUrl, versionInfo: r.versionInfo, responseNonce: r.nonce, resourceNames: r.typeUrl === TypeUrl.ClusterLoadAssignment ? ['old', 'new'] : r.typeUrl === TypeUrl.RouteConfiguration ? ['r'] : [] }));
+  const v = set(listener('l', 2, 'r'), route('r', 'new'), edsCluster('new'), endpoints('new', [2]));
+  const got = [await s.nth(5), await s.nth(6), await s.nth(7), await s.nth(8), await s.nth(9)];
+  t.same(got.map(typeOf), ['Cluster', 'ClusterLoadAssignment', 'Listener', 'RouteConfiguration', 'Cluster'], 'CDS, EDS, LDS, RDS, then the removal');
+  t.same(names(got[0]).sort(), ['new', 'old'], 'the old cluster stays until routes have moved');
+  t.same(names(got[4]), ['new'], 'then it goes');
+  t.ok(got.every((r) => r.versionInfo === String(v)));
+
+  // NACK the final CDS response: it must not come back until something changes.
+  const wait = cache.waitForAck('raw', v, 3000);
+  s.send(request({ typeUrl: TypeUrl.Cluster, versionInfo: '1', responseNonce: got[4].nonce, errorDetail: { code: 3, message: 'bad cluster', details: [] } }));
+  await t.rejects(wait, /raw rejected type.googleapis.com\/envoy.config.cluster.v3.Cluster .*bad cluster/);
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(s.received.length, 9, 'no resend of the rejected version');
+});
+
+t.test('delta: reconnect with initial_resource_versions gets only what changed', async (t) => {
+  const { set, client } = await serve(t);
+  set(edsCluster('keep'), edsCluster('change'), edsCluster('drop'));
+  const d1 = delta(t, client);
+  d1.send(deltaRequest({ node, typeUrl: TypeUrl.Cluster }));
+  const first = await d1.nth(1);
+  t.same(first.resources.map((r) => r.name).sort(), ['change', 'drop', 'keep'], 'wildcard gets everything');
+  const versions = Object.fromEntries(first.resources.map((r) => [r.name, r.version]));
+  d1.close();
+
+  set(edsCluster('keep'), { ...(edsCluster('change') as object), connect_timeout: '3s' }, edsCluster('added'));
+  const d2 = delta(t, client);
+  d2.send(deltaRequest({ node, typeUrl: TypeUrl.Cluster, initialResourceVersions: versions }));
+  const up = await d2.nth(1);
+  t.same(up.resources.map((r) => r.name).sort(), ['added', 'change'], 'only changed and new resources are sent');
+  const rm = await d2.nth(2);
+  t.same(rm.removedResources, ['drop'], 'what the client held but is gone is removed');
+});
+
+t.test('waitForAck resolves on ACK of the version by every stream of the node', async (t) => {
+  const { set, client, cache } = await serve(t);
+  const v1 = set(edsCluster('a'));
+  const s = sotw(t, client);
+  s.send(request({ node, typeUrl: TypeUrl.Cluster }));
+  const r = await s.nth(1);
+  let resolved = false;
+  const p = cache.waitForAck('raw', v1, 3000).then(() => (resolved = true));
+  await new Promise((res) => setTimeout(res, 100));
+  t.notOk(resolved, 'not before the ACK');
+  s.send(request({ typeUrl: TypeUrl.Cluster, versionInfo: r.versionInfo, responseNonce: r.nonce }));
+  await p;
+  t.ok(resolved, 'after the ACK');
+  const v2 = set(edsCluster('a'), edsCluster('b'));
+  await t.rejects(cache.waitForAck('raw', v2, 300), /did not ACK version/, 'times out while unanswered');
+});
