@@ -76,6 +76,22 @@ const WRAPPER_KINDS: Record<string, string> = {
   'google.protobuf.BytesValue': 'bytes',
 };
 
+const fieldIndexes = new Map<string, Map<string, [string, FieldSchema]>>();
+
+/** Field lookup by proto name and by JSON name, built once per message type. */
+function fieldIndex(typeName: string, fields: Record<string, FieldSchema>): Map<string, [string, FieldSchema]> {
+  let index = fieldIndexes.get(typeName);
+  if (!index) {
+    index = new Map();
+    for (const [protoName, f] of Object.entries(fields)) {
+      index.set(protoName, [protoName, f]);
+      index.set(f.json, [protoName, f]);
+    }
+    fieldIndexes.set(typeName, index);
+  }
+  return index;
+}
+
 /** Normalizes the JSON of one message of type `typeName`; see the file comment. */
 export function normalizeJson(typeName: string, value: unknown, path: string): unknown {
   switch (typeName) {
@@ -105,11 +121,7 @@ export function normalizeJson(typeName: string, value: unknown, path: string): u
   const schema = messageSchema(typeName);
   if (!schema) fail(path, `no schema for message type ${typeName}`);
   if (!isPlainObject(value)) fail(path, `want an object for ${typeName}, got ${JSON.stringify(value)}`);
-  const byName = new Map<string, [string, FieldSchema]>();
-  for (const [protoName, f] of Object.entries(schema.fields)) {
-    byName.set(protoName, [protoName, f]);
-    byName.set(f.json, [protoName, f]);
-  }
+  const byName = fieldIndex(typeName, schema.fields);
   const out: Record<string, unknown> = {};
   const seen = new Map<string, string>();
   for (const [key, v] of Object.entries(value)) {

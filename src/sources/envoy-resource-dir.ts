@@ -1,7 +1,7 @@
 import type { Any } from '../proto/any.js';
 import { anyFromJson } from '../proto/any.js';
 import { toXdsResource, type XdsResource } from '../xds/snapshot.js';
-import { readYamlDocs } from './yaml-files.js';
+import { YamlTree, type YamlDoc } from './yaml-files.js';
 
 export interface ResourceError {
   file: string;
@@ -16,6 +16,14 @@ export interface ResourceLoad {
   errors: ResourceError[];
 }
 
+interface Parsed {
+  file: string;
+  index: number;
+  object?: string;
+  resource?: XdsResource;
+  error?: string;
+}
+
 function describe(value: unknown): string | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const v = value as Record<string, unknown>;
@@ -24,48 +32,50 @@ function describe(value: unknown): string | undefined {
   return type ? `${type}/${typeof name === 'string' ? name : '?'}` : undefined;
 }
 
+function parseDoc(doc: YamlDoc): Parsed {
+  const object = describe(doc.value);
+  const base = { file: doc.file, index: doc.index, object };
+  if (doc.error) return { ...base, error: `YAML: ${doc.error}` };
+  try {
+    const any: Any = anyFromJson(doc.value, object ?? `${doc.file}[${doc.index}]`);
+    return { ...base, resource: toXdsResource(any) };
+  } catch (e) {
+    return { ...base, error: (e as Error).message };
+  }
+}
+
 /**
  * A directory of Envoy resources written as proto3 JSON/YAML with "@type".
  * A document that turns bad keeps serving its last good version, so one typo
  * neither removes the resource from Envoy nor blocks the other documents.
  */
 export class EnvoyResourceDir {
-  private lastGood = new Map<string, Any>();
+  private readonly tree: YamlTree<Parsed>;
+  private lastGood = new Map<string, XdsResource>();
 
-  constructor(private readonly dir: string) {}
+  constructor(dir: string) {
+    this.tree = new YamlTree(dir, parseDoc);
+  }
 
   load(): ResourceLoad {
     const errors: ResourceError[] = [];
-    const good = new Map<string, Any>();
+    const good = new Map<string, XdsResource>();
     const byName = new Map<string, string>();
     const resources: XdsResource[] = [];
-    for (const doc of readYamlDocs(this.dir)) {
-      const key = `${doc.file}#${doc.index}`;
-      const where = `${doc.file}[${doc.index}]`;
-      let any: Any | undefined;
-      try {
-        if (doc.error) throw new Error(`YAML: ${doc.error}`);
-        any = anyFromJson(doc.value, describe(doc.value) ?? where);
-      } catch (e) {
-        errors.push({ file: doc.file, index: doc.index, object: describe(doc.value), message: (e as Error).message });
-        any = this.lastGood.get(key);
-      }
-      if (!any) continue;
-      let r: XdsResource;
-      try {
-        r = toXdsResource(any);
-      } catch (e) {
-        errors.push({ file: doc.file, index: doc.index, object: describe(doc.value), message: (e as Error).message });
-        continue;
-      }
+    for (const p of this.tree.read()) {
+      const key = `${p.file}#${p.index}`;
+      const where = `${p.file}[${p.index}]`;
+      if (p.error) errors.push({ file: p.file, index: p.index, object: p.object, message: p.error });
+      const r = p.resource ?? this.lastGood.get(key);
+      if (!r) continue;
       const id = `${r.typeUrl}/${r.name}`;
       const first = byName.get(id);
       if (first) {
-        errors.push({ file: doc.file, index: doc.index, object: describe(doc.value), message: `duplicate name "${r.name}": already defined at ${first}` });
+        errors.push({ file: p.file, index: p.index, object: p.object, message: `duplicate name "${r.name}": already defined at ${first}` });
         continue;
       }
       byName.set(id, where);
-      good.set(key, any);
+      good.set(key, r);
       resources.push(r);
     }
     this.lastGood = good;

@@ -24,27 +24,54 @@ function listFiles(dir: string): string[] {
   return out;
 }
 
-/** Every YAML document in files below `dir`, in a stable order; a document that does not parse carries its error. */
-export function readYamlDocs(path: string): YamlDoc[] {
-  const files = statSync(path).isDirectory() ? listFiles(path).sort() : [path];
-  const base = statSync(path).isDirectory() ? path : join(path, '..');
+export function parseYamlText(file: string, text: string): YamlDoc[] {
   const docs: YamlDoc[] = [];
-  for (const f of files) {
-    const file = relative(base, f);
-    let text: string;
-    try {
-      text = readFileSync(f, 'utf8');
-    } catch (e) {
-      docs.push({ file, index: 0, error: `cannot read: ${(e as Error).message}` });
-      continue;
+  parseAllDocuments(text).forEach((doc, index) => {
+    if (doc.errors.length) docs.push({ file, index, error: doc.errors.map((e) => e.message).join('; ') });
+    else {
+      const value = doc.toJS({ maxAliasCount: 100 });
+      if (value !== null && value !== undefined) docs.push({ file, index, value });
     }
-    parseAllDocuments(text).forEach((doc, index) => {
-      if (doc.errors.length) docs.push({ file, index, error: doc.errors.map((e) => e.message).join('; ') });
-      else {
-        const value = doc.toJS({ maxAliasCount: 100 });
-        if (value !== null && value !== undefined) docs.push({ file, index, value });
-      }
-    });
-  }
+  });
   return docs;
+}
+
+/**
+ * Reads the YAML files below a path (a directory, or one file) and maps each
+ * file's documents through `convert`. Files whose text is unchanged since the
+ * last read reuse their converted documents, so an edit costs one file.
+ */
+export class YamlTree<T> {
+  private cache = new Map<string, { text: string; items: T[] }>();
+
+  constructor(
+    private readonly path: string,
+    private readonly convert: (doc: YamlDoc) => T,
+  ) {}
+
+  read(): T[] {
+    const isDir = statSync(this.path).isDirectory();
+    const files = isDir ? listFiles(this.path).sort() : [this.path];
+    const base = isDir ? this.path : join(this.path, '..');
+    const next = new Map<string, { text: string; items: T[] }>();
+    const out: T[] = [];
+    for (const f of files) {
+      const file = relative(base, f);
+      let text: string;
+      try {
+        text = readFileSync(f, 'utf8');
+      } catch (e) {
+        // Deleted between listing and reading, or unreadable: report it as a document error.
+        const items = [this.convert({ file, index: 0, error: `cannot read: ${(e as Error).message}` })];
+        out.push(...items);
+        continue;
+      }
+      const hit = this.cache.get(file);
+      const entry = hit && hit.text === text ? hit : { text, items: parseYamlText(file, text).map(this.convert) };
+      next.set(file, entry);
+      out.push(...entry.items);
+    }
+    this.cache = next;
+    return out;
+  }
 }
