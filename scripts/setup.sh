@@ -2,6 +2,8 @@
 # Installs everything sluice needs, idempotently. Downloads and builds are cached
 # outside the clone, under $SLUICE_CACHE (default /var/cache/sluice).
 set -euo pipefail
+# scripts/test.sh has already set up; a test that runs the demo must not rebuild under the other suites.
+[ "${SLUICE_SETUP_DONE:-}" = 1 ] && exit 0
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${SLUICE_CACHE:-/var/cache/sluice}
 ENVOY_VERSION=1.40.0
