@@ -109,3 +109,19 @@ t.test('waitForAck resolves on ACK of the version by every stream of the node', 
   const v2 = set(edsCluster('a'), edsCluster('b'));
   await t.rejects(cache.waitForAck('raw', v2, 300), /did not ACK version/, 'times out while unanswered');
 });
+
+t.test('per-node snapshots: a node-specific snapshot overrides the shared one for that node only', async (t) => {
+  const { set, client, cache } = await serve(t);
+  set(edsCluster('shared'));
+  cache.setSnapshot('special', Snapshot.fromAnys([anyFromJson(edsCluster('mine'))]));
+  const plain = sotw(t, client);
+  plain.send(request({ node: { id: 'plain' } as any, typeUrl: TypeUrl.Cluster }));
+  const special = sotw(t, client);
+  special.send(request({ node: { id: 'special' } as any, typeUrl: TypeUrl.Cluster }));
+  t.same(names(await plain.nth(1)), ['shared']);
+  t.same(names(await special.nth(1)), ['mine']);
+  set(edsCluster('shared'), edsCluster('shared-2'));
+  t.same(names(await plain.nth(2)).sort(), ['shared', 'shared-2'], 'the shared update reaches the plain node');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(special.received.length, 1, 'and not the node with its own snapshot');
+});
