@@ -1,0 +1,10 @@
+/** What translators need besides the model; all of it decided outside them. */
+export interface TranslateContext {
+  /** The node whose Envoy is served (for nodeSelector). */
+  nodeName: string;
+  /**
+   * The loopback port for a listener that has no address of its own. Must return
+   * the same port for the same key on every call and across agent restarts.
+   */
+  proxyPort(listenerKey: string): number;
+}

@@ -1,0 +1,37 @@
+import type { Any } from '../proto/any.js';
+import type { Origin } from '../model/model.js';
+
+/** A problem with one object, pointing at the field responsible. */
+export interface TranslationIssue {
+  /** "Kind ns/name". */
+  object: string;
+  origin?: Origin;
+  /** Path into the object, e.g. spec.resources[1].filter_chains[0]. */
+  field: string;
+  message: string;
+}
+
+/** Service traffic the datapath should steer into a node-local Envoy listener. */
+export interface ServiceRedirect {
+  /** "ns/name" of the Service. */
+  service: string;
+  /** The Service port redirected; undefined means every port. */
+  port?: number;
+  listener: string;
+  proxyPort: number;
+}
+
+/** What one source object translates to. Objects translate independently, so one bad object costs only itself. */
+export interface ObjectTranslation {
+  /** "Kind ns/name" of the source object. */
+  object: string;
+  resources: Any[];
+  redirects: ServiceRedirect[];
+  issues: TranslationIssue[];
+}
+
+/** Formats an issue for logs and CLI output: file, object, field, message. */
+export function formatIssue(i: TranslationIssue): string {
+  const where = i.origin?.file ? `${i.origin.file}${i.origin.index !== undefined ? `[${i.origin.index}]` : ''}: ` : '';
+  return `${where}${i.object}: ${i.field}: ${i.message}`;
+}
