@@ -1,6 +1,12 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
-import { Agent } from './agent.js';
+import { Agent } from './agent/agent.js';
+import { ProxyPorts } from './agent/proxy-ports.js';
+import { KubeYamlDir } from './sources/kube-yaml-dir.js';
+import { assemble, translateModel } from './translate/assemble.js';
+import { formatIssue } from './translate/output.js';
+import { anyToJson } from './proto/any.js';
+import { SERVED_TYPES } from './xds/resource-types.js';
 import { renderBootstrap } from './envoy/bootstrap.js';
 import { createLogger } from './log.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
@@ -26,16 +32,45 @@ program
     process.stdout.write(o.output === 'json' ? JSON.stringify(b, null, 2) + '\n' : stringify(b));
   });
 
+function source(v: string, prior: string[] = []): string[] {
+  const m = /^dir:(.+)$/.exec(v);
+  if (!m) throw new InvalidArgumentError('want dir:PATH (a directory of Kubernetes YAML)');
+  return [...prior, m[1]];
+}
+
+function portRange(v: string): [number, number] {
+  const m = /^(\d+)-(\d+)$/.exec(v);
+  const [lo, hi] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(lo >= 1024 && hi <= 65535 && lo <= hi)) throw new InvalidArgumentError('want LOW-HIGH within 1024-65535');
+  return [lo, hi];
+}
+
+const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's node id)").default(process.env.NODE_NAME ?? 'sluice-node');
+
 program
   .command('agent')
-  .description('serve xDS to the node\'s Envoy')
-  .requiredOption('--resources <dir>', 'directory of Envoy resources (YAML/JSON with @type), watched for changes')
+  .description("serve xDS to the node's Envoy")
+  .option('--source <dir:PATH>', 'Kubernetes YAML to translate (repeatable), watched for changes', source)
+  .option('--resources <dir>', 'also serve a directory of raw Envoy resources (YAML/JSON with @type), watched for changes')
+  .addOption(nodeOption())
   .option('--socket <path>', 'unix socket to serve xDS on', DEFAULT_SOCKET_PATH)
   .option('--tcp <host:port>', 'also serve xDS over TCP, e.g. 127.0.0.1:18000')
+  .option('--state-dir <dir>', 'state kept across restarts (proxy ports)', '/var/lib/sluice')
+  .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.SLUICE_LOG_LEVEL ?? 'info')
   .action(async (o) => {
+    if (!o.source && !o.resources) throw new InvalidArgumentError('give --source dir:PATH and/or --resources DIR');
     const log = createLogger(o.logLevel);
-    const agent = new Agent({ resourcesDir: o.resources, socketPath: o.socket, tcpAddress: o.tcp, log });
+    const agent = new Agent({
+      nodeName: o.node,
+      kubeDirs: o.source,
+      resourceDirs: o.resources ? [o.resources] : [],
+      socketPath: o.socket,
+      tcpAddress: o.tcp,
+      stateDir: o.stateDir,
+      proxyPortRange: o.proxyPorts,
+      log,
+    });
     await agent.start();
     const stop = async (signal: string) => {
       log.info({ signal }, 'stopping');
@@ -44,6 +79,29 @@ program
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+  });
+
+program
+  .command('translate')
+  .description('print the Envoy resources the agent would serve a node, without starting anything')
+  .requiredOption('-f, --filename <path>', 'a file or directory of Kubernetes YAML (repeatable)', (v: string, p: string[] = []) => [...p, v])
+  .addOption(nodeOption())
+  .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
+  .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
+  .action((o) => {
+    const { model, issues: readIssues } = new KubeYamlDir(o.filename).read();
+    const ports = new ProxyPorts(undefined, o.proxyPorts);
+    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.portFor(k) }));
+    const grouped: Record<string, unknown[]> = {};
+    for (const type of SERVED_TYPES) {
+      const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));
+      if (list.length) grouped[type.split('/').pop()!] = list;
+    }
+    const out = { resources: grouped, redirects };
+    process.stdout.write(o.output === 'json' ? JSON.stringify(out, null, 2) + '\n' : stringify(out));
+    const all = [...readIssues, ...issues];
+    for (const i of all) process.stderr.write(`error: ${formatIssue(i)}\n`);
+    if (all.length) process.exitCode = 1;
   });
 
 program.parseAsync(process.argv).catch((e: Error) => {

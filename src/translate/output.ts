@@ -28,6 +28,11 @@ export interface ObjectTranslation {
   resources: Any[];
   redirects: ServiceRedirect[];
   issues: TranslationIssue[];
+  /**
+   * The object itself is invalid (not merely pointing at something missing):
+   * the agent keeps serving its last good translation instead.
+   */
+  rejected?: boolean;
 }
 
 /** Formats an issue for logs and CLI output: file, object, field, message. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
-import { Agent } from '../../src/agent.js';
+import { Agent } from '../../src/agent/agent.js';
 import { renderBootstrap, type AdsFlavour } from '../../src/envoy/bootstrap.js';
 
 export interface TestAgent {
@@ -23,7 +23,20 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-export async function startAgent(t: Teardown, files: Record<string, object[]> = {}, opts: { tcp?: boolean } = {}): Promise<TestAgent> {
+export interface StartOptions {
+  tcp?: boolean;
+  /** The files are Kubernetes YAML (--source dir:) rather than raw Envoy resources. */
+  kube?: boolean;
+  nodeName?: string;
+}
+
+/** A port range for listeners without an address, unlikely to meet another test's. */
+function proxyPortRange(): [number, number] {
+  const base = 20000 + Math.floor(Math.random() * 100) * 100;
+  return [base, base + 99];
+}
+
+export async function startAgent(t: Teardown, files: Record<string, object[]> = {}, opts: StartOptions = {}): Promise<TestAgent> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-agent-'));
   const resources = join(dir, 'resources');
   const socketPath = join(dir, 'run', 'xds.sock');
@@ -42,7 +55,10 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
   mkdirSync(resources);
   for (const [f, docs] of Object.entries(files)) write(f, docs);
   const agent = new Agent({
-    resourcesDir: resources,
+    nodeName: opts.nodeName ?? 'test-node',
+    ...(opts.kube ? { kubeDirs: [resources] } : { resourceDirs: [resources] }),
+    stateDir: join(dir, 'state'),
+    proxyPortRange: proxyPortRange(),
     socketPath,
     tcpAddress: opts.tcp ? '127.0.0.1:0' : undefined,
     log: pino({ level: 'trace' }, sink),

@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// CiliumEnvoyConfig at scale: N CECs (each a listener on its own proxy port,
+// a route, an EDS cluster and a backend Service), in Kubernetes YAML read by
+// the agent. Measures the initial sync to Envoy, the time from editing one
+// CEC among N to Envoy's ACK, and memory; over SotW and delta.
+//
+//   node bench/cec-scale.mjs [--sizes 100,1000,5000] [--changes 7]
+import { checkPrerequisites, col, flags, machine, median, rssMiB, until, withAgentAndEnvoy, writeYaml } from './lib.mjs';
+
+const opts = flags({ sizes: '100,1000,5000', changes: '7' });
+const sizes = opts.sizes.split(',').map(Number);
+const changes = Number(opts.changes);
+const PER_FILE = 50;
+const T = 'type.googleapis.com/';
+const TYPES = ['envoy.config.listener.v3.Listener', 'envoy.config.route.v3.RouteConfiguration', 'envoy.config.cluster.v3.Cluster', 'envoy.config.endpoint.v3.ClusterLoadAssignment'];
+checkPrerequisites();
+
+function objects(i, timeout = '2s') {
+  const svc = `svc-${i}`;
+  return [
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: svc, namespace: 'bench' }, spec: { clusterIP: `10.97.${i >> 8}.${i & 255}`, ports: [{ name: 'http', port: 80 }] } },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: `${svc}-1`, namespace: 'bench', labels: { 'kubernetes.io/service-name': svc } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: 8080 }],
+      endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
+    },
+    {
+      apiVersion: 'cilium.io/v2',
+      kind: 'CiliumEnvoyConfig',
+      metadata: { name: `cec-${i}`, namespace: 'bench' },
+      spec: {
+        services: [{ name: svc }],
+        backendServices: [{ name: svc }],
+        resources: [
+          {
+            '@type': `${T}envoy.config.listener.v3.Listener`,
+            name: 'l',
+            filter_chains: [
+              {
+                filters: [
+                  {
+                    name: 'hcm',
+                    typed_config: {
+                      '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
+                      stat_prefix: `cec-${i}`,
+                      rds: { route_config_name: 'r' },
+                      http_filters: [{ name: 'router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+          {
+            '@type': `${T}envoy.config.route.v3.RouteConfiguration`,
+            name: 'r',
+            virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: `bench/${svc}:80`, timeout: timeout } }] }],
+          },
+          { '@type': `${T}envoy.config.cluster.v3.Cluster`, name: `bench/${svc}:80`, type: 'EDS', connect_timeout: '1s' },
+        ],
+      },
+    },
+  ];
+}
+
+function writeFile(dir, f, n, tweak) {
+  const docs = [];
+  for (let i = f * PER_FILE; i < Math.min(n, (f + 1) * PER_FILE); i++) docs.push(...objects(i, tweak?.(i)));
+  writeYaml(dir, `f${f}.yaml`, docs);
+}
+
+async function run(ads, n) {
+  return withAgentAndEnvoy(
+    {
+      ads,
+      agentArgs: (data) => ['--source', `dir:${data}`, '--proxy-ports', '30000-39999'],
+      setup: (data) => {
+        for (let f = 0; f < Math.ceil(n / PER_FILE); f++) writeFile(data, f, n);
+      },
+    },
+    async (h) => {
+      const v1 = h.latestVersion();
+      const t0 = performance.now();
+      h.startEnvoy();
+      await until(() => h.ackedAll(v1, TYPES), 600_000, `initial sync of ${n} CECs`);
+      const initial = performance.now() - t0;
+      const times = [];
+      for (let c = 0; c < changes; c++) {
+        const target = (c * 7919) % n;
+        // A route-only edit: RDS for one CEC changes, nothing else.
+        times.push(await h.change(() => writeFile(h.data, Math.floor(target / PER_FILE), n, (i) => (i === target ? `${3 + c}s` : undefined)), [TYPES[1]]));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return { ads, n, initial, p50: median(times), max: Math.max(...times), agentRss: rssMiB(h.agentPid()), agentPeak: rssMiB(h.agentPid(), 'VmHWM'), envoyRss: rssMiB(h.envoyPid()) };
+    },
+  );
+}
+
+const rows = [];
+for (const n of sizes)
+  for (const ads of ['sotw', 'delta']) {
+    process.stderr.write(`bench: ${ads} with ${n} CECs...\n`);
+    rows.push(await run(ads, n));
+  }
+
+console.log(`\nCiliumEnvoyConfig scale: edit one CEC's route among N -> Envoy ACK (${changes} edits; ${machine()})`);
+console.log('ads        CECs  initial-sync-ms  edit-p50-ms  edit-max-ms  agent-rss-MiB  agent-peak-MiB  envoy-rss-MiB');
+for (const r of rows)
+  console.log(`${r.ads.padEnd(6)} ${col(r.n, 7)} ${col(r.initial, 16)} ${col(r.p50, 12, 1)} ${col(r.max, 12, 1)} ${col(r.agentRss, 14, 1)} ${col(r.agentPeak, 15, 1)} ${col(r.envoyRss, 14, 1)}`);
+console.log('\nratios, delta / sotw, and edit time at N / at the smallest N (growth with scale)');
+console.log('    CECs  edit-delta/sotw  sotw-growth  delta-growth');
+const base = (ads) => rows.find((r) => r.n === sizes[0] && r.ads === ads).p50;
+for (const n of sizes) {
+  const s = rows.find((r) => r.n === n && r.ads === 'sotw');
+  const d = rows.find((r) => r.n === n && r.ads === 'delta');
+  console.log(`${col(n, 8)} ${col(d.p50 / s.p50, 16, 2)} ${col(s.p50 / base('sotw'), 12, 2)} ${col(d.p50 / base('delta'), 13, 2)}`);
+}

@@ -1,0 +1,143 @@
+// Shared plumbing for the benches: the agent and a real Envoy as child
+// processes, the agent's JSON log as the clock for publishes and ACKs.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { stringify } from 'yaml';
+
+export const root = new URL('..', import.meta.url).pathname;
+export const envoyBin = process.env.SLUICE_ENVOY ?? `${process.env.SLUICE_CACHE ?? '/var/cache/sluice'}/bin/envoy`;
+
+export function checkPrerequisites() {
+  if (!existsSync(envoyBin)) throw new Error(`no Envoy at ${envoyBin}; run scripts/setup.sh`);
+  if (!existsSync(join(root, 'dist/cli.js'))) throw new Error('dist/ is not built; run scripts/setup.sh');
+}
+
+/** --name=value or --name value flags. */
+export function flags(defaults) {
+  const out = { ...defaults };
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--([^=]+)(?:=(.*))?$/.exec(argv[i]);
+    if (m) out[m[1]] = m[2] ?? argv[++i];
+  }
+  return out;
+}
+
+export function machine() {
+  return `node ${process.version}, ${cpus()[0].model.trim()}, ${cpus().length} cores`;
+}
+
+export function writeYaml(dir, file, docs) {
+  const tmp = join(dir, `.${file}.tmp`);
+  writeFileSync(tmp, docs.map((d) => stringify(d)).join('---\n'));
+  renameSync(tmp, join(dir, file));
+}
+
+export function rssMiB(pid, field = 'VmRSS') {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function spawnLines(cmd, argv, onLine) {
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let buf = '';
+  child.stderr.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      onLine?.(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+  });
+  return child;
+}
+
+async function stop(child) {
+  const alive = () => child.exitCode === null && !child.signalCode;
+  if (!alive()) return;
+  child.kill('SIGTERM');
+  for (let i = 0; i < 60 && alive(); i++) await sleep(50);
+  if (alive()) child.kill('SIGKILL');
+}
+
+export async function until(pred, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(2);
+  }
+}
+
+/**
+ * Runs the agent (with `agentArgs`) and an Envoy on `ads`, calls `body` with a
+ * handle, and stops both by PID afterwards, whatever happens.
+ */
+export async function withAgentAndEnvoy({ ads, agentArgs, setup }, body) {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+  const data = join(dir, 'data');
+  mkdirSync(data);
+  await setup(data);
+  const socket = join(dir, 'xds.sock');
+  const acked = new Map();
+  const published = [];
+  const agent = spawnLines(
+    process.execPath,
+    [join(root, 'bin/sluice.js'), 'agent', ...agentArgs(data), '--node', 'bench', '--socket', socket, '--state-dir', join(dir, 'state'), '--log-level', 'debug'],
+    (line) => {
+      let l;
+      try {
+        l = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (l.msg === 'ACK') acked.set(l.type, Math.max(acked.get(l.type) ?? 0, l.version));
+      else if (l.msg === 'snapshot published') published.push({ version: l.version, at: performance.now() });
+      else if (l.level >= 50) process.stderr.write(`agent: ${line}\n`);
+    },
+  );
+  let envoy;
+  try {
+    await until(() => existsSync(socket) && published.length > 0, 120_000, 'agent start');
+    const bootstrap = join(dir, 'bootstrap.json');
+    const out = await new Promise((res, rej) => {
+      let s = '';
+      const p = spawn(process.execPath, [join(root, 'bin/sluice.js'), 'bootstrap', '-o', 'json', '--node', 'bench', '--ads', ads, '--socket', socket, '--admin-port', '0']);
+      p.stdout.on('data', (d) => (s += d));
+      p.on('exit', (c) => (c === 0 ? res(s) : rej(new Error('sluice bootstrap failed'))));
+    });
+    writeFileSync(bootstrap, out);
+    const h = {
+      data,
+      published,
+      latestVersion: () => published.at(-1).version,
+      /** ACKed at least `version` for every type in `types`. */
+      ackedAll: (version, types) => types.every((t) => (acked.get(`type.googleapis.com/${t}`) ?? 0) >= version),
+      agentPid: () => agent.pid,
+      envoyPid: () => envoy.pid,
+      startEnvoy: () => {
+        envoy = spawnLines(envoyBin, ['-c', bootstrap, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'error', '--admin-address-path', join(dir, 'admin')]);
+      },
+      /** Writes, waits for the agent to publish, then for Envoy to ACK `types`; returns ms. */
+      async change(write, types, timeoutMs = 60_000) {
+        const before = published.length;
+        const start = performance.now();
+        write();
+        await until(() => published.length > before, timeoutMs, 'the agent to publish');
+        const v = published.at(-1).version;
+        await until(() => h.ackedAll(v, types), timeoutMs, `Envoy to ACK version ${v}`);
+        return performance.now() - start;
+      },
+    };
+    return await body(h);
+  } finally {
+    if (envoy) await stop(envoy);
+    await stop(agent);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+export const col = (x, w, d = 0) => (typeof x === 'number' ? x.toFixed(d) : String(x)).padStart(w);

@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+import { Model } from '../model/model.js';
+import { EnvoyResourceDir } from '../sources/envoy-resource-dir.js';
+import { KubeYamlDir } from '../sources/kube-yaml-dir.js';
+import type { ModelSource, ModelUpdate } from '../sources/source.js';
+import { watchDir } from '../sources/watch-dir.js';
+import { assemble, translateModel } from '../translate/assemble.js';
+import { formatIssue, type ObjectTranslation, type ServiceRedirect, type TranslationIssue } from '../translate/output.js';
+import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
+import { toXdsResource } from '../xds/snapshot.js';
+import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
+import { LastGood } from './last-good.js';
+import { DEFAULT_PROXY_PORT_RANGE, ProxyPorts } from './proxy-ports.js';
+
+export interface AgentOptions {
+  /** This node's name; its Envoy's node id. */
+  nodeName: string;
+  /** Directories (or files) of Kubernetes YAML. */
+  kubeDirs?: string[];
+  /** A model source other than YAML files, e.g. the Kubernetes API. */
+  source?: ModelSource;
+  /** Directories of raw Envoy resources (proto3 JSON/YAML with @type). */
+  resourceDirs?: string[];
+  socketPath?: string;
+  tcpAddress?: string;
+  /** Where the agent keeps state across restarts (proxy ports). */
+  stateDir?: string;
+  proxyPortRange?: [number, number];
+  log: Logger;
+  watch?: boolean;
+  /** How long to wait for the node's Envoy to ACK a version before giving up on it. */
+  ackTimeoutMs?: number;
+}
+
+const RAW_RESOURCES = 'Envoy resources directory';
+
+function fingerprint(u: ObjectTranslation): string {
+  const h = createHash('sha256');
+  for (const r of u.resources) h.update(r.typeUrl).update(r.value);
+  return h.digest('base64url');
+}
+
+/** Serves the node's Envoy what the sources say, re-translating when they change. */
+export class Agent {
+  readonly cache = new SnapshotCache();
+  private readonly server: XdsServer;
+  private readonly sources: ModelSource[] = [];
+  private readonly rawDirs: EnvoyResourceDir[];
+  private readonly unwatch: (() => void)[] = [];
+  private readonly proxyPorts: ProxyPorts;
+  private readonly lastGood = new LastGood();
+  private model = Model.empty();
+  private sourceIssues: TranslationIssue[] = [];
+  private rawUnit: ObjectTranslation | undefined;
+  private version = 0;
+  private units = new Map<string, ObjectTranslation>();
+  private acked = new Map<string, ObjectTranslation>();
+  private ackedVersion = 0;
+  /** Objects whose current translation the node rejected: served as last accepted until they change. */
+  private readonly nacked = new Map<string, { fingerprint: string; message: string }>();
+  private loggedIssues = new Set<string>();
+  private currentRedirects: ServiceRedirect[] = [];
+
+  constructor(private readonly opts: AgentOptions) {
+    this.server = new XdsServer({ cache: this.cache, log: opts.log, socketPath: opts.socketPath, tcpAddress: opts.tcpAddress });
+    if (opts.kubeDirs?.length) this.sources.push(new KubeYamlDir(opts.kubeDirs));
+    if (opts.source) this.sources.push(opts.source);
+    this.rawDirs = (opts.resourceDirs ?? []).map((d) => new EnvoyResourceDir(d));
+    this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, opts.proxyPortRange ?? DEFAULT_PROXY_PORT_RANGE);
+  }
+
+  get currentVersion(): number {
+    return this.version;
+  }
+
+  /** Service traffic to steer into Envoy, as of the current version. */
+  get redirects(): readonly ServiceRedirect[] {
+    return this.currentRedirects;
+  }
+
+  async start(): Promise<XdsServerAddresses> {
+    this.readRaw(false);
+    for (const s of this.sources) await s.start((u) => this.onModel(u));
+    if (this.sources.length === 0) this.publish();
+    const addresses = await this.server.start();
+    if (this.opts.watch !== false)
+      for (const d of this.opts.resourceDirs ?? []) this.unwatch.push(watchDir(d, () => this.readRaw(true)));
+    return addresses;
+  }
+
+  private onModel(u: ModelUpdate): void {
+    this.model = u.model;
+    this.sourceIssues = u.issues;
+    this.publish();
+  }
+
+  private readRaw(publish: boolean): void {
+    if (this.rawDirs.length === 0) return;
+    const resources = [];
+    const issues: TranslationIssue[] = [];
+    for (const d of this.rawDirs) {
+      const load = d.load();
+      resources.push(...load.resources.map((r) => r.any));
+      for (const e of load.errors) issues.push({ object: e.object ?? `${e.file}[${e.index}]`, origin: { file: e.file, index: e.index }, field: '', message: e.message });
+    }
+    this.rawUnit = { object: RAW_RESOURCES, resources, redirects: [], issues };
+    if (publish) this.publish();
+  }
+
+  /** Translates the current model and publishes a snapshot; returns its version. */
+  publish(): number {
+    const { log } = this.opts;
+    try {
+      const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.portFor(k) };
+      let units = this.lastGood.apply(translateModel(this.model, ctx));
+      if (this.rawUnit) units.push(this.rawUnit);
+      units = units.map((u) => this.holdBackNacked(u));
+      const { snapshot, redirects, issues } = assemble(units);
+      this.reportIssues([...this.sourceIssues, ...issues]);
+      this.units = new Map(units.map((u) => [u.object, u]));
+      this.version = this.cache.setSnapshot(ANY_NODE, snapshot);
+      this.currentRedirects = redirects;
+      log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length }, 'snapshot published');
+      this.followAck(this.version, this.units);
+    } catch (e) {
+      log.error({ err: e }, 'publish failed; the previous snapshot keeps serving');
+    }
+    return this.version;
+  }
+
+  private holdBackNacked(u: ObjectTranslation): ObjectTranslation {
+    const bad = this.nacked.get(u.object);
+    if (!bad) return u;
+    if (bad.fingerprint !== fingerprint(u)) {
+      this.nacked.delete(u.object);
+      return u;
+    }
+    const accepted = this.acked.get(u.object);
+    const issue = { object: u.object, field: 'resources', message: `Envoy rejected this config, so its last accepted version keeps serving: ${bad.message}` };
+    return { ...(accepted ?? { ...u, resources: [], redirects: [] }), issues: [...u.issues, issue] };
+  }
+
+  private followAck(version: number, units: Map<string, ObjectTranslation>): void {
+    this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).then(
+      () => {
+        if (version === this.version || version > this.ackedVersion) {
+          this.ackedVersion = version;
+          this.acked = units;
+        }
+      },
+      (e: unknown) => {
+        if (!(e instanceof NackError) || version !== this.version) return;
+        this.rollBack(e, units);
+      },
+    );
+  }
+
+  /**
+   * The node rejected the newest version. Blame the objects that changed since
+   * the version it last accepted (narrowed to those Envoy's message names), and
+   * serve their last accepted translations until they change again.
+   */
+  private rollBack(e: NackError, units: Map<string, ObjectTranslation>): void {
+    const changed = [...units.values()].filter((u) => {
+      const prior = this.acked.get(u.object);
+      return !prior || fingerprint(prior) !== fingerprint(u);
+    });
+    const named = changed.filter((u) => u.resources.some((r) => e.nack.message.includes(toXdsResource(r).name)));
+    const culprits = named.length ? named : changed;
+    for (const u of culprits) this.nacked.set(u.object, { fingerprint: fingerprint(u), message: e.nack.message });
+    this.opts.log.error({ node: e.nack.nodeId, objects: culprits.map((u) => u.object), error: e.nack.message }, 'Envoy rejected config; rolling these objects back to their last accepted version');
+    if (culprits.length) this.publish();
+  }
+
+  private reportIssues(issues: TranslationIssue[]): void {
+    const now = new Set(issues.map(formatIssue));
+    for (const i of issues) {
+      const text = formatIssue(i);
+      if (!this.loggedIssues.has(text)) this.opts.log.error({ object: i.object, file: i.origin?.file, document: i.origin?.index, field: i.field, error: i.message }, text);
+    }
+    this.loggedIssues = now;
+  }
+
+  /** The issues of the current version, formatted. */
+  issues(): string[] {
+    return [...this.loggedIssues];
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.unwatch) u();
+    for (const s of this.sources) await s.stop();
+    await this.server.stop();
+  }
+}

@@ -1,0 +1,56 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export const DEFAULT_PROXY_PORT_RANGE: [number, number] = [13000, 13999];
+
+/**
+ * Node-local proxy ports for listeners that have no address. A key keeps its
+ * port for as long as the state file lives, so Envoy's listeners (and the BPF
+ * redirects pointing at them) survive agent restarts unchanged.
+ */
+export class ProxyPorts {
+  private readonly byKey = new Map<string, number>();
+  private readonly used = new Set<number>();
+
+  constructor(
+    private readonly stateFile: string | undefined,
+    private readonly range: [number, number] = DEFAULT_PROXY_PORT_RANGE,
+  ) {
+    if (!stateFile) return;
+    let saved: Record<string, number> = {};
+    try {
+      saved = JSON.parse(readFileSync(stateFile, 'utf8'));
+    } catch {
+      /* first start, or unreadable: start afresh */
+    }
+    for (const [k, p] of Object.entries(saved)) if (Number.isInteger(p) && p >= range[0] && p <= range[1] && !this.used.has(p)) this.remember(k, p);
+  }
+
+  private remember(key: string, port: number): void {
+    this.byKey.set(key, port);
+    this.used.add(port);
+  }
+
+  portFor(key: string): number {
+    const known = this.byKey.get(key);
+    if (known !== undefined) return known;
+    const [lo, hi] = this.range;
+    const size = hi - lo + 1;
+    if (this.used.size >= size) throw new Error(`proxy port range ${lo}-${hi} is exhausted`);
+    // Start from a hash of the key so that, even without the state file, ports rarely move.
+    let port = lo + (createHash('sha256').update(key).digest().readUInt32BE(0) % size);
+    while (this.used.has(port)) port = port === hi ? lo : port + 1;
+    this.remember(key, port);
+    this.save();
+    return port;
+  }
+
+  private save(): void {
+    if (!this.stateFile) return;
+    mkdirSync(dirname(this.stateFile), { recursive: true });
+    const tmp = `${this.stateFile}.tmp`;
+    writeFileSync(tmp, JSON.stringify(Object.fromEntries(this.byKey), null, 1));
+    renameSync(tmp, this.stateFile);
+  }
+}

@@ -1,0 +1,55 @@
+import { Model } from '../model/model.js';
+import { describeObject, objectKey } from '../model/objects.js';
+import type { TranslationIssue } from '../translate/output.js';
+import { checkKubeObject, type Checked } from './kube-objects.js';
+import type { ModelSource, ModelUpdate } from './source.js';
+import { watchDir } from './watch-dir.js';
+import { YamlTree, type YamlDoc } from './yaml-files.js';
+
+function checkDoc(doc: YamlDoc): Checked {
+  const origin = { file: doc.file, index: doc.index };
+  if (doc.error) return { issue: { object: `${doc.file}[${doc.index}]`, origin, field: '', message: `YAML: ${doc.error}` } };
+  return checkKubeObject(doc.value, origin);
+}
+
+/** Kubernetes YAML from files: the standalone source. Each read yields a whole new model. */
+export class KubeYamlDir implements ModelSource {
+  private readonly trees: YamlTree<Checked>[];
+  private unwatch: (() => void)[] = [];
+
+  constructor(private readonly paths: string[]) {
+    this.trees = paths.map((p) => new YamlTree(p, checkDoc));
+  }
+
+  read(): ModelUpdate {
+    const issues: TranslationIssue[] = [];
+    const objects = [];
+    const seen = new Map<string, string>();
+    for (const tree of this.trees) {
+      for (const c of tree.read()) {
+        if ('issue' in c) issues.push(c.issue);
+        if (!('object' in c)) continue;
+        const id = `${c.object.kind}/${objectKey(c.object)}`;
+        const where = `${c.origin.file}[${c.origin.index}]`;
+        const first = seen.get(id);
+        if (first) {
+          issues.push({ object: describeObject(c.object), origin: c.origin, field: 'metadata.name', message: `defined twice; the first, at ${first}, wins` });
+          continue;
+        }
+        seen.set(id, where);
+        objects.push(c);
+      }
+    }
+    return { model: Model.from(objects), issues };
+  }
+
+  async start(onChange: (u: ModelUpdate) => void): Promise<void> {
+    onChange(this.read());
+    this.unwatch = this.paths.map((p) => watchDir(p, () => onChange(this.read())));
+  }
+
+  async stop(): Promise<void> {
+    for (const u of this.unwatch) u();
+    this.unwatch = [];
+  }
+}

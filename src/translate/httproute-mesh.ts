@@ -1,0 +1,290 @@
+// Gateway API HTTPRoute (gateway.networking.k8s.io/v1, Gateway API v1.2) in
+// mesh mode (GAMMA): routes whose parent is a Service. Every Service port with
+// routes attached gets a node-local listener and one RouteConfiguration that
+// merges all its routes in Gateway API precedence order, ending in a 404 for
+// requests no rule matches. The Service's traffic is redirected there.
+import type { Model } from '../model/model.js';
+import type { HTTPBackendRef, HTTPHeaderFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, Service, ServicePort } from '../model/objects.js';
+import { describeObject } from '../model/objects.js';
+import { anyFromJson } from '../proto/any.js';
+import { fromProtoJson, ProtoJsonError } from '../proto/json.js';
+import { backendClusterName, edsCluster, findServicePort, loadAssignment, readyBackends } from './backends.js';
+import type { TranslateContext } from './context.js';
+import type { ObjectTranslation, TranslationIssue } from './output.js';
+
+type Json = Record<string, any>;
+const T = 'type.googleapis.com/';
+const isCoreService = (group: string | undefined, kind: string | undefined) => (group ?? '') in { '': 1, core: 1 } && (kind ?? 'Service') === 'Service';
+
+interface Backend {
+  svc: Service;
+  port: ServicePort;
+  cluster: string;
+}
+
+/** One Envoy route, with what it takes to order it among routes of other HTTPRoutes. */
+interface Entry {
+  route: Json;
+  key: (number | string)[];
+  backends: Backend[];
+}
+
+interface Attachment {
+  svc: Service;
+  port: ServicePort;
+  entries: Entry[];
+}
+
+export function translateHttpRoutes(model: Model, ctx: TranslateContext): ObjectTranslation[] {
+  const units: ObjectTranslation[] = [];
+  const attached = new Map<string, Attachment>();
+  for (const route of model.httpRoutes()) {
+    const object = describeObject(route);
+    const origin = model.originOf(route);
+    const issues: TranslationIssue[] = [];
+    const problem = (field: string, message: string) => issues.push({ object, origin, field, message });
+    const parents = serviceParents(model, route, problem);
+    if (parents.length) {
+      const entries = routeEntries(model, route, problem);
+      for (const { svc, port } of parents) {
+        const key = `${svc.metadata.namespace}/${svc.metadata.name}:${port.port}`;
+        const a = attached.get(key) ?? { svc, port, entries: [] };
+        a.entries.push(...entries);
+        attached.set(key, a);
+      }
+    }
+    units.push({ object, resources: [], redirects: [], issues });
+  }
+  for (const [key, a] of [...attached].sort(([x], [y]) => (x < y ? -1 : 1))) units.push(serviceUnit(model, ctx, key, a));
+  return units;
+}
+
+function serviceParents(model: Model, route: HTTPRoute, problem: (f: string, m: string) => void): { svc: Service; port: ServicePort }[] {
+  const out: { svc: Service; port: ServicePort }[] = [];
+  (route.spec.parentRefs ?? []).forEach((p, i) => {
+    // Parents that are Gateways belong to a gateway implementation, not the mesh.
+    if (!isCoreService(p.group, p.kind ?? 'Gateway')) return;
+    const ns = p.namespace ?? route.metadata.namespace ?? 'default';
+    const svc = model.service(ns, p.name);
+    if (!svc) return problem(`spec.parentRefs[${i}]`, `Service ${ns}/${p.name} not found`);
+    const ports = p.port === undefined ? (svc.spec.ports ?? []) : (svc.spec.ports ?? []).filter((sp) => sp.port === p.port);
+    if (!ports.length) return problem(`spec.parentRefs[${i}].port`, `Service ${ns}/${p.name} has no port ${p.port ?? ''}`.trim());
+    for (const port of ports) out.push({ svc, port });
+  });
+  return out;
+}
+
+function routeEntries(model: Model, route: HTTPRoute, problem: (f: string, m: string) => void): Entry[] {
+  const entries: Entry[] = [];
+  const age = route.metadata.creationTimestamp ?? '9999';
+  const id = `${route.metadata.namespace}/${route.metadata.name}`;
+  (route.spec.rules ?? []).forEach((rule, ri) => {
+    const field = `spec.rules[${ri}]`;
+    const backends = ruleBackends(model, route, rule, field, problem);
+    const matches: HTTPRouteMatch[] = rule.matches?.length ? rule.matches : [{ path: { type: 'PathPrefix', value: '/' } }];
+    matches.forEach((m, mi) => {
+      const envoyRoute = { match: envoyMatch(m), ...ruleAction(rule, m, backends, `${field}`, problem) };
+      try {
+        fromProtoJson('envoy.config.route.v3.Route', envoyRoute, `${field}.matches[${mi}]`);
+      } catch (e) {
+        problem(e instanceof ProtoJsonError ? e.path : field, e instanceof ProtoJsonError ? e.detail : (e as Error).message);
+        return;
+      }
+      entries.push({ route: envoyRoute, key: [...precedence(m), age, id, ri, mi], backends: backends.filter((b): b is Backend => 'svc' in b) });
+    });
+  });
+  return entries;
+}
+
+/** Gateway API precedence: exact path, then longest prefix, then method, header count, query count. */
+function precedence(m: HTTPRouteMatch): number[] {
+  const type = m.path?.type ?? 'PathPrefix';
+  const value = m.path?.value ?? '/';
+  // Regular expressions are implementation-specific: after exact paths, before any prefix that could shadow them.
+  const rank = type === 'Exact' ? 0 : type === 'RegularExpression' ? 1 : 2;
+  return [rank, type === 'PathPrefix' ? -value.length : 0, m.method ? 0 : 1, -(m.headers?.length ?? 0), -(m.queryParams?.length ?? 0)];
+}
+
+function compareKeys(a: (number | string)[], b: (number | string)[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+  return 0;
+}
+
+function stringMatch(type: string | undefined, value: string): Json {
+  return type === 'RegularExpression' ? { safe_regex: { regex: value } } : { exact: value };
+}
+
+function envoyMatch(m: HTTPRouteMatch): Json {
+  const out: Json = {};
+  const value = m.path?.value ?? '/';
+  switch (m.path?.type ?? 'PathPrefix') {
+    case 'Exact':
+      out.path = value;
+      break;
+    case 'RegularExpression':
+      out.safe_regex = { regex: value };
+      break;
+    default: {
+      // Gateway prefixes match whole path elements: /api matches /api and /api/x, not /apiary.
+      const trimmed = value.replace(/\/+$/, '');
+      if (trimmed === '') out.prefix = '/';
+      else out.path_separated_prefix = trimmed;
+    }
+  }
+  const headers = (m.headers ?? []).map((h) => ({ name: h.name.toLowerCase(), string_match: stringMatch(h.type, h.value) }));
+  if (m.method) headers.push({ name: ':method', string_match: { exact: m.method } });
+  if (headers.length) out.headers = headers;
+  if (m.queryParams?.length) out.query_parameters = m.queryParams.map((q) => ({ name: q.name, string_match: stringMatch(q.type, q.value) }));
+  return out;
+}
+
+type ResolvedRef = Backend | { invalid: string; weight: number } | { weightOnly: number };
+
+function ruleBackends(model: Model, route: HTTPRoute, rule: HTTPRouteRule, field: string, problem: (f: string, m: string) => void): (ResolvedRef & { weight?: number })[] {
+  return (rule.backendRefs ?? []).map((ref: HTTPBackendRef, bi) => {
+    const where = `${field}.backendRefs[${bi}]`;
+    const weight = ref.weight ?? 1;
+    const ns = ref.namespace ?? route.metadata.namespace ?? 'default';
+    const invalid = (message: string) => {
+      problem(where, message);
+      return { invalid: backendClusterName(ns, ref.name, ref.port), weight };
+    };
+    if (ref.filters?.length) problem(`${where}.filters`, 'backendRef filters are not supported; ignored');
+    if (!isCoreService(ref.group, ref.kind)) return invalid(`${ref.group ?? ''}/${ref.kind} backends are not supported; only Services`);
+    if (ref.port === undefined) return invalid('port is required for a Service backend');
+    const svc = model.service(ns, ref.name);
+    if (!svc) return invalid(`Service ${ns}/${ref.name} not found; requests to it get 500`);
+    const port = findServicePort(svc, ref.port);
+    if (!port) return invalid(`Service ${ns}/${ref.name} has no port ${ref.port}; requests to it get 500`);
+    return { svc, port, cluster: backendClusterName(ns, ref.name, ref.port), weight };
+  });
+}
+
+function headerEdits(f: HTTPHeaderFilter, prefix: 'request' | 'response'): Json {
+  const add = [
+    ...(f.set ?? []).map((h) => ({ header: { key: h.name, value: h.value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+    ...(f.add ?? []).map((h) => ({ header: { key: h.name, value: h.value }, append_action: 'APPEND_IF_EXISTS_OR_ADD' })),
+  ];
+  const out: Json = {};
+  if (add.length) out[`${prefix}_headers_to_add`] = add;
+  if (f.remove?.length) out[`${prefix}_headers_to_remove`] = f.remove;
+  return out;
+}
+
+const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+function pathRewrite(path: NonNullable<HTTPRouteFilter['urlRewrite']>['path'], m: HTTPRouteMatch): Json | string {
+  if (!path) return {};
+  if (path.type === 'ReplaceFullPath') return { regex_rewrite: { pattern: { regex: '^/.*$' }, substitution: path.replaceFullPath ?? '/' } };
+  if ((m.path?.type ?? 'PathPrefix') !== 'PathPrefix') return 'ReplacePrefixMatch needs a PathPrefix match';
+  const prefix = (m.path?.value ?? '/').replace(/\/+$/, '');
+  const replacement = path.replacePrefixMatch ?? '/';
+  // Replacing with "/" must not leave "//rest"; a regex swallows the separator.
+  if (replacement.replace(/\/+$/, '') === '') return { regex_rewrite: { pattern: { regex: `^${escapeRegex(prefix)}/*` }, substitution: '/' } };
+  return { prefix_rewrite: replacement };
+}
+
+function ruleAction(rule: HTTPRouteRule, m: HTTPRouteMatch, backends: ResolvedRef[], field: string, problem: (f: string, m: string) => void): Json {
+  const out: Json = {};
+  const action: Json = { cluster_not_found_response_code: 'INTERNAL_SERVER_ERROR' };
+  let redirect: Json | undefined;
+  (rule.filters ?? []).forEach((f, fi) => {
+    const where = `${field}.filters[${fi}]`;
+    switch (f.type) {
+      case 'RequestHeaderModifier':
+        Object.assign(out, headerEdits(f.requestHeaderModifier ?? {}, 'request'));
+        break;
+      case 'ResponseHeaderModifier':
+        Object.assign(out, headerEdits(f.responseHeaderModifier ?? {}, 'response'));
+        break;
+      case 'RequestRedirect': {
+        const r = f.requestRedirect ?? {};
+        redirect = { response_code: r.statusCode === 301 ? 'MOVED_PERMANENTLY' : 'FOUND' };
+        if (r.scheme) redirect.scheme_redirect = r.scheme;
+        if (r.hostname) redirect.host_redirect = r.hostname;
+        if (r.port) redirect.port_redirect = r.port;
+        if (r.path?.type === 'ReplaceFullPath') redirect.path_redirect = r.path.replaceFullPath ?? '/';
+        else if (r.path?.type === 'ReplacePrefixMatch') redirect.prefix_rewrite = r.path.replacePrefixMatch ?? '/';
+        break;
+      }
+      case 'URLRewrite': {
+        if (f.urlRewrite?.hostname) action.host_rewrite_literal = f.urlRewrite.hostname;
+        const rw = pathRewrite(f.urlRewrite?.path, m);
+        if (typeof rw === 'string') problem(`${where}.urlRewrite.path`, rw);
+        else Object.assign(action, rw);
+        break;
+      }
+      default:
+        problem(where, `filter type ${f.type} is not supported; the rule serves without it`);
+    }
+  });
+  if (redirect) return { ...out, redirect };
+  const weighted = backends.map((b) => ({ name: 'svc' in b ? b.cluster : 'invalid' in b ? b.invalid : '', weight: (b as { weight?: number }).weight ?? 1 })).filter((b) => b.weight > 0);
+  if (!weighted.length) return { ...out, direct_response: { status: 500 } };
+  if (weighted.length === 1) action.cluster = weighted[0].name;
+  else action.weighted_clusters = { clusters: weighted };
+  const timeout = rule.timeouts?.request;
+  if (timeout) {
+    const seconds = gatewayDurationSeconds(timeout);
+    if (seconds === undefined) problem(`${field}.timeouts.request`, `"${timeout}" is not a Gateway API duration`);
+    else action.timeout = `${seconds}s`;
+  }
+  return { ...out, route: action };
+}
+
+/** Gateway API durations: 1h, 30m, 10s, 500ms and combinations. */
+function gatewayDurationSeconds(d: string): number | undefined {
+  if (!/^([0-9]{1,5}(h|m|s|ms)){1,4}$/.test(d)) return undefined;
+  const scale: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 0.001 };
+  let total = 0;
+  for (const [, n, u] of d.matchAll(/(\d+)(ms|h|m|s)/g)) total += Number(n) * scale[u];
+  return total;
+}
+
+function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attachment): ObjectTranslation {
+  // One unit per Service port: two ports of one Service are independent listeners.
+  const object = `Service ${key}`;
+  const name = `gamma/${key}`;
+  const proxyPort = ctx.proxyPort(name);
+  const routes = [...a.entries].sort((x, y) => compareKeys(x.key, y.key)).map((e) => e.route);
+  routes.push({ match: { prefix: '/' }, direct_response: { status: 404 } });
+  const docs: Json[] = [
+    {
+      '@type': `${T}envoy.config.listener.v3.Listener`,
+      name,
+      address: { socket_address: { address: '127.0.0.1', port_value: proxyPort } },
+      filter_chains: [
+        {
+          filters: [
+            {
+              name: 'envoy.filters.network.http_connection_manager',
+              typed_config: {
+                '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
+                stat_prefix: name,
+                rds: { route_config_name: name, config_source: { ads: {}, resource_api_version: 'V3' } },
+                http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
+              },
+            },
+          ],
+        },
+      ],
+    },
+    { '@type': `${T}envoy.config.route.v3.RouteConfiguration`, name, virtual_hosts: [{ name, domains: ['*'], routes }] },
+  ];
+  const seen = new Set<string>();
+  for (const b of a.entries.flatMap((e) => e.backends)) {
+    if (seen.has(b.cluster)) continue;
+    seen.add(b.cluster);
+    docs.push(edsCluster(b.cluster, { lb_policy: 'ROUND_ROBIN' }), loadAssignment(b.cluster, readyBackends(model, b.svc, b.port)));
+  }
+  const out: ObjectTranslation = { object, resources: [], redirects: [{ service: key.slice(0, key.lastIndexOf(':')), port: a.port.port, listener: name, proxyPort }], issues: [] };
+  for (const d of docs) {
+    try {
+      out.resources.push(anyFromJson(d, name));
+    } catch (e) {
+      out.issues.push({ object, field: 'HTTPRoute translation', message: (e as Error).message });
+      out.rejected = true;
+    }
+  }
+  return out;
+}
