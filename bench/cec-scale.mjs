@@ -76,7 +76,7 @@ async function run(ads, n) {
   return withAgentAndEnvoy(
     {
       ads,
-      agentArgs: (data) => ['--source', `dir:${data}`, '--proxy-ports', '30000-39999'],
+      agentArgs: (data) => ['--source', `dir:${data}`, '--proxy-ports', '15000-19999'],
       setup: (data) => {
         for (let f = 0; f < Math.ceil(n / PER_FILE); f++) writeFile(data, f, n);
       },

@@ -95,7 +95,7 @@ program
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
       const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));
-      if (list.length) grouped[type.split('/').pop()!] = list;
+      if (list.length) grouped[type.split('.').pop()!] = list;
     }
     const out = { resources: grouped, redirects };
     process.stdout.write(o.output === 'json' ? JSON.stringify(out, null, 2) + '\n' : stringify(out));

@@ -66,3 +66,28 @@ t.test('sluice agent serves a directory to Envoy and reports bad documents by fi
   t.match(errorLine?.error, /not_a_field/, 'naming the field');
   t.equal(errorLine?.object, 'envoy.config.cluster.v3.Cluster/broken', 'and the object');
 });
+
+t.test('sluice translate prints resources by type and fails on bad input, naming file, object and field', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const examples = new URL('../examples/kubernetes', import.meta.url).pathname;
+  const out = JSON.parse(sluice('translate', '-f', examples, '--node', 'n1', '-o', 'json'));
+  t.same(Object.keys(out.resources).sort(), ['Cluster', 'ClusterLoadAssignment', 'Listener', 'RouteConfiguration']);
+  t.ok(out.resources.Listener.every((l: any) => l['@type'] === 'type.googleapis.com/envoy.config.listener.v3.Listener'), 'each with its @type');
+  t.ok(out.resources.Listener.some((l: any) => l.name === 'default/echo-split/listener'));
+  t.ok(out.redirects.some((r: any) => r.service === 'default/echo' && r.listener === 'gamma/default/echo:8080'));
+
+  writeFileSync(
+    join(dir, 'bad.yaml'),
+    stringify({ apiVersion: 'cilium.io/v2', kind: 'CiliumEnvoyConfig', metadata: { name: 'oops' }, spec: { resources: [{ '@type': 'type.googleapis.com/envoy.config.cluster.v3.Cluster', name: 'c', conect_timeout: '1s' }] } }),
+  );
+  let failed: any;
+  try {
+    execFileSync(process.execPath, [bin, 'translate', '-f', examples, '-f', dir], { encoding: 'utf8', stdio: 'pipe' });
+  } catch (e) {
+    failed = e;
+  }
+  t.equal(failed?.status, 1, 'exit status 1');
+  t.match(failed?.stderr, /error: bad\.yaml\[0\]: CiliumEnvoyConfig default\/oops: spec\.resources\[0\]\.conect_timeout: unknown field "conect_timeout"/);
+  t.match(failed?.stdout, /default\/echo-split\/listener/, 'the other objects still translate');
+});

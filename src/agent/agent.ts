@@ -12,7 +12,7 @@ import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
 import { toXdsResource } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
-import { DEFAULT_PROXY_PORT_RANGE, ProxyPorts } from './proxy-ports.js';
+import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap, ProxyPorts } from './proxy-ports.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -68,7 +68,10 @@ export class Agent {
     if (opts.kubeDirs?.length) this.sources.push(new KubeYamlDir(opts.kubeDirs));
     if (opts.source) this.sources.push(opts.source);
     this.rawDirs = (opts.resourceDirs ?? []).map((d) => new EnvoyResourceDir(d));
-    this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, opts.proxyPortRange ?? DEFAULT_PROXY_PORT_RANGE);
+    const range = opts.proxyPortRange ?? DEFAULT_PROXY_PORT_RANGE;
+    const eph = ephemeralOverlap(range);
+    if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
+    this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
   }
 
   get currentVersion(): number {

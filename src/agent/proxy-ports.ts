@@ -5,6 +5,22 @@ import { dirname } from 'node:path';
 export const DEFAULT_PROXY_PORT_RANGE: [number, number] = [13000, 13999];
 
 /**
+ * The kernel hands out ports in net.ipv4.ip_local_port_range to outgoing
+ * connections; a proxy port in there can be taken by any client socket and
+ * Envoy then fails to bind (seen in bench/cec-scale.mjs).
+ */
+export function ephemeralOverlap([lo, hi]: [number, number]): [number, number] | undefined {
+  let eph: [number, number];
+  try {
+    const [a, b] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    eph = [a, b];
+  } catch {
+    return undefined;
+  }
+  return lo <= eph[1] && hi >= eph[0] ? eph : undefined;
+}
+
+/**
  * Node-local proxy ports for listeners that have no address. A key keeps its
  * port for as long as the state file lives, so Envoy's listeners (and the BPF
  * redirects pointing at them) survive agent restarts unchanged.

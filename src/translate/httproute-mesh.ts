@@ -99,7 +99,7 @@ function routeEntries(model: Model, route: HTTPRoute, problem: (f: string, m: st
 /** Gateway API precedence: exact path, then longest prefix, then method, header count, query count. */
 function precedence(m: HTTPRouteMatch): number[] {
   const type = m.path?.type ?? 'PathPrefix';
-  const value = m.path?.value ?? '/';
+  const value = (m.path?.value ?? '/').replace(/\/+$/, '');
   // Regular expressions are implementation-specific: after exact paths, before any prefix that could shadow them.
   const rank = type === 'Exact' ? 0 : type === 'RegularExpression' ? 1 : 2;
   return [rank, type === 'PathPrefix' ? -value.length : 0, m.method ? 0 : 1, -(m.headers?.length ?? 0), -(m.queryParams?.length ?? 0)];
