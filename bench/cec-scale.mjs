@@ -5,7 +5,7 @@
 // CEC among N to Envoy's ACK, and memory; over SotW and delta.
 //
 //   node bench/cec-scale.mjs [--sizes 100,1000,5000] [--changes 7]
-import { checkPrerequisites, col, flags, machine, median, rssMiB, until, withAgentAndEnvoy, writeYaml } from './lib.mjs';
+import { checkPrerequisites, flags, matrix, measureSyncAndEdits, printTables, withAgentAndEnvoy, writeYaml } from './lib.mjs';
 
 const opts = flags({ sizes: '100,1000,5000', changes: '7' });
 const sizes = opts.sizes.split(',').map(Number);
@@ -72,49 +72,27 @@ function writeFile(dir, f, n, tweak) {
   writeYaml(dir, `f${f}.yaml`, docs);
 }
 
-async function run(ads, n) {
-  return withAgentAndEnvoy(
+const rows = await matrix(sizes, 'CECs', (ads, n) =>
+  withAgentAndEnvoy(
     {
       ads,
+      // Below the kernel's ephemeral range, where client sockets cannot take them.
       agentArgs: (data) => ['--source', `dir:${data}`, '--proxy-ports', '15000-19999'],
       setup: (data) => {
         for (let f = 0; f < Math.ceil(n / PER_FILE); f++) writeFile(data, f, n);
       },
     },
-    async (h) => {
-      const v1 = h.latestVersion();
-      const t0 = performance.now();
-      h.startEnvoy();
-      await until(() => h.ackedAll(v1, TYPES), 600_000, `initial sync of ${n} CECs`);
-      const initial = performance.now() - t0;
-      const times = [];
-      for (let c = 0; c < changes; c++) {
-        const target = (c * 7919) % n;
-        // A route-only edit: RDS for one CEC changes, nothing else.
-        times.push(await h.change(() => writeFile(h.data, Math.floor(target / PER_FILE), n, (i) => (i === target ? `${3 + c}s` : undefined)), [TYPES[1]]));
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return { ads, n, initial, p50: median(times), max: Math.max(...times), agentRss: rssMiB(h.agentPid()), agentPeak: rssMiB(h.agentPid(), 'VmHWM'), envoyRss: rssMiB(h.envoyPid()) };
-    },
-  );
-}
-
-const rows = [];
-for (const n of sizes)
-  for (const ads of ['sotw', 'delta']) {
-    process.stderr.write(`bench: ${ads} with ${n} CECs...\n`);
-    rows.push(await run(ads, n));
-  }
-
-console.log(`\nCiliumEnvoyConfig scale: edit one CEC's route among N -> Envoy ACK (${changes} edits; ${machine()})`);
-console.log('ads        CECs  initial-sync-ms  edit-p50-ms  edit-max-ms  agent-rss-MiB  agent-peak-MiB  envoy-rss-MiB');
-for (const r of rows)
-  console.log(`${r.ads.padEnd(6)} ${col(r.n, 7)} ${col(r.initial, 16)} ${col(r.p50, 12, 1)} ${col(r.max, 12, 1)} ${col(r.agentRss, 14, 1)} ${col(r.agentPeak, 15, 1)} ${col(r.envoyRss, 14, 1)}`);
-console.log('\nratios, delta / sotw, and edit time at N / at the smallest N (growth with scale)');
-console.log('    CECs  edit-delta/sotw  sotw-growth  delta-growth');
-const base = (ads) => rows.find((r) => r.n === sizes[0] && r.ads === ads).p50;
-for (const n of sizes) {
-  const s = rows.find((r) => r.n === n && r.ads === 'sotw');
-  const d = rows.find((r) => r.n === n && r.ads === 'delta');
-  console.log(`${col(n, 8)} ${col(d.p50 / s.p50, 16, 2)} ${col(s.p50 / base('sotw'), 12, 2)} ${col(d.p50 / base('delta'), 13, 2)}`);
-}
+    (h) =>
+      measureSyncAndEdits(h, {
+        types: TYPES,
+        changes,
+        label: `${n} CECs`,
+        edit: (c) => {
+          const target = (c * 7919) % n;
+          // A route-only edit: one CEC's RouteConfiguration changes, nothing else.
+          return { write: () => writeFile(h.data, Math.floor(target / PER_FILE), n, (i) => (i === target ? `${3 + c}s` : undefined)), waitFor: [TYPES[1]] };
+        },
+      }),
+  ),
+);
+printTables(rows, sizes, { title: `CiliumEnvoyConfig: edit one CEC's route among N -> Envoy ACK, ${changes} edits`, what: 'CECs', edit: 'edit' });

@@ -141,3 +141,50 @@ export async function withAgentAndEnvoy({ ads, agentArgs, setup }, body) {
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 export const col = (x, w, d = 0) => (typeof x === 'number' ? x.toFixed(d) : String(x)).padStart(w);
+
+/**
+ * The measurement both benches make: start Envoy, time its initial sync of
+ * `types`, then time `changes` edits (each `edit(c)` returns the file write
+ * and the types to wait for), and read memory.
+ */
+export async function measureSyncAndEdits(h, { types, changes, edit, label }) {
+  const v1 = h.latestVersion();
+  const t0 = performance.now();
+  h.startEnvoy();
+  await until(() => h.ackedAll(v1, types), 600_000, `initial sync of ${label}`);
+  const initial = performance.now() - t0;
+  const times = [];
+  for (let c = 0; c < changes; c++) {
+    const { write, waitFor } = edit(c);
+    times.push(await h.change(write, waitFor));
+    await sleep(100);
+  }
+  return { initial, p50: median(times), max: Math.max(...times), agentRss: rssMiB(h.agentPid()), agentPeak: rssMiB(h.agentPid(), 'VmHWM'), envoyRss: rssMiB(h.envoyPid()) };
+}
+
+/** Runs `run(ads, n)` for every size over SotW then delta. */
+export async function matrix(sizes, what, run) {
+  const rows = [];
+  for (const n of sizes)
+    for (const ads of ['sotw', 'delta']) {
+      process.stderr.write(`bench: ${ads} with ${n} ${what}...\n`);
+      rows.push({ ads, n, ...(await run(ads, n)) });
+    }
+  return rows;
+}
+
+/** Prints the per-run table and the delta/sotw ratio table. */
+export function printTables(rows, sizes, { title, what, edit }) {
+  console.log(`\n${title} (${machine()})`);
+  console.log(`ads    ${what.padStart(9)}  initial-sync-ms  ${edit}-p50-ms  ${edit}-max-ms  agent-rss-MiB  agent-peak-MiB  envoy-rss-MiB`);
+  for (const r of rows)
+    console.log(`${r.ads.padEnd(6)} ${col(r.n, 9)} ${col(r.initial, 16)} ${col(r.p50, edit.length + 8, 1)} ${col(r.max, edit.length + 8, 1)} ${col(r.agentRss, 14, 1)} ${col(r.agentPeak, 15, 1)} ${col(r.envoyRss, 14, 1)}`);
+  console.log(`\nratios: delta / sotw (below 1: delta faster or smaller); growth = ${edit} p50 at N / at N=${sizes[0]}`);
+  console.log(`${what.padStart(9)}  initial-sync  ${edit}-p50  agent-rss  sotw-growth  delta-growth`);
+  const at = (n, ads) => rows.find((r) => r.n === n && r.ads === ads);
+  for (const n of sizes) {
+    const s = at(n, 'sotw');
+    const d = at(n, 'delta');
+    console.log(`${col(n, 9)} ${col(d.initial / s.initial, 13, 2)} ${col(d.p50 / s.p50, edit.length + 4, 2)} ${col(d.agentRss / s.agentRss, 10, 2)} ${col(s.p50 / at(sizes[0], 'sotw').p50, 12, 2)} ${col(d.p50 / at(sizes[0], 'delta').p50, 13, 2)}`);
+  }
+}

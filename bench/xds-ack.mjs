@@ -6,7 +6,7 @@
 //   node bench/xds-ack.mjs [--sizes 10,1000,10000] [--changes 7]
 //
 // Everything runs on loopback and a unix socket; endpoints carry no traffic.
-import { checkPrerequisites, col, flags, machine, median, rssMiB, until, withAgentAndEnvoy, writeYaml } from './lib.mjs';
+import { checkPrerequisites, flags, matrix, measureSyncAndEdits, printTables, withAgentAndEnvoy, writeYaml } from './lib.mjs';
 
 const opts = flags({ sizes: '10,1000,10000', changes: '7' });
 const sizes = opts.sizes.split(',').map(Number);
@@ -38,8 +38,8 @@ function writeFile(dir, f, n, tweak) {
   writeYaml(dir, `f${f}.yaml`, docs);
 }
 
-async function run(ads, n) {
-  return withAgentAndEnvoy(
+const rows = await matrix(sizes, 'clusters', (ads, n) =>
+  withAgentAndEnvoy(
     {
       ads,
       agentArgs: (data) => ['--resources', data],
@@ -47,39 +47,17 @@ async function run(ads, n) {
         for (let f = 0; f < Math.ceil(n / PER_FILE); f++) writeFile(data, f, n);
       },
     },
-    async (h) => {
-      const v1 = h.latestVersion();
-      const t0 = performance.now();
-      h.startEnvoy();
-      await until(() => h.ackedAll(v1, TYPES), 300_000, `initial sync of ${n} clusters`);
-      const initial = performance.now() - t0;
-      const times = [];
-      for (let c = 0; c < changes; c++) {
-        const target = (c * 7919) % n;
-        const tweak = (i) => (i === target ? { timeout: `${2 + c}s`, port: 9000 + c } : undefined);
-        times.push(await h.change(() => writeFile(h.data, Math.floor(target / PER_FILE), n, tweak), TYPES));
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return { ads, n, initial, p50: median(times), max: Math.max(...times), agentRss: rssMiB(h.agentPid()), agentPeak: rssMiB(h.agentPid(), 'VmHWM'), envoyRss: rssMiB(h.envoyPid()) };
-    },
-  );
-}
-
-const rows = [];
-for (const n of sizes)
-  for (const ads of ['sotw', 'delta']) {
-    process.stderr.write(`bench: ${ads} with ${n} clusters...\n`);
-    rows.push(await run(ads, n));
-  }
-
-console.log(`\nxDS change -> Envoy ACK (${changes} changes of one cluster + its endpoints each; ${machine()})`);
-console.log('ads     clusters  initial-sync-ms  change-p50-ms  change-max-ms  agent-rss-MiB  agent-peak-MiB  envoy-rss-MiB');
-for (const r of rows)
-  console.log(`${r.ads.padEnd(6)} ${col(r.n, 9)} ${col(r.initial, 16)} ${col(r.p50, 14, 1)} ${col(r.max, 14, 1)} ${col(r.agentRss, 14, 1)} ${col(r.agentPeak, 15, 1)} ${col(r.envoyRss, 14, 1)}`);
-console.log('\nratios, delta / sotw (below 1: delta is faster or smaller)');
-console.log(' clusters  initial-sync  change-p50  agent-rss');
-for (const n of sizes) {
-  const s = rows.find((r) => r.n === n && r.ads === 'sotw');
-  const d = rows.find((r) => r.n === n && r.ads === 'delta');
-  console.log(`${col(n, 9)} ${col(d.initial / s.initial, 13, 2)} ${col(d.p50 / s.p50, 11, 2)} ${col(d.agentRss / s.agentRss, 10, 2)}`);
-}
+    (h) =>
+      measureSyncAndEdits(h, {
+        types: TYPES,
+        changes,
+        label: `${n} clusters`,
+        edit: (c) => {
+          const target = (c * 7919) % n;
+          const tweak = (i) => (i === target ? { timeout: `${2 + c}s`, port: 9000 + c } : undefined);
+          return { write: () => writeFile(h.data, Math.floor(target / PER_FILE), n, tweak), waitFor: TYPES };
+        },
+      }),
+  ),
+);
+printTables(rows, sizes, { title: `xDS: edit one cluster + its endpoints among N -> Envoy ACK, ${changes} edits`, what: 'clusters', edit: 'edit' });

@@ -7,6 +7,7 @@ import { KubeYamlDir } from '../sources/kube-yaml-dir.js';
 import type { ModelSource, ModelUpdate } from '../sources/source.js';
 import { watchDir } from '../sources/watch-dir.js';
 import { assemble, translateModel } from '../translate/assemble.js';
+import { TranslationMemo } from '../translate/memo.js';
 import { formatIssue, type ObjectTranslation, type ServiceRedirect, type TranslationIssue } from '../translate/output.js';
 import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
 import { toXdsResource } from '../xds/snapshot.js';
@@ -51,6 +52,7 @@ export class Agent {
   private readonly unwatch: (() => void)[] = [];
   private readonly proxyPorts: ProxyPorts;
   private readonly lastGood = new LastGood();
+  private readonly memo = new TranslationMemo();
   private model = Model.empty();
   private sourceIssues: TranslationIssue[] = [];
   private rawUnit: ObjectTranslation | undefined;
@@ -117,7 +119,7 @@ export class Agent {
     const { log } = this.opts;
     try {
       const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.portFor(k) };
-      let units = this.lastGood.apply(translateModel(this.model, ctx));
+      let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));
       const { snapshot, redirects, issues } = assemble(units);

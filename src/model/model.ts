@@ -65,11 +65,20 @@ export class Model {
   service(namespace: string, name: string): Service | undefined {
     return this.get('Service', `${namespace}/${name}`);
   }
+  private slicesByService: Map<string, EndpointSlice[]> | undefined;
+
   /** The EndpointSlices of a Service, by their kubernetes.io/service-name label. */
   endpointSlices(namespace: string, service: string): EndpointSlice[] {
-    return this.list('EndpointSlice').filter(
-      (s) => s.metadata.namespace === namespace && s.metadata.labels?.['kubernetes.io/service-name'] === service,
-    );
+    if (!this.slicesByService) {
+      this.slicesByService = new Map();
+      for (const s of this.list('EndpointSlice')) {
+        const key = `${s.metadata.namespace}/${s.metadata.labels?.['kubernetes.io/service-name']}`;
+        const list = this.slicesByService.get(key);
+        if (list) list.push(s);
+        else this.slicesByService.set(key, [s]);
+      }
+    }
+    return this.slicesByService.get(`${namespace}/${service}`) ?? [];
   }
   pods(): Pod[] {
     return this.list('Pod');

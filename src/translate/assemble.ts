@@ -1,13 +1,16 @@
 import type { Model } from '../model/model.js';
 import { Snapshot, toXdsResource, type XdsResource } from '../xds/snapshot.js';
 import type { TranslateContext } from './context.js';
+import type { TranslationMemo } from './memo.js';
 import { translateEnvoyConfigs } from './envoy-config.js';
 import { translateHttpRoutes } from './httproute-mesh.js';
 import type { ObjectTranslation, ServiceRedirect, TranslationIssue } from './output.js';
 
 /** Every object of the model that yields Envoy config, translated independently. */
-export function translateModel(model: Model, ctx: TranslateContext): ObjectTranslation[] {
-  return [...translateEnvoyConfigs(model, ctx), ...translateHttpRoutes(model, ctx)];
+export function translateModel(model: Model, ctx: TranslateContext, memo?: TranslationMemo): ObjectTranslation[] {
+  const units = [...translateEnvoyConfigs(model, ctx, memo), ...translateHttpRoutes(model, ctx)];
+  memo?.sweep();
+  return units;
 }
 
 export interface Assembly {

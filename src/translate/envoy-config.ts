@@ -7,15 +7,31 @@ import { ProtoJsonError } from '../proto/json.js';
 import { isServedType, SERVED_TYPES, TypeUrl } from '../xds/resource-types.js';
 import { backendClusterName, loadAssignment, readyBackends } from './backends.js';
 import type { TranslateContext } from './context.js';
+import type { TranslationMemo } from './memo.js';
 import { selects } from './node-selector.js';
 import type { ObjectTranslation } from './output.js';
 import { qualify, qualifyResource, type Qualifier } from './qualify.js';
 
 type EnvoyConfig = CiliumEnvoyConfig | CiliumClusterwideEnvoyConfig;
 
-export function translateEnvoyConfigs(model: Model, ctx: TranslateContext): ObjectTranslation[] {
-  const nodeLabels = model.node(ctx.nodeName)?.metadata.labels ?? {};
-  return [...model.envoyConfigs(), ...model.clusterwideEnvoyConfigs()].map((cec) => translateEnvoyConfig(model, ctx, cec, nodeLabels));
+export function translateEnvoyConfigs(model: Model, ctx: TranslateContext, memo?: TranslationMemo): ObjectTranslation[] {
+  const node = model.node(ctx.nodeName);
+  const nodeLabels = node?.metadata.labels ?? {};
+  return [...model.envoyConfigs(), ...model.clusterwideEnvoyConfigs()].map((cec) => {
+    const translate = () => translateEnvoyConfig(model, ctx, cec, nodeLabels);
+    return memo ? memo.get(describeObject(cec), inputsOf(model, cec, node), translate) : translate();
+  });
+}
+
+/** Everything a config's translation reads: itself, the node, and the Services it names with their slices. */
+function inputsOf(model: Model, cec: EnvoyConfig, node: unknown): unknown[] {
+  const inputs: unknown[] = [cec, node, model.originOf(cec)];
+  const defaultNs = cec.metadata.namespace ?? 'default';
+  for (const s of [...(cec.spec.services ?? []), ...(cec.spec.backendServices ?? [])]) {
+    const ns = s.namespace ?? defaultNs;
+    inputs.push(model.service(ns, s.name), ...model.endpointSlices(ns, s.name));
+  }
+  return inputs;
 }
 
 function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyConfig, nodeLabels: Record<string, string>): ObjectTranslation {

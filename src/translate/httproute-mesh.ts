@@ -10,6 +10,7 @@ import { anyFromJson } from '../proto/any.js';
 import { fromProtoJson, ProtoJsonError } from '../proto/json.js';
 import { backendClusterName, edsCluster, findServicePort, loadAssignment, readyBackends } from './backends.js';
 import type { TranslateContext } from './context.js';
+import { httpListener } from './envoy-json.js';
 import type { ObjectTranslation, TranslationIssue } from './output.js';
 
 type Json = Record<string, any>;
@@ -249,26 +250,7 @@ function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attach
   const routes = [...a.entries].sort((x, y) => compareKeys(x.key, y.key)).map((e) => e.route);
   routes.push({ match: { prefix: '/' }, direct_response: { status: 404 } });
   const docs: Json[] = [
-    {
-      '@type': `${T}envoy.config.listener.v3.Listener`,
-      name,
-      address: { socket_address: { address: '127.0.0.1', port_value: proxyPort } },
-      filter_chains: [
-        {
-          filters: [
-            {
-              name: 'envoy.filters.network.http_connection_manager',
-              typed_config: {
-                '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
-                stat_prefix: name,
-                rds: { route_config_name: name, config_source: { ads: {}, resource_api_version: 'V3' } },
-                http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
-              },
-            },
-          ],
-        },
-      ],
-    },
+    httpListener(name, proxyPort, name),
     { '@type': `${T}envoy.config.route.v3.RouteConfiguration`, name, virtual_hosts: [{ name, domains: ['*'], routes }] },
   ];
   const seen = new Set<string>();

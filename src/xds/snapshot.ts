@@ -57,7 +57,19 @@ export function contentVersion(any: Any): string {
   return createHash('sha256').update(any.value).digest('base64url').slice(0, 16);
 }
 
+// Translations are memoized per object, so the same Any objects come back on
+// every publish; decoding and hashing them once is enough.
+const described = new WeakMap<Any, XdsResource>();
+
 export function toXdsResource(any: Any): XdsResource {
+  const known = described.get(any);
+  if (known) return known;
+  const r = describeResource(any);
+  described.set(any, r);
+  return r;
+}
+
+function describeResource(any: Any): XdsResource {
   if (!isServedType(any.typeUrl)) throw new SnapshotError(`type ${any.typeUrl} is not served over xDS`);
   const { message } = unpackAny<{ name?: string; clusterName?: string }>(any);
   const name = resourceNameOf(any.typeUrl, message);

@@ -1,27 +1,10 @@
+import { httpListener } from '../../src/translate/envoy-json.js';
 // Envoy resources for tests, written the way users write them: proto3 JSON with @type.
 const T = 'type.googleapis.com/';
 
+/** Tests build listeners the way the translators do. */
 export function listener(name: string, port: number, routeName: string): object {
-  return {
-    '@type': `${T}envoy.config.listener.v3.Listener`,
-    name,
-    address: { socket_address: { address: '127.0.0.1', port_value: port } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
-              stat_prefix: name,
-              rds: { route_config_name: routeName, config_source: { ads: {}, resource_api_version: 'V3' } },
-              http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return httpListener(name, port, routeName);
 }
 
 export function route(name: string, cluster: string | Record<string, number>): object {
