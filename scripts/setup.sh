@@ -12,7 +12,7 @@ mkdir -p "$cache/bin"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # Debian packages: protoc for codegen; the rest serve the datapath and Kubernetes suites.
-apt_pkgs=(protobuf-compiler python3-venv iproute2 curl)
+apt_pkgs=(protobuf-compiler python3-venv iproute2 curl clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool util-linux make g++)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -43,6 +43,12 @@ if [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 
-# Generated Envoy API types (skipped when the protos are unchanged) and the build.
+# Generated Envoy API types (skipped when the protos are unchanged), the
+# TypeScript build, the BPF object and the libbpf addon.
 npm run --silent build
+mkdir -p build/bpf
+clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -Wall -c bpf/sock_lb.c -o build/bpf/sock_lb.o
+if [ ! -f native/build/Release/sluice_bpf.node ] || [ native/sluice_bpf.c -nt native/build/Release/sluice_bpf.node ]; then
+  (cd native && ../node_modules/.bin/node-gyp rebuild --nodedir=/usr >/dev/null)
+fi
 log "ready: envoy $("$cache/bin/envoy" --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p'), node $(node --version)"

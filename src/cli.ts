@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { Agent } from './agent/agent.js';
-import { ProxyPorts } from './agent/proxy-ports.js';
+import { StableIds } from './agent/stable-ids.js';
 import { KubeYamlDir } from './sources/kube-yaml-dir.js';
 import { assemble, translateModel } from './translate/assemble.js';
 import { formatIssue } from './translate/output.js';
@@ -90,8 +90,8 @@ program
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
     const { model, issues: readIssues } = new KubeYamlDir(o.filename).read();
-    const ports = new ProxyPorts(undefined, o.proxyPorts);
-    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.portFor(k) }));
+    const ports = new StableIds(undefined, o.proxyPorts);
+    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k) }));
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
       const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));

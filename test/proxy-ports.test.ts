@@ -4,21 +4,21 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../src/agent/agent.js';
-import { ProxyPorts } from '../src/agent/proxy-ports.js';
+import { StableIds } from '../src/agent/stable-ids.js';
 import { silentLogger } from '../src/log.js';
 
 t.test('ports are unique and survive a restart through the state file', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-ports-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'proxy-ports.json');
-  const a = new ProxyPorts(file, [14000, 14009]);
+  const a = new StableIds(file, [14000, 14009]);
   const keys = Array.from({ length: 10 }, (_, i) => `ns/cec-${i}/listener`);
-  const ports = keys.map((k) => a.portFor(k));
+  const ports = keys.map((k) => a.idFor(k));
   t.equal(new Set(ports).size, 10, 'ten keys, ten ports, in a range of ten');
   t.ok(ports.every((p) => p >= 14000 && p <= 14009));
-  t.throws(() => a.portFor('one-too-many'), /exhausted/);
-  const b = new ProxyPorts(file, [14000, 14009]);
-  t.same([...keys].reverse().map((k) => b.portFor(k)), [...ports].reverse(), 'the same ports after a restart, asked in another order');
+  t.throws(() => a.idFor('one-too-many'), /exhausted/);
+  const b = new StableIds(file, [14000, 14009]);
+  t.same([...keys].reverse().map((k) => b.idFor(k)), [...ports].reverse(), 'the same ports after a restart, asked in another order');
 });
 
 t.test('a proxy port range inside the kernel ephemeral range is refused at start', async (t) => {

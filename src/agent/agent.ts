@@ -13,7 +13,7 @@ import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
 import { toXdsResource } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
-import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap, ProxyPorts } from './proxy-ports.js';
+import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap, StableIds } from './stable-ids.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -50,7 +50,7 @@ export class Agent {
   private readonly sources: ModelSource[] = [];
   private readonly rawDirs: EnvoyResourceDir[];
   private readonly unwatch: (() => void)[] = [];
-  private readonly proxyPorts: ProxyPorts;
+  private readonly proxyPorts: StableIds;
   private readonly lastGood = new LastGood();
   private readonly memo = new TranslationMemo();
   private model = Model.empty();
@@ -73,7 +73,7 @@ export class Agent {
     const range = opts.proxyPortRange ?? DEFAULT_PROXY_PORT_RANGE;
     const eph = ephemeralOverlap(range);
     if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
-    this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
+    this.proxyPorts = new StableIds(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
   }
 
   get currentVersion(): number {
@@ -118,7 +118,7 @@ export class Agent {
   publish(): number {
     const { log } = this.opts;
     try {
-      const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.portFor(k) };
+      const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.idFor(k) };
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));

@@ -21,11 +21,12 @@ export function ephemeralOverlap([lo, hi]: [number, number]): [number, number] |
 }
 
 /**
- * Node-local proxy ports for listeners that have no address. A key keeps its
- * port for as long as the state file lives, so Envoy's listeners (and the BPF
- * redirects pointing at them) survive agent restarts unchanged.
+ * Numbers from a range handed out by key, kept in a state file: node-local
+ * proxy ports for listeners without an address, and the datapath's service
+ * and backend ids. A key keeps its number for as long as the file lives, so
+ * Envoy's listeners and the BPF maps survive agent restarts unchanged.
  */
-export class ProxyPorts {
+export class StableIds {
   private readonly byKey = new Map<string, number>();
   private readonly used = new Set<number>();
 
@@ -43,23 +44,23 @@ export class ProxyPorts {
     for (const [k, p] of Object.entries(saved)) if (Number.isInteger(p) && p >= range[0] && p <= range[1] && !this.used.has(p)) this.remember(k, p);
   }
 
-  private remember(key: string, port: number): void {
-    this.byKey.set(key, port);
-    this.used.add(port);
+  private remember(key: string, id: number): void {
+    this.byKey.set(key, id);
+    this.used.add(id);
   }
 
-  portFor(key: string): number {
+  idFor(key: string): number {
     const known = this.byKey.get(key);
     if (known !== undefined) return known;
     const [lo, hi] = this.range;
     const size = hi - lo + 1;
-    if (this.used.size >= size) throw new Error(`proxy port range ${lo}-${hi} is exhausted`);
+    if (this.used.size >= size) throw new Error(`range ${lo}-${hi} is exhausted`);
     // Start from a hash of the key so that, even without the state file, ports rarely move.
-    let port = lo + (createHash('sha256').update(key).digest().readUInt32BE(0) % size);
-    while (this.used.has(port)) port = port === hi ? lo : port + 1;
-    this.remember(key, port);
+    let id = lo + (createHash('sha256').update(key).digest().readUInt32BE(0) % size);
+    while (this.used.has(id)) id = id === hi ? lo : id + 1;
+    this.remember(key, id);
     this.save();
-    return port;
+    return id;
   }
 
   private save(): void {

@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "sluice_bpf",
+      "sources": ["sluice_bpf.c"],
+      "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "libraries": ["-lbpf", "-lelf", "-lz"]
+    }
+  ]
+}

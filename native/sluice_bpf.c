@@ -1,0 +1,449 @@
+// N-API addon over libbpf: load BPF objects with pinned maps, attach
+// programs through pinned bpf_links (so attachments outlive the agent and a
+// restart adopts them instead of attaching twice), and operate on maps.
+// Keys and values cross as Buffers; src/redirect/bpf.ts gives them types.
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_OBJECTS 64
+static struct bpf_object *objects[MAX_OBJECTS];
+
+static napi_value throw_errno(napi_env env, const char *what, int err)
+{
+	char msg[512];
+	if (err < 0)
+		err = -err;
+	snprintf(msg, sizeof(msg), "%s: %s (errno %d)", what, strerror(err), err);
+	napi_throw_error(env, NULL, msg);
+	return NULL;
+}
+
+static int get_string(napi_env env, napi_value v, char *buf, size_t len)
+{
+	size_t n;
+	return napi_get_value_string_utf8(env, v, buf, len, &n) == napi_ok ? 0 : -1;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv)
+{
+	size_t argc = want;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+		napi_throw_type_error(env, NULL, "missing arguments");
+		return -1;
+	}
+	return 0;
+}
+
+static napi_value make_int(napi_env env, int64_t v)
+{
+	napi_value out;
+	napi_create_int64(env, v, &out);
+	return out;
+}
+
+static struct bpf_object *object_arg(napi_env env, napi_value v)
+{
+	int32_t h;
+	if (napi_get_value_int32(env, v, &h) != napi_ok || h < 0 || h >= MAX_OBJECTS || !objects[h]) {
+		napi_throw_error(env, NULL, "not an open BPF object handle");
+		return NULL;
+	}
+	return objects[h];
+}
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	/* Warnings and errors go to stderr; debug chatter does not. */
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+/* openObject(path, pinRoot) -> handle. Maps marked for pinning are reused from pinRoot when present. */
+static napi_value open_object(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	char path[4096], pin_root[4096];
+	if (get_args(env, info, 2, argv) || get_string(env, argv[0], path, sizeof(path)) || get_string(env, argv[1], pin_root, sizeof(pin_root)))
+		return NULL;
+	int slot = -1;
+	for (int i = 0; i < MAX_OBJECTS; i++)
+		if (!objects[i]) {
+			slot = i;
+			break;
+		}
+	if (slot < 0)
+		return throw_errno(env, "openObject: too many open objects", EMFILE);
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_root);
+	struct bpf_object *obj = bpf_object__open_file(path, &opts);
+	if (!obj)
+		return throw_errno(env, "openObject: open", errno);
+	int err = bpf_object__load(obj);
+	if (err) {
+		bpf_object__close(obj);
+		return throw_errno(env, "openObject: load (verifier or map mismatch; see stderr)", err);
+	}
+	objects[slot] = obj;
+	return make_int(env, slot);
+}
+
+static napi_value close_object(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	int32_t h;
+	if (get_args(env, info, 1, argv) || !object_arg(env, argv[0]))
+		return NULL;
+	napi_get_value_int32(env, argv[0], &h);
+	bpf_object__close(objects[h]);
+	objects[h] = NULL;
+	return NULL;
+}
+
+static struct bpf_program *program_arg(napi_env env, struct bpf_object *obj, napi_value v)
+{
+	char name[256];
+	if (get_string(env, v, name, sizeof(name)))
+		return NULL;
+	struct bpf_program *prog = bpf_object__find_program_by_name(obj, name);
+	if (!prog) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "no program named %s in the object", name);
+		napi_throw_error(env, NULL, msg);
+	}
+	return prog;
+}
+
+/*
+ * Makes `prog` the program behind the link pinned at linkPin, creating the link
+ * with `attach` if there is none. Returns 1 when an existing link was adopted.
+ */
+static int pin_or_adopt(napi_env env, struct bpf_program *prog, const char *link_pin, struct bpf_link *(*attach)(struct bpf_program *, int), int target, int *adopted)
+{
+	struct bpf_link *link = bpf_link__open(link_pin);
+	if (link) {
+		int err = bpf_link__update_program(link, prog);
+		bpf_link__disconnect(link);
+		bpf_link__destroy(link);
+		if (err) {
+			throw_errno(env, "attach: updating the pinned link", err);
+			return -1;
+		}
+		*adopted = 1;
+		return 0;
+	}
+	link = attach(prog, target);
+	if (!link) {
+		throw_errno(env, "attach", errno);
+		return -1;
+	}
+	int err = bpf_link__pin(link, link_pin);
+	if (err) {
+		bpf_link__destroy(link);
+		throw_errno(env, "attach: pinning the link", err);
+		return -1;
+	}
+	/* The pin holds the attachment now; dropping our fd must not detach it. */
+	bpf_link__disconnect(link);
+	bpf_link__destroy(link);
+	*adopted = 0;
+	return 0;
+}
+
+static struct bpf_link *attach_cgroup(struct bpf_program *prog, int cgroup_fd)
+{
+	return bpf_program__attach_cgroup(prog, cgroup_fd);
+}
+
+/*
+ * TCX (kernel 6.6+) through the raw link API: Debian 12's libbpf 1.1 predates
+ * bpf_program__attach_tcx, and its uapi headers predate the attach types.
+ */
+#define SLUICE_BPF_TCX_INGRESS 46
+#define SLUICE_BPF_TCX_EGRESS 47
+static int tcx_attach_type = SLUICE_BPF_TCX_INGRESS;
+
+static struct bpf_link *attach_tcx(struct bpf_program *prog, int ifindex)
+{
+	int fd = bpf_link_create(bpf_program__fd(prog), ifindex, tcx_attach_type, NULL);
+	if (fd < 0)
+		return NULL;
+	/* Wrap the fd in a libbpf link object so that it can be pinned like the others. */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	struct bpf_link *link = bpf_link__open(path);
+	close(fd);
+	return link;
+}
+
+/* attachCgroup(handle, program, cgroupDir, linkPin) -> adopted */
+static napi_value attach_cgroup_js(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	char cg[4096], pin[4096];
+	if (get_args(env, info, 4, argv))
+		return NULL;
+	struct bpf_object *obj = object_arg(env, argv[0]);
+	if (!obj)
+		return NULL;
+	struct bpf_program *prog = program_arg(env, obj, argv[1]);
+	if (!prog || get_string(env, argv[2], cg, sizeof(cg)) || get_string(env, argv[3], pin, sizeof(pin)))
+		return NULL;
+	int fd = open(cg, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return throw_errno(env, "attachCgroup: open cgroup", errno);
+	int adopted = 0;
+	int rc = pin_or_adopt(env, prog, pin, attach_cgroup, fd, &adopted);
+	close(fd);
+	if (rc)
+		return NULL;
+	napi_value out;
+	napi_get_boolean(env, adopted, &out);
+	return out;
+}
+
+/* attachTcx(handle, program, ifindex, linkPin, egress) -> adopted */
+static napi_value attach_tcx_js(napi_env env, napi_callback_info info)
+{
+	napi_value argv[5];
+	char pin[4096];
+	int32_t ifindex;
+	bool egress = false;
+	if (get_args(env, info, 5, argv))
+		return NULL;
+	napi_get_value_bool(env, argv[4], &egress);
+	tcx_attach_type = egress ? SLUICE_BPF_TCX_EGRESS : SLUICE_BPF_TCX_INGRESS;
+	struct bpf_object *obj = object_arg(env, argv[0]);
+	if (!obj)
+		return NULL;
+	struct bpf_program *prog = program_arg(env, obj, argv[1]);
+	if (!prog || napi_get_value_int32(env, argv[2], &ifindex) != napi_ok || get_string(env, argv[3], pin, sizeof(pin)))
+		return NULL;
+	int adopted = 0;
+	if (pin_or_adopt(env, prog, pin, attach_tcx, ifindex, &adopted))
+		return NULL;
+	napi_value out;
+	napi_get_boolean(env, adopted, &out);
+	return out;
+}
+
+/* mapFd(handle, name) -> fd owned by the object */
+static napi_value map_fd(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	char name[256];
+	if (get_args(env, info, 2, argv))
+		return NULL;
+	struct bpf_object *obj = object_arg(env, argv[0]);
+	if (!obj || get_string(env, argv[1], name, sizeof(name)))
+		return NULL;
+	struct bpf_map *map = bpf_object__find_map_by_name(obj, name);
+	if (!map)
+		return throw_errno(env, "mapFd: no such map", ENOENT);
+	return make_int(env, bpf_map__fd(map));
+}
+
+static int buffer_arg(napi_env env, napi_value v, void **data, size_t *len)
+{
+	if (napi_get_buffer_info(env, v, data, len) != napi_ok) {
+		napi_throw_type_error(env, NULL, "want a Buffer");
+		return -1;
+	}
+	return 0;
+}
+
+static int fd_arg(napi_env env, napi_value v, int *fd)
+{
+	return napi_get_value_int32(env, v, fd) == napi_ok ? 0 : -1;
+}
+
+/* mapUpdate(fd, key, value) */
+static napi_value map_update(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3];
+	void *k, *v;
+	size_t kl, vl;
+	int fd;
+	if (get_args(env, info, 3, argv) || fd_arg(env, argv[0], &fd) || buffer_arg(env, argv[1], &k, &kl) || buffer_arg(env, argv[2], &v, &vl))
+		return NULL;
+	if (bpf_map_update_elem(fd, k, v, BPF_ANY))
+		return throw_errno(env, "mapUpdate", errno);
+	return NULL;
+}
+
+/* mapDelete(fd, key) -> deleted */
+static napi_value map_delete(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2], out;
+	void *k;
+	size_t kl;
+	int fd;
+	if (get_args(env, info, 2, argv) || fd_arg(env, argv[0], &fd) || buffer_arg(env, argv[1], &k, &kl))
+		return NULL;
+	int rc = bpf_map_delete_elem(fd, k);
+	if (rc && errno != ENOENT)
+		return throw_errno(env, "mapDelete", errno);
+	napi_get_boolean(env, rc == 0, &out);
+	return out;
+}
+
+/* mapLookup(fd, key, valueSize) -> Buffer | null */
+static napi_value map_lookup(napi_env env, napi_callback_info info)
+{
+	napi_value argv[3], out;
+	void *k, *v;
+	size_t kl;
+	int fd;
+	int32_t vsize;
+	if (get_args(env, info, 3, argv) || fd_arg(env, argv[0], &fd) || buffer_arg(env, argv[1], &k, &kl) || napi_get_value_int32(env, argv[2], &vsize) != napi_ok)
+		return NULL;
+	napi_create_buffer(env, vsize, &v, &out);
+	if (bpf_map_lookup_elem(fd, k, v)) {
+		if (errno == ENOENT) {
+			napi_get_null(env, &out);
+			return out;
+		}
+		return throw_errno(env, "mapLookup", errno);
+	}
+	return out;
+}
+
+/* mapKeys(fd, keySize) -> Buffer with every key, back to back */
+static napi_value map_keys(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2], out;
+	int fd;
+	int32_t ks;
+	if (get_args(env, info, 2, argv) || fd_arg(env, argv[0], &fd) || napi_get_value_int32(env, argv[1], &ks) != napi_ok)
+		return NULL;
+	size_t cap = 1024, n = 0;
+	char *keys = malloc(cap * ks);
+	char *prev = NULL;
+	while (keys) {
+		if (n == cap) {
+			char *grown = realloc(keys, (cap *= 2) * ks);
+			if (!grown)
+				break;
+			keys = grown;
+		}
+		prev = n ? keys + (n - 1) * ks : NULL;
+		if (bpf_map_get_next_key(fd, prev, keys + n * ks))
+			break;
+		n++;
+	}
+	if (!keys)
+		return throw_errno(env, "mapKeys", ENOMEM);
+	void *data;
+	napi_create_buffer_copy(env, n * ks, keys, &data, &out);
+	free(keys);
+	return out;
+}
+
+/*
+ * mapUpdateBatch(fd, keys, values, count) -> count. One syscall for many
+ * entries where the kernel supports it, one per entry where it does not.
+ */
+static napi_value map_update_batch(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	void *k, *v;
+	size_t kl, vl;
+	int fd;
+	uint32_t count;
+	if (get_args(env, info, 4, argv) || fd_arg(env, argv[0], &fd) || buffer_arg(env, argv[1], &k, &kl) || buffer_arg(env, argv[2], &v, &vl) ||
+	    napi_get_value_uint32(env, argv[3], &count) != napi_ok)
+		return NULL;
+	if (count == 0)
+		return make_int(env, 0);
+	__u32 done = count;
+	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+	if (bpf_map_update_batch(fd, k, v, &done, &opts) == 0)
+		return make_int(env, done);
+	size_t ks = kl / count, vs = vl / count;
+	for (uint32_t i = 0; i < count; i++)
+		if (bpf_map_update_elem(fd, (char *)k + i * ks, (char *)v + i * vs, BPF_ANY))
+			return throw_errno(env, "mapUpdateBatch", errno);
+	return make_int(env, count);
+}
+
+/* objGet(pinPath) -> fd of a pinned map, or -1 when not pinned */
+static napi_value obj_get(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	char path[4096];
+	if (get_args(env, info, 1, argv) || get_string(env, argv[0], path, sizeof(path)))
+		return NULL;
+	int fd = bpf_obj_get(path);
+	if (fd < 0 && errno != ENOENT)
+		return throw_errno(env, "objGet", errno);
+	return make_int(env, fd);
+}
+
+static napi_value close_fd(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	int fd;
+	if (get_args(env, info, 1, argv) || fd_arg(env, argv[0], &fd))
+		return NULL;
+	close(fd);
+	return NULL;
+}
+
+/* linkInfo(pinPath) -> { id, progId } of a pinned link, or null */
+static napi_value link_info(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1], out, v;
+	char path[4096];
+	if (get_args(env, info, 1, argv) || get_string(env, argv[0], path, sizeof(path)))
+		return NULL;
+	int fd = bpf_obj_get(path);
+	if (fd < 0) {
+		napi_get_null(env, &out);
+		return out;
+	}
+	struct bpf_link_info li = {};
+	__u32 len = sizeof(li);
+	int rc = bpf_obj_get_info_by_fd(fd, &li, &len);
+	close(fd);
+	if (rc)
+		return throw_errno(env, "linkInfo", errno);
+	napi_create_object(env, &out);
+	napi_create_uint32(env, li.id, &v);
+	napi_set_named_property(env, out, "id", v);
+	napi_create_uint32(env, li.prog_id, &v);
+	napi_set_named_property(env, out, "progId", v);
+	return out;
+}
+
+static napi_value init(napi_env env, napi_value exports)
+{
+	libbpf_set_print(libbpf_quiet);
+	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+	struct {
+		const char *name;
+		napi_callback fn;
+	} fns[] = {
+		{ "openObject", open_object }, { "closeObject", close_object }, { "attachCgroup", attach_cgroup_js },
+		{ "attachTcx", attach_tcx_js }, { "mapFd", map_fd }, { "mapUpdate", map_update },
+		{ "mapDelete", map_delete }, { "mapLookup", map_lookup }, { "mapKeys", map_keys },
+		{ "mapUpdateBatch", map_update_batch }, { "objGet", obj_get }, { "closeFd", close_fd },
+		{ "linkInfo", link_info },
+	};
+	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+		napi_value f;
+		napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+		napi_set_named_property(env, exports, fns[i].name, f);
+	}
+	return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,71 @@
+// Typed access to the libbpf addon (native/sluice_bpf.c).
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+interface Addon {
+  openObject(path: string, pinRoot: string): number;
+  closeObject(handle: number): void;
+  attachCgroup(handle: number, program: string, cgroupDir: string, linkPin: string): boolean;
+  attachTcx(handle: number, program: string, ifindex: number, linkPin: string, egress: boolean): boolean;
+  mapFd(handle: number, name: string): number;
+  mapUpdate(fd: number, key: Buffer, value: Buffer): void;
+  mapDelete(fd: number, key: Buffer): boolean;
+  mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | null;
+  mapKeys(fd: number, keySize: number): Buffer;
+  mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): number;
+  objGet(path: string): number;
+  closeFd(fd: number): void;
+  linkInfo(path: string): { id: number; progId: number } | null;
+}
+
+const ADDON = fileURLToPath(new URL('../../native/build/Release/sluice_bpf.node', import.meta.url));
+
+let loaded: Addon | undefined;
+
+export function addon(): Addon {
+  if (!loaded) {
+    if (!existsSync(ADDON)) throw new Error(`the libbpf addon is not built (${ADDON}); run scripts/setup.sh`);
+    loaded = createRequire(import.meta.url)(ADDON) as Addon;
+  }
+  return loaded;
+}
+
+/** A BPF map by fd, with fixed key and value sizes. */
+export class BpfMap {
+  constructor(
+    readonly name: string,
+    readonly fd: number,
+    readonly keySize: number,
+    readonly valueSize: number,
+  ) {}
+
+  update(key: Buffer, value: Buffer): void {
+    addon().mapUpdate(this.fd, key, value);
+  }
+
+  updateMany(entries: [Buffer, Buffer][]): void {
+    if (!entries.length) return;
+    addon().mapUpdateBatch(this.fd, Buffer.concat(entries.map((e) => e[0])), Buffer.concat(entries.map((e) => e[1])), entries.length);
+  }
+
+  delete(key: Buffer): boolean {
+    return addon().mapDelete(this.fd, key);
+  }
+
+  lookup(key: Buffer): Buffer | null {
+    return addon().mapLookup(this.fd, key, this.valueSize);
+  }
+
+  /** Every entry, read from the kernel. */
+  entries(): [Buffer, Buffer][] {
+    const all = addon().mapKeys(this.fd, this.keySize);
+    const out: [Buffer, Buffer][] = [];
+    for (let o = 0; o < all.length; o += this.keySize) {
+      const k = Buffer.from(all.subarray(o, o + this.keySize));
+      const v = this.lookup(k);
+      if (v) out.push([k, v]);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,95 @@
+// What the socket load balancer should hold, as a pure function of the model:
+// one entry per frontend (VIP, port, protocol) with its backends and options.
+import { isIPv4, isIPv6 } from 'node:net';
+import type { Model } from '../model/model.js';
+import type { Service } from '../model/objects.js';
+import { readyBackends } from '../translate/backends.js';
+import type { ServiceRedirect } from '../translate/output.js';
+
+export const LB_ALGORITHM_ANNOTATION = 'sluice.io/lb-algorithm';
+const DEFAULT_AFFINITY_TIMEOUT = 10800;
+
+export interface Frontend {
+  vip: string;
+  port: number;
+  proto: 'TCP' | 'UDP';
+}
+
+export interface DesiredService {
+  frontend: Frontend;
+  /** "ns/name:port/proto": one reverse-NAT identity for every frontend of a Service port. */
+  serviceKey: string;
+  backends: { ip: string; port: number }[];
+  affinityTimeout?: number;
+  maglev: boolean;
+  /** The node-local Envoy port when the Service's traffic goes through L7 policy or routing. */
+  l7Port?: number;
+}
+
+export interface NodeAddresses {
+  /** The node's own addresses, for NodePort frontends reached from the node itself. */
+  nodeIPs: string[];
+}
+
+function clusterIPs(svc: Service): string[] {
+  const ips = svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : [];
+  return ips.filter((ip) => ip !== 'None' && (isIPv4(ip) || isIPv6(ip)));
+}
+
+export function desiredServices(model: Model, redirects: readonly ServiceRedirect[], node: NodeAddresses): DesiredService[] {
+  const out: DesiredService[] = [];
+  for (const svc of model.services()) {
+    if (svc.spec.type === 'ExternalName') continue;
+    const ns = svc.metadata.namespace ?? 'default';
+    const id = `${ns}/${svc.metadata.name}`;
+    const affinity = svc.spec.sessionAffinity === 'ClientIP' ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : undefined;
+    const maglev = svc.metadata.annotations?.[LB_ALGORITHM_ANNOTATION] === 'maglev';
+    for (const port of svc.spec.ports ?? []) {
+      const proto = port.protocol ?? 'TCP';
+      if (proto !== 'TCP' && proto !== 'UDP') continue;
+      const redirect = redirects.find((r) => r.service === id && (r.port === undefined || r.port === port.port));
+      // L7 redirects carry TCP; UDP keeps going straight to backends.
+      const l7Port = proto === 'TCP' ? redirect?.proxyPort : undefined;
+      const backends = readyBackends(model, svc, port);
+      const serviceKey = `${id}:${port.port}/${proto}`;
+      const frontends: Frontend[] = clusterIPs(svc).map((vip) => ({ vip, port: port.port, proto }));
+      for (const vip of svc.spec.externalIPs ?? []) if (isIPv4(vip) || isIPv6(vip)) frontends.push({ vip, port: port.port, proto });
+      if (port.nodePort && (svc.spec.type === 'NodePort' || svc.spec.type === 'LoadBalancer'))
+        for (const vip of ['127.0.0.1', ...node.nodeIPs]) frontends.push({ vip, port: port.nodePort, proto });
+      for (const frontend of frontends)
+        out.push({ frontend, serviceKey, backends: backends.filter((b) => isIPv4(b.ip) === isIPv4(frontend.vip)), affinityTimeout: affinity, maglev, l7Port });
+    }
+  }
+  return out;
+}
+
+/**
+ * Maglev lookup table (Eisenbud et al., NSDI 2016): each backend walks its own
+ * permutation of the M slots and claims the next free one in turn, giving a
+ * near-even spread that moves few slots when a backend comes or goes.
+ */
+export function maglevTable(backendKeys: string[], m: number): number[] {
+  const n = backendKeys.length;
+  if (n === 0) return [];
+  const hash = (s: string, seed: number) => {
+    let h = 2166136261 ^ seed;
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+    return h >>> 0;
+  };
+  const offset = backendKeys.map((k) => hash(k, 0x5bd1e995) % m);
+  const skip = backendKeys.map((k) => (hash(k, 0x1b873593) % (m - 1)) + 1);
+  const next = new Array<number>(n).fill(0);
+  const table = new Array<number>(m).fill(-1);
+  for (let filled = 0; ; ) {
+    for (let i = 0; i < n; i++) {
+      let c = (offset[i] + next[i] * skip[i]) % m;
+      while (table[c] >= 0) {
+        next[i]++;
+        c = (offset[i] + next[i] * skip[i]) % m;
+      }
+      table[c] = i;
+      next[i]++;
+      if (++filled === m) return table;
+    }
+  }
+}

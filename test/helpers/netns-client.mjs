@@ -1,0 +1,53 @@
+// Runs inside a test network namespace and cgroup: performs a plan of
+// connects, datagrams and DNS lookups, and prints what it saw as JSON.
+import { createSocket } from 'node:dgram';
+import { Resolver } from 'node:dns/promises';
+import { connect } from 'node:net';
+
+const plan = JSON.parse(process.argv[2]);
+
+function tcp(host, port) {
+  return new Promise((resolve, reject) => {
+    const c = connect({ host, port });
+    let data = '';
+    let peer;
+    c.on('connect', () => (peer = { address: c.remoteAddress, port: c.remotePort }));
+    c.on('data', (d) => (data += d));
+    c.on('end', () => resolve({ backend: data, peer }));
+    c.on('error', reject);
+    c.setTimeout(3000, () => c.destroy(new Error('timeout')));
+  });
+}
+
+function udp(host, port) {
+  return new Promise((resolve, reject) => {
+    const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    const timer = setTimeout(() => (s.close(), reject(new Error('udp timeout'))), 3000);
+    s.on('message', (m, r) => {
+      clearTimeout(timer);
+      s.close();
+      resolve({ backend: String(m), from: { address: r.address, port: r.port } });
+    });
+    s.send('who', port, host);
+  });
+}
+
+const out = [];
+for (const step of plan) {
+  const results = [];
+  for (let i = 0; i < (step.count ?? 1); i++) {
+    try {
+      if (step.op === 'tcp') results.push(await tcp(step.host, step.port));
+      else if (step.op === 'udp') results.push(await udp(step.host, step.port));
+      else if (step.op === 'dns') {
+        const r = new Resolver({ timeout: 2000, tries: 1 });
+        r.setServers([`${step.server}:${step.port ?? 53}`]);
+        results.push({ addresses: await r.resolve4(step.name) });
+      }
+    } catch (e) {
+      results.push({ error: e.message });
+    }
+  }
+  out.push(results);
+}
+console.log(JSON.stringify(out));
