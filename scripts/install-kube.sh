@@ -8,6 +8,8 @@ set -euo pipefail
 cache=${SLUICE_CACHE:-/var/cache/sluice}
 K8S_VERSION=1.34.4
 HELM_VERSION=3.21.4
+# Gateway API CRDs are the user's to install; tests install the standard channel of this release.
+GATEWAY_API_VERSION=1.2.1
 bin="$cache/bin"
 mkdir -p "$bin"
 export GOPATH="$cache/go" GOCACHE="$cache/go-build" GOFLAGS=-mod=mod GOTOOLCHAIN=local
@@ -31,7 +33,10 @@ build_k8s() {
   fi
   cd "$mod"
   log "building $tool v$K8S_VERSION (slow the first time; cached in $cache)"
-  go build -trimpath -o "$out.tmp" "k8s.io/kubernetes/cmd/$tool"
+  # Stamp the real version; unstamped builds report v0.0.0-master and trip skew checks.
+  local v=k8s.io/component-base/version
+  go build -trimpath -ldflags "-X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$(cut -d. -f2 <<<"$K8S_VERSION")" \
+    -o "$out.tmp" "k8s.io/kubernetes/cmd/$tool"
   mv "$out.tmp" "$out"
 }
 
@@ -46,4 +51,10 @@ if [ ! -x "$bin/helm-v$HELM_VERSION" ]; then
   mv "$cache/helm-$HELM_VERSION/helm" "$bin/helm-v$HELM_VERSION"
 fi
 ln -sf "$bin/helm-v$HELM_VERSION" "$bin/helm"
+gw="$cache/gateway-api-v$GATEWAY_API_VERSION"
+if [ ! -f "$gw/gateway.networking.k8s.io_httproutes.yaml" ]; then
+  log "fetching Gateway API v$GATEWAY_API_VERSION CRDs (from its Go module)"
+  dir=$(cd /tmp && go mod download -json "sigs.k8s.io/gateway-api@v$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  rm -rf "$gw" && cp -r "$dir/config/crd/standard" "$gw"
+fi
 log "ready: $("$bin/kube-apiserver" --version), kubectl $K8S_VERSION, $("$bin/helm" version --short)"

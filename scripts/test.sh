@@ -4,6 +4,8 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+# etcd, kube-apiserver, kubectl, helm and Gateway API CRDs for the cluster-mode suites.
+bash scripts/install-kube.sh || { echo "0 passed, 1 failed"; exit 1; }
 export SLUICE_SETUP_DONE=1
 log=$(mktemp /tmp/sluice-tap.XXXXXX)
 npx tap --reporter=tap "$@" 2>&1 | tee "$log"

@@ -9,6 +9,8 @@ import { anyToJson } from './proto/any.js';
 import { SERVED_TYPES } from './xds/resource-types.js';
 import { renderBootstrap } from './envoy/bootstrap.js';
 import { createLogger } from './log.js';
+import { startHealthServer } from './agent/health-server.js';
+import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
 
 function port(v: string): number {
@@ -32,9 +34,11 @@ program
     process.stdout.write(o.output === 'json' ? JSON.stringify(b, null, 2) + '\n' : stringify(b));
   });
 
+/** "kube" for the Kubernetes API, "dir:PATH" for a directory of Kubernetes YAML. */
 function source(v: string, prior: string[] = []): string[] {
+  if (v === 'kube') return [...prior, v];
   const m = /^dir:(.+)$/.exec(v);
-  if (!m) throw new InvalidArgumentError('want dir:PATH (a directory of Kubernetes YAML)');
+  if (!m) throw new InvalidArgumentError('want kube (the Kubernetes API) or dir:PATH (a directory of Kubernetes YAML)');
   return [...prior, m[1]];
 }
 
@@ -50,7 +54,8 @@ const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's 
 program
   .command('agent')
   .description("serve xDS to the node's Envoy")
-  .option('--source <dir:PATH>', 'Kubernetes YAML to translate (repeatable), watched for changes', source)
+  .option('--source <kube|dir:PATH>', 'where cluster state comes from: the Kubernetes API, or Kubernetes YAML files (repeatable), watched for changes', source)
+  .option('--kubeconfig <file>', 'with --source kube: the kubeconfig to use (default: in-cluster, then $KUBECONFIG)')
   .option('--resources <dir>', 'also serve a directory of raw Envoy resources (YAML/JSON with @type), watched for changes')
   .addOption(nodeOption())
   .option('--socket <path>', 'unix socket to serve xDS on', DEFAULT_SOCKET_PATH)
@@ -58,12 +63,21 @@ program
   .option('--state-dir <dir>', 'state kept across restarts (proxy ports)', '/var/lib/sluice')
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.SLUICE_LOG_LEVEL ?? 'info')
+  .option('--datapath', 'also load balance Services in the kernel (cgroup socket programs), replacing kube-proxy')
+  .option('--bpf-dir <dir>', 'with --datapath: where programs and maps are pinned, on a bpffs mount', '/sys/fs/bpf/sluice')
+  .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced', '/sys/fs/cgroup')
+  .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
+  .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
   .action(async (o) => {
-    if (!o.source && !o.resources) throw new InvalidArgumentError('give --source dir:PATH and/or --resources DIR');
+    if (!o.source && !o.resources) throw new InvalidArgumentError('give --source kube, --source dir:PATH and/or --resources DIR');
     const log = createLogger(o.logLevel);
+    const kube = (o.source ?? []).includes('kube');
+    const dirs = (o.source ?? []).filter((s: string) => s !== 'kube');
     const agent = new Agent({
       nodeName: o.node,
-      kubeDirs: o.source,
+      kubeDirs: dirs,
+      source: kube ? new KubeApiSource({ kubeConfig: loadKubeConfig(o.kubeconfig), nodeName: o.node, log }) : undefined,
+      datapath: o.datapath ? { pinDir: o.bpfDir, cgroupDir: o.cgroupDir } : undefined,
       resourceDirs: o.resources ? [o.resources] : [],
       socketPath: o.socket,
       tcpAddress: o.tcp,
@@ -71,10 +85,14 @@ program
       proxyPortRange: o.proxyPorts,
       log,
     });
+    log.info({ node: o.node, trustDomain: o.trustDomain, kube, dirs, datapath: !!o.datapath }, 'starting');
+    // Probes answer from the start: not ready until the sources have delivered a model.
+    const health = o.metricsPort ? await startHealthServer(agent, o.metricsPort) : undefined;
     await agent.start();
     const stop = async (signal: string) => {
       log.info({ signal }, 'stopping');
       await agent.stop();
+      await health?.close();
       process.exit(0);
     };
     process.once('SIGINT', stop);

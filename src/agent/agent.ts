@@ -13,6 +13,8 @@ import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
 import { toXdsResource } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
+import { AgentMetrics } from './metrics.js';
+import { ServiceDatapath, type ServiceDatapathOptions } from './service-datapath.js';
 import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap, StableIds } from './stable-ids.js';
 
 export interface AgentOptions {
@@ -33,6 +35,8 @@ export interface AgentOptions {
   watch?: boolean;
   /** How long to wait for the node's Envoy to ACK a version before giving up on it. */
   ackTimeoutMs?: number;
+  /** Socket load balancing for this node's cgroup; absent means xDS only. */
+  datapath?: ServiceDatapathOptions;
 }
 
 const RAW_RESOURCES = 'Envoy resources directory';
@@ -64,6 +68,12 @@ export class Agent {
   private readonly nacked = new Map<string, { fingerprint: string; message: string }>();
   private loggedIssues = new Set<string>();
   private currentRedirects: ServiceRedirect[] = [];
+  /** Redirects whose listener the node's Envoy has accepted: only these steer traffic. */
+  private ackedRedirects: ServiceRedirect[] = [];
+  private datapath: ServiceDatapath | undefined;
+  readonly metrics = new AgentMetrics();
+  /** Sources have delivered their first model and xDS is being served. */
+  ready = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.server = new XdsServer({ cache: this.cache, log: opts.log, socketPath: opts.socketPath, tcpAddress: opts.tcpAddress });
@@ -86,12 +96,17 @@ export class Agent {
   }
 
   async start(): Promise<XdsServerAddresses> {
+    if (this.opts.datapath) {
+      this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, ...this.opts.datapath });
+      if (this.datapath.adopted.length) this.opts.log.info({ programs: this.datapath.adopted }, 'adopted the datapath a previous agent left pinned');
+    }
     this.readRaw(false);
     for (const s of this.sources) await s.start((u) => this.onModel(u));
     if (this.sources.length === 0) this.publish();
     const addresses = await this.server.start();
     if (this.opts.watch !== false)
       for (const d of this.opts.resourceDirs ?? []) this.unwatch.push(watchDir(d, () => this.readRaw(true)));
+    this.ready = true;
     return addresses;
   }
 
@@ -123,12 +138,16 @@ export class Agent {
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));
       const { snapshot, redirects, issues } = assemble(units);
-      this.reportIssues([...this.sourceIssues, ...issues]);
+      const allIssues = [...this.sourceIssues, ...issues];
+      this.reportIssues(allIssues);
       this.units = new Map(units.map((u) => [u.object, u]));
       this.version = this.cache.setSnapshot(ANY_NODE, snapshot);
       this.currentRedirects = redirects;
       log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length }, 'snapshot published');
+      this.metrics.published(this.version, snapshot.size, allIssues.length);
       this.followAck(this.version, this.units);
+      this.applyDatapath();
+      for (const s of this.sources) s.report?.({ model: this.model, issues: allIssues });
     } catch (e) {
       log.error({ err: e }, 'publish failed; the previous snapshot keeps serving');
     }
@@ -143,7 +162,7 @@ export class Agent {
       return u;
     }
     const accepted = this.acked.get(u.object);
-    const issue = { object: u.object, field: 'resources', message: `Envoy rejected this config, so its last accepted version keeps serving: ${bad.message}` };
+    const issue: TranslationIssue = { object: u.object, field: 'resources', reason: 'EnvoyRejected', message: `Envoy rejected this config, so its last accepted version keeps serving: ${bad.message}` };
     return { ...(accepted ?? { ...u, resources: [], redirects: [] }), issues: [...u.issues, issue] };
   }
 
@@ -153,11 +172,15 @@ export class Agent {
         if (version === this.version || version > this.ackedVersion) {
           this.ackedVersion = version;
           this.acked = units;
+          this.ackedRedirects = [...units.values()].flatMap((u) => u.redirects);
+          this.metrics.acked(version);
+          this.applyDatapath();
         }
       },
       (e: unknown) => {
-        if (!(e instanceof NackError) || version !== this.version) return;
-        this.rollBack(e, units);
+        if (!(e instanceof NackError)) return;
+        this.metrics.nacked();
+        if (version === this.version) this.rollBack(e, units);
       },
     );
   }
@@ -179,6 +202,24 @@ export class Agent {
     if (culprits.length) this.publish();
   }
 
+  /**
+   * Services go to their backends at once; a Service goes to its L7 listener only
+   * once Envoy has accepted that listener, so no connection meets a closed port.
+   */
+  private applyDatapath(): void {
+    if (!this.datapath) return;
+    const live = this.currentRedirects.filter((r) =>
+      this.ackedRedirects.some((a) => a.service === r.service && a.port === r.port && a.proxyPort === r.proxyPort),
+    );
+    try {
+      const stats = this.datapath.apply(this.model, live, this.opts.nodeName);
+      this.metrics.datapathApplied(stats.services);
+      if (stats.upserts || stats.deletes) this.opts.log.info({ ...stats, redirected: live.length }, 'datapath updated');
+    } catch (e) {
+      this.opts.log.error({ err: e }, 'datapath update failed; the maps keep their previous contents');
+    }
+  }
+
   private reportIssues(issues: TranslationIssue[]): void {
     const now = new Set(issues.map(formatIssue));
     for (const i of issues) {
@@ -194,6 +235,8 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    this.ready = false;
+    this.datapath?.close();
     for (const u of this.unwatch) u();
     for (const s of this.sources) await s.stop();
     await this.server.stop();

@@ -59,11 +59,22 @@ export class StableIds {
     let id = lo + (createHash('sha256').update(key).digest().readUInt32BE(0) % size);
     while (this.used.has(id)) id = id === hi ? lo : id + 1;
     this.remember(key, id);
-    this.save();
+    this.scheduleSave();
     return id;
   }
 
-  private save(): void {
+  private saveQueued = false;
+
+  /** One write per burst: a 10,000-service apply asks for ids 100,000 times in one go. */
+  private scheduleSave(): void {
+    if (!this.stateFile || this.saveQueued) return;
+    this.saveQueued = true;
+    queueMicrotask(() => this.save());
+  }
+
+  /** Writes the state file now. */
+  save(): void {
+    this.saveQueued = false;
     if (!this.stateFile) return;
     mkdirSync(dirname(this.stateFile), { recursive: true });
     const tmp = `${this.stateFile}.tmp`;

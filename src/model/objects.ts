@@ -82,6 +82,7 @@ export interface ServiceAccount extends KubeObject {
 
 export interface Node extends KubeObject {
   kind: 'Node';
+  status?: { addresses?: { type: string; address: string }[] };
 }
 
 export interface LabelSelector {
@@ -190,6 +191,22 @@ export interface HTTPRoute extends KubeObject {
   };
 }
 
+/**
+ * cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy: read and
+ * kept so their L7 rules can be translated; the rule shapes live with that translator.
+ */
+export interface CiliumNetworkPolicy extends KubeObject {
+  kind: 'CiliumNetworkPolicy';
+  spec?: Record<string, unknown>;
+  specs?: Record<string, unknown>[];
+}
+
+export interface CiliumClusterwideNetworkPolicy extends KubeObject {
+  kind: 'CiliumClusterwideNetworkPolicy';
+  spec?: Record<string, unknown>;
+  specs?: Record<string, unknown>[];
+}
+
 export type ModelObject =
   | Service
   | EndpointSlice
@@ -199,7 +216,9 @@ export type ModelObject =
   | Node
   | CiliumEnvoyConfig
   | CiliumClusterwideEnvoyConfig
-  | HTTPRoute;
+  | HTTPRoute
+  | CiliumNetworkPolicy
+  | CiliumClusterwideNetworkPolicy;
 
 export type Kind = ModelObject['kind'];
 
@@ -214,9 +233,11 @@ export const API_VERSIONS: Record<Kind, readonly string[]> = {
   CiliumEnvoyConfig: ['cilium.io/v2'],
   CiliumClusterwideEnvoyConfig: ['cilium.io/v2'],
   HTTPRoute: ['gateway.networking.k8s.io/v1'],
+  CiliumNetworkPolicy: ['cilium.io/v2'],
+  CiliumClusterwideNetworkPolicy: ['cilium.io/v2'],
 };
 
-export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set(['Namespace', 'Node', 'CiliumClusterwideEnvoyConfig']);
+export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set(['Namespace', 'Node', 'CiliumClusterwideEnvoyConfig', 'CiliumClusterwideNetworkPolicy']);
 
 /** "ns/name" for namespaced objects, "name" for cluster-scoped ones. */
 export function objectKey(o: KubeObject): string {

@@ -7,8 +7,17 @@ export interface ModelUpdate {
   issues: TranslationIssue[];
 }
 
-/** Where cluster state comes from: a directory of YAML today, the Kubernetes API later. */
+/** What the agent made of the model, for sources that can write status back. */
+export interface StatusReport {
+  model: Model;
+  /** Every current issue, including the source's own. */
+  issues: TranslationIssue[];
+}
+
+/** Where cluster state comes from: a directory of YAML, or the Kubernetes API. */
 export interface ModelSource {
   start(onChange: (update: ModelUpdate) => void): Promise<void>;
   stop(): Promise<void>;
+  /** Called after each published version; the Kubernetes source turns it into status and Events. */
+  report?(report: StatusReport): void;
 }

@@ -9,6 +9,8 @@ export interface TranslationIssue {
   /** Path into the object, e.g. spec.resources[1].filter_chains[0]. */
   field: string;
   message: string;
+  /** Why, as one CamelCase word for Kubernetes Events; absent means the object is invalid as written. */
+  reason?: 'EnvoyRejected';
 }
 
 /** Service traffic the datapath should steer into a node-local Envoy listener. */

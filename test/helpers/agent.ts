@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { Agent } from '../../src/agent/agent.js';
+import type { ModelSource } from '../../src/sources/source.js';
 import { renderBootstrap, type AdsFlavour } from '../../src/envoy/bootstrap.js';
 
 export interface TestAgent {
@@ -28,6 +29,8 @@ export interface StartOptions {
   /** The files are Kubernetes YAML (--source dir:) rather than raw Envoy resources. */
   kube?: boolean;
   nodeName?: string;
+  /** Read cluster state from this source (the Kubernetes API, say) instead of files. */
+  source?: ModelSource;
 }
 
 /** A port range for listeners without an address, unlikely to meet another test's. */
@@ -56,7 +59,7 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
   for (const [f, docs] of Object.entries(files)) write(f, docs);
   const agent = new Agent({
     nodeName: opts.nodeName ?? 'test-node',
-    ...(opts.kube ? { kubeDirs: [resources] } : { resourceDirs: [resources] }),
+    ...(opts.source ? { source: opts.source } : opts.kube ? { kubeDirs: [resources] } : { resourceDirs: [resources] }),
     stateDir: join(dir, 'state'),
     proxyPortRange: proxyPortRange(),
     socketPath,

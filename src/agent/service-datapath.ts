@@ -1,0 +1,53 @@
+// The agent's side of the socket load balancer: open (or adopt) the pinned
+// datapath, and keep its maps equal to what the model and the redirects say.
+import { join } from 'node:path';
+import type { Model } from '../model/model.js';
+import { SockLbApplier, type ApplyStats } from '../redirect/apply.js';
+import { SockLb } from '../redirect/datapath.js';
+import { desiredServices } from '../redirect/desired.js';
+import type { ServiceRedirect } from '../translate/output.js';
+import { StableIds } from './stable-ids.js';
+
+export interface ServiceDatapathOptions {
+  /** On a bpffs mount, e.g. /sys/fs/bpf/sluice. */
+  pinDir: string;
+  /** The cgroup v2 directory whose processes get service load balancing (the host's root, in a cluster). */
+  cgroupDir: string;
+  /** Where service and backend ids are kept, so a restarted agent writes the same keys. */
+  stateDir?: string;
+}
+
+/** The node's addresses, for NodePort frontends reached from the node itself. */
+export function nodeIPs(model: Model, nodeName: string): string[] {
+  const node = model.node(nodeName);
+  return (node?.status?.addresses ?? []).filter((a) => a.type === 'InternalIP' || a.type === 'ExternalIP').map((a) => a.address);
+}
+
+export class ServiceDatapath {
+  private readonly lb: SockLb;
+  private readonly applier: SockLbApplier;
+
+  constructor(opts: ServiceDatapathOptions) {
+    this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir });
+    const state = (f: string) => (opts.stateDir ? join(opts.stateDir, f) : undefined);
+    this.applier = new SockLbApplier(this.lb.maps, {
+      services: new StableIds(state('service-ids.json'), [1, 65535]),
+      backends: new StableIds(state('backend-ids.json'), [1, 2 ** 30]),
+    });
+  }
+
+  /** Programs found attached by an earlier agent and adopted rather than attached again. */
+  get adopted(): readonly string[] {
+    return this.lb.adopted;
+  }
+
+  apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyStats & { services: number } {
+    const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName) });
+    return { ...this.applier.apply(desired), services: desired.length };
+  }
+
+  /** Lets go; the pinned programs and maps keep serving connections while no agent runs. */
+  close(): void {
+    this.lb.close();
+  }
+}
