@@ -37,7 +37,7 @@ t.test('services redirect to the listener; backends become ns/svc and ns/svc:por
       ...(endpointSlice('web', 'http', 8080, [{ ip: '10.0.0.1' }, { ip: '10.0.0.2', ready: false }, { ip: '10.0.0.3', terminating: true }], { namespace: 'shop' }) as any),
       ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'metrics', port: 9091, protocol: 'TCP' }],
     },
-    cec('l7', { services: [{ name: 'web', ports: [80] }], backendServices: [{ name: 'web', ports: ['http'] }], resources: splitResources({ 'shop/web:80': 1 }) }, 'shop'),
+    cec('l7', { services: [{ name: 'web', ports: [80] }], backendServices: [{ name: 'web', number: ['http'] }], resources: splitResources({ 'shop/web:80': 1 }) }, 'shop'),
   );
   const [u] = translateEnvoyConfigs(m, ctx);
   t.same(u.issues, []);

@@ -93,7 +93,8 @@ export interface LabelSelector {
 /** cilium.io/v2 CiliumEnvoyConfig and CiliumClusterwideEnvoyConfig share a spec. */
 export interface EnvoyConfigSpec {
   services?: { name: string; namespace?: string; ports?: number[]; listener?: string }[];
-  backendServices?: { name: string; namespace?: string; ports?: string[] }[];
+  /** Cilium names the port filter of a backend Service `number`: port numbers or names, as strings. */
+  backendServices?: { name: string; namespace?: string; number?: string[] }[];
   resources?: Record<string, unknown>[];
   nodeSelector?: LabelSelector;
 }

@@ -18,6 +18,8 @@ function specProblem(kind: Kind, o: Record<string, any>): [string, string] | und
     case 'CiliumClusterwideEnvoyConfig': {
       if (!isObject(spec)) return ['spec', 'want an object'];
       for (const k of Object.keys(spec)) if (!ENVOY_CONFIG_SPEC_FIELDS.has(k)) return [`spec.${k}`, `unknown field "${k}"`];
+      // As the CRD (and Cilium's) requires: a config without resources is a mistake, not a no-op.
+      if (spec.resources === undefined) return ['spec.resources', 'required'];
       for (const list of ['resources', 'services', 'backendServices'] as const) {
         if (spec[list] === undefined) continue;
         if (!Array.isArray(spec[list])) return [`spec.${list}`, 'want a list'];
@@ -26,8 +28,9 @@ function specProblem(kind: Kind, o: Record<string, any>): [string, string] | und
           if (list !== 'resources' && typeof item.name !== 'string') return [`spec.${list}[${i}].name`, 'want a Service name'];
           if (list === 'services' && item.ports !== undefined && (!Array.isArray(item.ports) || !item.ports.every((p: unknown) => Number.isInteger(p))))
             return [`spec.${list}[${i}].ports`, 'want a list of port numbers'];
-          if (list === 'backendServices' && item.ports !== undefined && (!Array.isArray(item.ports) || !item.ports.every((p: unknown) => typeof p === 'string')))
-            return [`spec.${list}[${i}].ports`, 'want a list of port numbers or names, as strings'];
+          if (list === 'backendServices' && item.ports !== undefined) return [`spec.${list}[${i}].ports`, 'unknown field "ports"; the port filter of a backend Service is "number"'];
+          if (list === 'backendServices' && item.number !== undefined && (!Array.isArray(item.number) || !item.number.every((p: unknown) => typeof p === 'string')))
+            return [`spec.${list}[${i}].number`, 'want a list of port numbers or names, as strings'];
         }
       }
       if (spec.nodeSelector !== undefined && !isObject(spec.nodeSelector)) return ['spec.nodeSelector', 'want a label selector'];

@@ -94,7 +94,7 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
     const svcNs = s.namespace ?? defaultNs;
     const svc = model.service(svcNs, s.name);
     if (!svc) problem(`spec.backendServices[${i}]`, `Service ${svcNs}/${s.name} not found; its endpoints stay empty until it exists`, false);
-    else backends.set(`${svcNs}/${s.name}`, { svc, ports: s.ports });
+    else backends.set(`${svcNs}/${s.name}`, { svc, ports: s.number });
   });
   for (const { svc, ports } of backends.values()) out.resources.push(...serviceLoadAssignments(model, svc, ports));
   return out;
