@@ -1,7 +1,7 @@
 // Loads bpf/sock_lb.o, attaches its programs to a cgroup through pinned links,
 // and adopts what a previous agent left pinned instead of attaching twice.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addon, BpfMap } from './bpf.js';
 import { SIZES } from './maps.js';
@@ -27,23 +27,42 @@ export interface SockLbOptions {
   objectPath?: string;
 }
 
-function mountsOfType(type: string): string[] {
-  return readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f[2] === type)
-    .map((f) => f[1]);
+const BPF_FS_MAGIC = 0xcafe4a11;
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/**
+ * The filesystem type of `path`, or of its nearest existing ancestor when it
+ * is yet to be created: what the kernel says, so that a tmpfs mounted inside a
+ * bpffs mount, or a mount point whose name /proc/mounts escapes, is judged right.
+ */
+function fsType(path: string): number {
+  let p = resolve(path);
+  while (!existsSync(p) && p !== dirname(p)) p = dirname(p);
+  return statfsSync(p).type;
 }
 
-const under = (path: string, mounts: string[]) => mounts.some((m) => resolve(path) === m || resolve(path).startsWith(`${m}/`));
+function isElf(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const magic = Buffer.alloc(4);
+    return readSync(fd, magic, 0, 4, 0) === 4 && magic.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+  } finally {
+    closeSync(fd);
+  }
+}
 
-/** Clear start-up errors for what the datapath needs from the machine. */
+/** Clear start-up errors for what the datapath needs from the machine, before anything is created. */
 export function preflight(opts: SockLbOptions): void {
-  if (!under(opts.pinDir, mountsOfType('bpf')))
-    throw new Error(`${opts.pinDir} is not on a bpffs mount; mount one first: mount -t bpf bpf /sys/fs/bpf`);
-  if (!under(opts.cgroupDir, mountsOfType('cgroup2')))
+  const object = opts.objectPath ?? SOCK_LB_OBJECT;
+  if (fsType(opts.pinDir) !== BPF_FS_MAGIC) throw new Error(`${opts.pinDir} is not on a bpffs mount; mount one first: mount -t bpf bpf /sys/fs/bpf`);
+  if (fsType(opts.cgroupDir) !== CGROUP2_SUPER_MAGIC)
     throw new Error(`${opts.cgroupDir} is not in a cgroup v2 hierarchy; mount one: mount -t cgroup2 none /sys/fs/cgroup/unified`);
-  if (!existsSync(opts.objectPath ?? SOCK_LB_OBJECT)) throw new Error(`${opts.objectPath ?? SOCK_LB_OBJECT} is missing; run scripts/setup.sh`);
+  const cgroup = statSync(opts.cgroupDir, { throwIfNoEntry: false });
+  if (!cgroup) throw new Error(`${opts.cgroupDir} does not exist; create the cgroup first: mkdir ${opts.cgroupDir}`);
+  if (!cgroup.isDirectory()) throw new Error(`${opts.cgroupDir} is not a cgroup directory`);
+  const file = statSync(object, { throwIfNoEntry: false });
+  if (!file) throw new Error(`${object} is missing; run scripts/setup.sh`);
+  if (!file.isFile() || !isElf(object)) throw new Error(`${object} is not a BPF object (not an ELF file); run scripts/setup.sh to rebuild it`);
 }
 
 export class SockLb {
@@ -59,7 +78,13 @@ export class SockLb {
     const links = join(opts.pinDir, 'links');
     mkdirSync(links, { recursive: true });
     const bpf = addon();
-    const handle = bpf.openObject(opts.objectPath ?? SOCK_LB_OBJECT, opts.pinDir);
+    const object = opts.objectPath ?? SOCK_LB_OBJECT;
+    let handle: number;
+    try {
+      handle = bpf.openObject(object, opts.pinDir);
+    } catch (e) {
+      throw new Error(`loading the BPF object ${object} failed: ${(e as Error).message}`);
+    }
     try {
       const adopted = SOCK_LB_PROGRAMS.filter((p) => bpf.attachCgroup(handle, p, opts.cgroupDir, join(links, p)));
       const map = (name: string, k: number, v: number) => new BpfMap(name, bpf.mapFd(handle, name), k, v);

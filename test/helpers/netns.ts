@@ -23,7 +23,25 @@ export interface NetnsWorld {
   servers(cfg: object): Promise<ChildProcess>;
   /** Runs netns-client.mjs in the namespace, inside the cgroup; returns its results. */
   client(plan: object[]): any[][];
+  /** The namespace's cookie, what bpf_get_netns_cookie() returns for its sockets (SO_NETNS_COOKIE). */
+  netnsCookie(): bigint;
+  /**
+   * Another network namespace whose only link is a veth pair into this one
+   * (10.250.K.2 there, 10.250.K.1 here, default route through it): a second
+   * client of the same node, with its own netns cookie. Removed at teardown.
+   */
+  peer(): PeerNetns;
 }
+
+export interface PeerNetns {
+  ns: string;
+  /** Runs netns-client.mjs in the peer namespace, inside the world's cgroup. */
+  client(plan: object[]): any[][];
+  netnsCookie(): bigint;
+}
+
+// SO_NETNS_COOKIE (Linux 5.14+) is 71; Node has no getsockopt, python3 (a Debian base package) does.
+const COOKIE_PY = 'import socket; s = socket.socket(); print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little"))';
 
 export async function netnsWorld(t: Teardown, addresses: string[]): Promise<NetnsWorld> {
   if (process.getuid?.() !== 0) throw new Error('datapath tests need root');
@@ -35,6 +53,7 @@ export async function netnsWorld(t: Teardown, addresses: string[]): Promise<Netn
   const bpffs = mkdtempSync(join(tmpdir(), 'sluice-bpffs-'));
   const pinDir = join(bpffs, 'sluice');
   const children: ChildProcess[] = [];
+  const peers: string[] = [];
   t.teardown(async () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 100));
@@ -46,6 +65,12 @@ export async function netnsWorld(t: Teardown, addresses: string[]): Promise<Netn
     }
     rmSync(bpffs, { recursive: true, force: true });
     if (existsSync(cgroupDir)) rmdirSync(cgroupDir);
+    for (const p of peers)
+      try {
+        execFileSync('ip', ['netns', 'delete', p]);
+      } catch {
+        /* never created */
+      }
     try {
       execFileSync('ip', ['netns', 'delete', ns]);
     } catch {
@@ -61,6 +86,11 @@ export async function netnsWorld(t: Teardown, addresses: string[]): Promise<Netn
   const sh = (cmd: string, args: string[]) => execFileSync('nsenter', [...enter, cmd, ...args], { encoding: 'utf8' });
   sh('ip', ['link', 'set', 'lo', 'up']);
   for (const a of addresses) sh('ip', ['addr', 'add', a.includes(':') ? `${a}/128` : `${a}/32`, 'dev', 'lo']);
+  const clientIn = (netns: string, plan: object[]) => {
+    const script = `echo $$ > ${cgroupDir}/cgroup.procs && exec ${process.execPath} ${join(here, 'netns-client.mjs')} '${JSON.stringify(plan)}'`;
+    return JSON.parse(execFileSync('nsenter', [`--net=/var/run/netns/${netns}`, 'sh', '-c', script], { encoding: 'utf8' }));
+  };
+  const cookieOf = (netns: string) => BigInt(execFileSync('nsenter', [`--net=/var/run/netns/${netns}`, 'python3', '-c', COOKIE_PY], { encoding: 'utf8' }).trim());
   return {
     ns,
     cgroupDir,
@@ -73,9 +103,23 @@ export async function netnsWorld(t: Teardown, addresses: string[]): Promise<Netn
         c.stdout!.on('data', (d) => String(d).includes('ready') && resolve(c));
         c.on('exit', (code) => reject(new Error(`servers exited with ${code}`)));
       }),
-    client: (plan) => {
-      const script = `echo $$ > ${cgroupDir}/cgroup.procs && exec ${process.execPath} ${join(here, 'netns-client.mjs')} '${JSON.stringify(plan)}'`;
-      return JSON.parse(sh('sh', ['-c', script]));
+    client: (plan) => clientIn(ns, plan),
+    netnsCookie: () => cookieOf(ns),
+    peer: () => {
+      const k = peers.length + 1;
+      const name = `${ns}-p${k}`;
+      execFileSync('ip', ['netns', 'add', name]);
+      peers.push(name);
+      const psh = (cmd: string, args: string[]) => execFileSync('nsenter', [`--net=/var/run/netns/${name}`, cmd, ...args], { encoding: 'utf8' });
+      // Created from inside the world, its other end moved straight into the peer: nothing touches the host namespace.
+      sh('ip', ['link', 'add', `vw${k}`, 'type', 'veth', 'peer', 'name', `vp${k}`, 'netns', name]);
+      sh('ip', ['addr', 'add', `10.250.${k}.1/24`, 'dev', `vw${k}`]);
+      sh('ip', ['link', 'set', `vw${k}`, 'up']);
+      psh('ip', ['link', 'set', 'lo', 'up']);
+      psh('ip', ['addr', 'add', `10.250.${k}.2/24`, 'dev', `vp${k}`]);
+      psh('ip', ['link', 'set', `vp${k}`, 'up']);
+      psh('ip', ['route', 'add', 'default', 'via', `10.250.${k}.1`]);
+      return { ns: name, client: (plan) => clientIn(name, plan), netnsCookie: () => cookieOf(name) };
     },
   };
 }
