@@ -12,20 +12,31 @@ export interface SockLbMaps {
   maglev: BpfMap;
 }
 
-type Entries = Map<string, [Buffer, Buffer]>;
+/** hex key -> [key, value, hex value]. */
+type Entries = Map<string, [Buffer, Buffer, string]>;
+type Part = 'masters' | 'slots' | 'backends' | 'maglev';
+/** One service's entries, as [hex key, key, value, hex value]. */
+type ServiceEntries = Record<Part, [string, Buffer, Buffer, string][]>;
 
 export interface ApplyStats {
   upserts: number;
   deletes: number;
 }
 
-function put(m: Entries, k: Buffer, v: Buffer): void {
-  m.set(k.toString('hex'), [k, v]);
+const MAP_OF: Record<Part, keyof SockLbMaps> = { masters: 'services', slots: 'services', backends: 'backends', maglev: 'maglev' };
+
+function entry(k: Buffer, v: Buffer): [string, Buffer, Buffer, string] {
+  return [k.toString('hex'), k, v, v.toString('hex')];
 }
 
 /** The kernel maps as last written (or, after a restart, as found), mirrored to diff against. */
 export class SockLbApplier {
   private mirror: Record<keyof SockLbMaps, Map<string, string>>;
+  /**
+   * Each frontend's entries by the desired service they were built from: encoding
+   * 189,000 entries anew on every change would cost a second at 10,000 services.
+   */
+  private built = new Map<string, { signature: string; entries: ServiceEntries }>();
 
   constructor(
     private readonly maps: SockLbMaps,
@@ -35,26 +46,37 @@ export class SockLbApplier {
     this.mirror = { services: read(maps.services), backends: read(maps.backends), maglev: read(maps.maglev) };
   }
 
-  private desiredEntries(services: DesiredService[]): Record<keyof SockLbMaps, { masters: Entries; rest: Entries }> {
-    const out = { services: { masters: new Map(), rest: new Map() }, backends: { masters: new Map(), rest: new Map() }, maglev: { masters: new Map(), rest: new Map() } } as Record<
-      keyof SockLbMaps,
-      { masters: Entries; rest: Entries }
-    >;
+  private serviceEntries(s: DesiredService): ServiceEntries {
+    const out: ServiceEntries = { masters: [], slots: [], backends: [], maglev: [] };
+    const revNatId = this.ids.services.idFor(s.serviceKey);
+    const backendIds = s.backends.map((b) => {
+      const id = this.ids.backends.idFor(`${b.ip}:${b.port}`);
+      out.backends.push(entry(u32(id), backend(b.ip, b.port)));
+      return id;
+    });
+    const l7 = s.l7Port !== undefined;
+    const flags = (s.affinityTimeout !== undefined ? SVC_FLAG_AFFINITY : 0) | (s.maglev ? SVC_FLAG_MAGLEV : 0) | (l7 ? SVC_FLAG_L7 : 0);
+    const base = { vip: s.frontend.vip, port: s.frontend.port, proto: s.frontend.proto };
+    out.masters.push(entry(svcKey({ ...base, slot: 0 }), svcMaster({ count: backendIds.length, revNatId, l7Port: s.l7Port ?? 0, flags, affinityTimeout: s.affinityTimeout ?? 0 })));
+    backendIds.forEach((id, i) => out.slots.push(entry(svcKey({ ...base, slot: i + 1 }), svcSlot(id))));
+    if (s.maglev && !l7)
+      maglevTable(s.backends.map((b) => `${b.ip}:${b.port}`), MAGLEV_M).forEach((bi, index) => out.maglev.push(entry(maglevKey(revNatId, index), u32(backendIds[bi]))));
+    return out;
+  }
+
+  private desiredEntries(services: DesiredService[]): Record<Part, Entries> {
+    const out: Record<Part, Entries> = { masters: new Map(), slots: new Map(), backends: new Map(), maglev: new Map() };
+    const built = new Map<string, { signature: string; entries: ServiceEntries }>();
     for (const s of services) {
-      const revNatId = this.ids.services.idFor(s.serviceKey);
-      const backendIds = s.backends.map((b) => {
-        const id = this.ids.backends.idFor(`${b.ip}:${b.port}`);
-        put(out.backends.rest, u32(id), backend(b.ip, b.port));
-        return id;
-      });
-      const l7 = s.l7Port !== undefined;
-      const flags = (s.affinityTimeout !== undefined ? SVC_FLAG_AFFINITY : 0) | (s.maglev ? SVC_FLAG_MAGLEV : 0) | (l7 ? SVC_FLAG_L7 : 0);
-      const base = { vip: s.frontend.vip, port: s.frontend.port, proto: s.frontend.proto };
-      put(out.services.masters, svcKey({ ...base, slot: 0 }), svcMaster({ count: backendIds.length, revNatId, l7Port: s.l7Port ?? 0, flags, affinityTimeout: s.affinityTimeout ?? 0 }));
-      backendIds.forEach((id, i) => put(out.services.rest, svcKey({ ...base, slot: i + 1 }), svcSlot(id)));
-      if (s.maglev && !l7)
-        maglevTable(s.backends.map((b) => `${b.ip}:${b.port}`), MAGLEV_M).forEach((bi, index) => put(out.maglev.rest, maglevKey(revNatId, index), u32(backendIds[bi])));
+      const { vip, port, proto } = s.frontend;
+      const frontend = `${vip}|${port}|${proto}`;
+      const signature = JSON.stringify(s);
+      const prior = this.built.get(frontend);
+      const entries = prior?.signature === signature ? prior.entries : this.serviceEntries(s);
+      built.set(frontend, { signature, entries });
+      for (const part of Object.keys(out) as Part[]) for (const [hex, k, v, vhex] of entries[part]) out[part].set(hex, [k, v, vhex]);
     }
+    this.built = built;
     return out;
   }
 
@@ -62,10 +84,11 @@ export class SockLbApplier {
     const want = this.desiredEntries(services);
     let upserts = 0;
     let deletes = 0;
-    const upsert = (name: keyof SockLbMaps, entries: Entries) => {
-      const changed = [...entries].filter(([hex, [, v]]) => this.mirror[name].get(hex) !== v.toString('hex')).map(([, e]) => e);
-      this.maps[name].updateMany(changed);
-      for (const [k, v] of changed) this.mirror[name].set(k.toString('hex'), v.toString('hex'));
+    const upsert = (part: Part) => {
+      const mirror = this.mirror[MAP_OF[part]];
+      const changed = [...want[part]].filter(([hex, [, , vhex]]) => mirror.get(hex) !== vhex);
+      this.maps[MAP_OF[part]].updateMany(changed.map(([, [k, v]]) => [k, v]));
+      for (const [hex, [, , vhex]] of changed) mirror.set(hex, vhex);
       upserts += changed.length;
     };
     const remove = (name: keyof SockLbMaps, keep: (hex: string) => boolean) => {
@@ -76,16 +99,17 @@ export class SockLbApplier {
         deletes++;
       }
     };
+    const wantedService = (hex: string) => want.masters.has(hex) || want.slots.has(hex);
     // Make before break: backends and slots exist before a master counts them;
     // a master shrinks or goes before the slots and backends it counted.
-    upsert('backends', want.backends.rest);
-    upsert('maglev', want.maglev.rest);
-    upsert('services', want.services.rest);
-    upsert('services', want.services.masters);
-    remove('services', (hex) => want.services.masters.has(hex) || want.services.rest.has(hex) || !isMaster(hex));
-    remove('services', (hex) => want.services.masters.has(hex) || want.services.rest.has(hex));
-    remove('maglev', (hex) => want.maglev.rest.has(hex));
-    remove('backends', (hex) => want.backends.rest.has(hex));
+    upsert('backends');
+    upsert('maglev');
+    upsert('slots');
+    upsert('masters');
+    remove('services', (hex) => wantedService(hex) || !isMaster(hex));
+    remove('services', wantedService);
+    remove('maglev', (hex) => want.maglev.has(hex));
+    remove('backends', (hex) => want.backends.has(hex));
     return { upserts, deletes };
   }
 }
