@@ -1,6 +1,7 @@
-// Diff-based apply: compute every map entry the desired services need, compare
-// with what the maps hold, and write only the difference, in an order that
-// never leaves a service pointing at a slot or backend that is not there yet.
+// Diff-based apply: encode the map entries of each frontend whose desired state
+// changed, compare them with what the maps hold, and write only the difference,
+// in an order that never leaves a service pointing at a slot or backend that is
+// not there yet. Shared entries (backends, Maglev tables) are reference counted.
 import { StableIds } from '../agent/stable-ids.js';
 import type { BpfMap } from './bpf.js';
 import { maglevTable, type DesiredService } from './desired.js';
@@ -12,8 +13,6 @@ export interface SockLbMaps {
   maglev: BpfMap;
 }
 
-/** hex key -> [key, value, hex value]. */
-type Entries = Map<string, [Buffer, Buffer, string]>;
 type Part = 'masters' | 'slots' | 'backends' | 'maglev';
 /** One service's entries, as [hex key, key, value, hex value]. */
 type ServiceEntries = Record<Part, [string, Buffer, Buffer, string][]>;
@@ -24,6 +23,7 @@ export interface ApplyStats {
 }
 
 const MAP_OF: Record<Part, keyof SockLbMaps> = { masters: 'services', slots: 'services', backends: 'backends', maglev: 'maglev' };
+const PARTS = Object.keys(MAP_OF) as Part[];
 
 function entry(k: Buffer, v: Buffer): [string, Buffer, Buffer, string] {
   return [k.toString('hex'), k, v, v.toString('hex')];
@@ -32,10 +32,7 @@ function entry(k: Buffer, v: Buffer): [string, Buffer, Buffer, string] {
 /** The kernel maps as last written (or, after a restart, as found), mirrored to diff against. */
 export class SockLbApplier {
   private mirror: Record<keyof SockLbMaps, Map<string, string>>;
-  /**
-   * Each frontend's entries by the desired service they were built from: encoding
-   * 189,000 entries anew on every change would cost a second at 10,000 services.
-   */
+  /** Each frontend's entries, with the desired service (as JSON) they were built from. */
   private built = new Map<string, { signature: string; entries: ServiceEntries }>();
 
   constructor(
@@ -64,52 +61,81 @@ export class SockLbApplier {
     return out;
   }
 
-  private desiredEntries(services: DesiredService[]): Record<Part, Entries> {
-    const out: Record<Part, Entries> = { masters: new Map(), slots: new Map(), backends: new Map(), maglev: new Map() };
-    const built = new Map<string, { signature: string; entries: ServiceEntries }>();
+  /** How many frontends' entries include each key: backends and Maglev tables are shared. */
+  private refs: Record<keyof SockLbMaps, Map<string, number>> = { services: new Map(), backends: new Map(), maglev: new Map() };
+  /** After a restart the maps hold whatever the last agent left: the first apply sweeps them whole. */
+  private swept = false;
+
+  apply(services: DesiredService[]): ApplyStats {
+    // Diff by frontend: only frontends whose desired state changed, came or went are
+    // encoded and compared, so one change costs the same at 10 or 10,000 Services.
+    const next = new Map<string, { signature: string; entries: ServiceEntries }>();
+    const added: ServiceEntries[] = [];
+    const dropped: ServiceEntries[] = [];
     for (const s of services) {
       const { vip, port, proto } = s.frontend;
       const frontend = `${vip}|${port}|${proto}`;
       const signature = JSON.stringify(s);
       const prior = this.built.get(frontend);
-      const entries = prior?.signature === signature ? prior.entries : this.serviceEntries(s);
-      built.set(frontend, { signature, entries });
-      for (const part of Object.keys(out) as Part[]) for (const [hex, k, v, vhex] of entries[part]) out[part].set(hex, [k, v, vhex]);
+      if (prior?.signature === signature) {
+        next.set(frontend, prior);
+        continue;
+      }
+      const entries = this.serviceEntries(s);
+      next.set(frontend, { signature, entries });
+      added.push(entries);
+      if (prior) dropped.push(prior.entries);
     }
-    this.built = built;
-    return out;
-  }
+    for (const [frontend, prior] of this.built) if (!next.has(frontend)) dropped.push(prior.entries);
+    this.built = next;
 
-  apply(services: DesiredService[]): ApplyStats {
-    const want = this.desiredEntries(services);
+    const count = (list: ServiceEntries[], by: 1 | -1) => {
+      for (const e of list)
+        for (const part of PARTS) {
+          const refs = this.refs[MAP_OF[part]];
+          for (const [hex] of e[part]) {
+            const n = (refs.get(hex) ?? 0) + by;
+            if (n > 0) refs.set(hex, n);
+            else refs.delete(hex);
+          }
+        }
+    };
+    count(added, 1);
+    count(dropped, -1);
+
     let upserts = 0;
     let deletes = 0;
     const upsert = (part: Part) => {
-      const mirror = this.mirror[MAP_OF[part]];
-      const changed = [...want[part]].filter(([hex, [, , vhex]]) => mirror.get(hex) !== vhex);
-      this.maps[MAP_OF[part]].updateMany(changed.map(([, [k, v]]) => [k, v]));
+      const name = MAP_OF[part];
+      const mirror = this.mirror[name];
+      const changed = new Map<string, [Buffer, Buffer, string]>();
+      for (const e of added) for (const [hex, k, v, vhex] of e[part]) if (mirror.get(hex) !== vhex) changed.set(hex, [k, v, vhex]);
+      this.maps[name].updateMany([...changed.values()].map(([k, v]) => [k, v]));
       for (const [hex, [, , vhex]] of changed) mirror.set(hex, vhex);
-      upserts += changed.length;
+      upserts += changed.size;
     };
-    const remove = (name: keyof SockLbMaps, keep: (hex: string) => boolean) => {
-      for (const hex of [...this.mirror[name].keys()]) {
-        if (keep(hex)) continue;
+    const remove = (part: Part | 'all', name: keyof SockLbMaps) => {
+      const refs = this.refs[name];
+      const candidates = !this.swept ? [...this.mirror[name].keys()] : dropped.flatMap((e) => (part === 'all' ? [...e.masters, ...e.slots] : e[part]).map(([hex]) => hex));
+      for (const hex of candidates) {
+        if (refs.has(hex) || !this.mirror[name].has(hex)) continue;
+        if (part === 'masters' && !isMaster(hex)) continue;
         this.maps[name].delete(Buffer.from(hex, 'hex'));
         this.mirror[name].delete(hex);
         deletes++;
       }
     };
-    const wantedService = (hex: string) => want.masters.has(hex) || want.slots.has(hex);
     // Make before break: backends and slots exist before a master counts them;
     // a master shrinks or goes before the slots and backends it counted.
     upsert('backends');
     upsert('maglev');
     upsert('slots');
     upsert('masters');
-    remove('services', (hex) => wantedService(hex) || !isMaster(hex));
-    remove('services', wantedService);
-    remove('maglev', (hex) => want.maglev.has(hex));
-    remove('backends', (hex) => want.backends.has(hex));
+    remove('masters', 'services');
+    remove('all', 'services');
+    remove('maglev', 'maglev');
+    remove('backends', 'backends');
+    this.swept = true;
     return { upserts, deletes };
   }
 }
