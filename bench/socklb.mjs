@@ -562,7 +562,7 @@ const updates = [];
     st = applier.apply(want);
     times.push(ms(t0, now()));
   }
-  updates.push({ what: 'socket LB: SockLbApplier.apply (JS diff over all N + map writes)', times, note: `${st.upserts} upserts, ${st.deletes} deletes` });
+  updates.push({ what: 'socket LB: SockLbApplier.apply (signature of all N, diff of the changed + map writes)', times, note: `${st.upserts} upserts, ${st.deletes} deletes` });
   // The kernel side alone: one bpf_map_update_elem through the addon.
   const map = made.lb.maps.backends;
   const [k, v] = map.entries()[0];
