@@ -20,10 +20,13 @@ static struct bpf_object *objects[MAX_OBJECTS];
 
 static napi_value throw_errno(napi_env env, const char *what, int err)
 {
-	char msg[512];
+	char msg[512], text[256];
 	if (err < 0)
 		err = -err;
-	snprintf(msg, sizeof(msg), "%s: %s (errno %d)", what, strerror(err), err);
+	/* libbpf's own codes (4000 and up) have no strerror text; it knows them. */
+	if (libbpf_strerror(err, text, sizeof(text)) < 0)
+		snprintf(text, sizeof(text), "%s", strerror(err));
+	snprintf(msg, sizeof(msg), "%s: %s (errno %d)", what, text, err);
 	napi_throw_error(env, NULL, msg);
 	return NULL;
 }
@@ -129,7 +132,8 @@ static struct bpf_program *program_arg(napi_env env, struct bpf_object *obj, nap
  */
 static int pin_or_adopt(napi_env env, struct bpf_program *prog, const char *link_pin, struct bpf_link *(*attach)(struct bpf_program *, int), int target, int *adopted)
 {
-	struct bpf_link *link = bpf_link__open(link_pin);
+	/* Look before opening: libbpf logs a failed open, and a fresh start has no pins. */
+	struct bpf_link *link = access(link_pin, F_OK) == 0 ? bpf_link__open(link_pin) : NULL;
 	if (link) {
 		int err = bpf_link__update_program(link, prog);
 		bpf_link__disconnect(link);
