@@ -18,6 +18,9 @@ const PROXY_PORT = 20577;
 const cli = new URL('../dist/cli.js', import.meta.url).pathname;
 
 t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts hitlessly', async (t) => {
+  let agent: ChildProcess | undefined;
+  // Registered before the world, so a failing run stops the agent before its cgroup and pins go.
+  t.teardown(() => void (agent?.exitCode === null && agent.kill('SIGKILL')));
   const w = await netnsWorld(t, BACKENDS);
   t.teardown(() => SockLb.remove(w.pinDir));
   await w.servers({ tcp: [...BACKENDS.map((ip, i) => ({ ip, port: 8080, name: `b${i + 1}` })), { ip: '127.0.0.1', port: PROXY_PORT, name: 'proxy' }] });
@@ -33,7 +36,6 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
   write('web.yaml', [service('web', [{ port: 80, name: 'http' }], { clusterIP: '10.96.0.80' }), slice(BACKENDS)]);
   const socketPath = join(dir, 'xds.sock');
 
-  let agent: ChildProcess | undefined;
   let output = '';
   const startAgentProcess = async () => {
     output = '';
@@ -46,7 +48,6 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}: ${output}`);
     return p;
   };
-  t.teardown(() => void (agent?.exitCode === null && agent.kill('SIGKILL')));
   const backends = (count = 30) => {
     const [res] = w.client([{ op: 'tcp', host: '10.96.0.80', port: 80, count }]);
     return [...new Set(res.map((r: any) => r.backend as string))].sort().join(',');

@@ -11,12 +11,6 @@ async function listenerPort(envoy: EnvoyHandle, name: string): Promise<number> {
   return eventually(async () => (await envoy.configDump()).listeners[name]?.address?.socket_address?.port_value, 10_000, `listener ${name}`);
 }
 
-async function hostsOf(envoy: EnvoyHandle, cluster: string): Promise<string[]> {
-  const j = await (await fetch(`${envoy.adminUrl}/clusters?format=json`)).json();
-  const c = (j.cluster_statuses ?? []).find((s: any) => s.name === cluster);
-  return (c?.host_statuses ?? []).map((h: any) => `${h.address.socket_address.address}:${h.address.socket_address.port_value}`).sort();
-}
-
 t.test('CEC traffic splitting, endpoint scaling, and invalid edits', async (t) => {
   const v1 = await startBackend(t, 'v1');
   const v1b = await startBackend(t, 'v1b');
@@ -65,16 +59,16 @@ t.test('CEC traffic splitting, endpoint scaling, and invalid edits', async (t) =
         }
       }
     })();
-    t.same(await hostsOf(envoy, 'default/echo-v1'), [`127.0.0.1:${v1.port}`]);
+    t.same(await envoy.clusterHosts('default/echo-v1'), [`127.0.0.1:${v1.port}`]);
     const started = Date.now();
     agent.write('slices.yaml', slices([v1, v1b]));
-    await eventually(async () => (await hostsOf(envoy, 'default/echo-v1')).length === 2, 1000, 'scale-up in Envoy');
+    await eventually(async () => (await envoy.clusterHosts('default/echo-v1')).length === 2, 1000, 'scale-up in Envoy');
     const up = Date.now() - started;
     const before = v1b.hits;
     await eventually(() => v1b.hits > before, 5000, 'traffic on the new endpoint');
     const started2 = Date.now();
     agent.write('slices.yaml', slices([v1]));
-    await eventually(async () => (await hostsOf(envoy, 'default/echo-v1')).length === 1, 1000, 'scale-down in Envoy');
+    await eventually(async () => (await envoy.clusterHosts('default/echo-v1')).length === 1, 1000, 'scale-down in Envoy');
     const down = Date.now() - started2;
     await new Promise((r) => setTimeout(r, 300));
     done = true;

@@ -5,10 +5,8 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeApiSource } from '../src/sources/kube-api.js';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { silentLogger, type Logger } from '../src/log.js';
-import { startAgent } from './helpers/agent.js';
+import { recordingLogger, startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
 import { GATEWAY_API_CRDS, startKubeCluster, type KubeCluster } from './helpers/kube-apiserver.js';
 import { cec, endpointSlice, httpRoute, service, splitResources } from './helpers/kube.js';
@@ -29,17 +27,6 @@ function kubeSource(node: string, log: Logger = silentLogger): KubeApiSource {
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(cluster.kubeconfig);
   return new KubeApiSource({ kubeConfig, nodeName: node, log, debounceMs: 20, maxBackoffMs: 1000 });
-}
-
-function recordingLogger(): { log: Logger; lines: Record<string, any>[] } {
-  const lines: Record<string, any>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { log: pino({ level: 'info' }, sink), lines };
 }
 
 function events(name: string): { reason: string; message: string; type: string }[] {
@@ -65,15 +52,11 @@ t.test('Services, EndpointSlices and a CEC from the API server reach Envoy; edit
   ]);
 
   const node = 'kube-node-a';
-  const sourceLog = recordingLogger();
+  const sourceLog = recordingLogger('info');
   const agent = await startAgent(t, {}, { source: kubeSource(node, sourceLog.log), nodeName: node });
   t.same(agent.agent.issues(), [], 'no issues with objects from the API server');
   const envoy = await startEnvoy(t, agent.bootstrap(node, 'delta'));
-  const hosts = async (cluster: string) => {
-    const j = await (await fetch(`${envoy.adminUrl}/clusters?format=json`)).json();
-    const c = (j.cluster_statuses ?? []).find((s: any) => s.name === cluster);
-    return (c?.host_statuses ?? []).map((h: any) => h.address.socket_address.address).sort().join(',');
-  };
+  const hosts = async (cluster: string) => (await envoy.clusterHosts(cluster)).join(',');
   /** The clusters the CEC's route sends traffic to, with their weights. */
   const weights = async () => {
     const route = (await envoy.configDump()).routes[`${ns}/split/route`];
@@ -82,13 +65,13 @@ t.test('Services, EndpointSlices and a CEC from the API server reach Envoy; edit
   };
   await eventually(async () => (await envoy.configDump()).listeners[`${ns}/split/listener`], 15_000, 'the CEC listener in Envoy');
   t.equal(await eventually(weights, 10_000, 'the route'), `${ns}/echo-v1=90,${ns}/echo-v2=10`, "the CEC's route");
-  t.equal(await eventually(() => hosts(`${ns}/echo-v2`), 10_000, 'endpoints'), '10.244.2.1,10.244.2.2', 'EndpointSlice addresses are Envoy endpoints');
+  t.equal(await eventually(() => hosts(`${ns}/echo-v2`), 10_000, 'endpoints'), '10.244.2.1:8080,10.244.2.2:8080', 'EndpointSlice addresses are Envoy endpoints');
 
   cluster.apply([split({ [`${ns}/echo-v1`]: 10, [`${ns}/echo-v2`]: 90 })]);
   await eventually(async () => (await weights()) === `${ns}/echo-v1=10,${ns}/echo-v2=90`, 10_000, 'the edit to move the route to v2');
   t.pass('a CEC edit propagates');
   cluster.apply([slice('echo-v2', ['10.244.2.3'])]);
-  await eventually(async () => (await hosts(`${ns}/echo-v2`)) === '10.244.2.3', 10_000, 'the slice edit');
+  await eventually(async () => (await hosts(`${ns}/echo-v2`)) === '10.244.2.3:8080', 10_000, 'the slice edit');
   t.pass('an EndpointSlice edit propagates');
   cluster.kubectlOk(['delete', 'endpointslice', '-n', ns, 'echo-v2-abc']);
   await eventually(async () => (await hosts(`${ns}/echo-v2`)) === '', 10_000, 'no endpoints once the slice is gone');
@@ -102,7 +85,7 @@ t.test('Services, EndpointSlices and a CEC from the API server reach Envoy; edit
     t.equal(agent.agent.currentVersion, before, 'no version published from an outage');
     await cluster.startApiserver();
     cluster.apply([slice('echo-v2', ['10.244.2.4'])]);
-    await eventually(async () => (await hosts(`${ns}/echo-v2`)) === '10.244.2.4', 30_000, 'the slice created after the restart to reach Envoy');
+    await eventually(async () => (await hosts(`${ns}/echo-v2`)) === '10.244.2.4:8080', 30_000, 'the slice created after the restart to reach Envoy');
     t.pass('watches resumed after the restart');
     t.ok(sourceLog.lines.some((l) => /list\/watch of \w+ failed; retrying/.test(l.msg ?? '')), 'the outage was logged');
     t.ok(sourceLog.lines.some((l) => /watch re-established/.test(l.msg ?? '')), 'and the recovery');

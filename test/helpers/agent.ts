@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { Agent } from '../../src/agent/agent.js';
+import type { Logger } from '../../src/log.js';
 import type { ModelSource } from '../../src/sources/source.js';
 import { renderBootstrap, type AdsFlavour } from '../../src/envoy/bootstrap.js';
 
@@ -39,17 +40,23 @@ function proxyPortRange(): [number, number] {
   return [base, base + 99];
 }
 
+/** A logger whose JSON lines the test can read back. */
+export function recordingLogger(level = 'trace'): { log: Logger; lines: Record<string, any>[] } {
+  const lines: Record<string, any>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n')) if (line) lines.push(JSON.parse(line));
+      cb();
+    },
+  });
+  return { log: pino({ level }, sink), lines };
+}
+
 export async function startAgent(t: Teardown, files: Record<string, object[]> = {}, opts: StartOptions = {}): Promise<TestAgent> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-agent-'));
   const resources = join(dir, 'resources');
   const socketPath = join(dir, 'run', 'xds.sock');
-  const logs: Record<string, any>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
-      cb();
-    },
-  });
+  const { log, lines: logs } = recordingLogger();
   const write = (file: string, docs: object[]) => {
     const tmp = join(resources, `.${file}.tmp`);
     writeFileSync(tmp, docs.map((d) => stringify(d)).join('---\n'));
@@ -64,7 +71,7 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     proxyPortRange: proxyPortRange(),
     socketPath,
     tcpAddress: opts.tcp ? '127.0.0.1:0' : undefined,
-    log: pino({ level: 'trace' }, sink),
+    log,
   });
   const addresses = await agent.start();
   t.teardown(async () => {

@@ -17,6 +17,8 @@ export interface EnvoyHandle {
   readonly logs: () => string;
   configDump(): Promise<ConfigDump>;
   stats(filter: string): Promise<Record<string, number>>;
+  /** The hosts Envoy holds for a cluster, as "address:port", sorted. */
+  clusterHosts(cluster: string): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -79,6 +81,11 @@ export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: stri
         if (m) out[m[1]] = Number(m[2]);
       }
       return out;
+    },
+    async clusterHosts(cluster: string) {
+      const j = await (await fetch(`${adminUrl}/clusters?format=json`)).json();
+      const c = (j.cluster_statuses ?? []).find((s: any) => s.name === cluster);
+      return (c?.host_statuses ?? []).map((h: any) => `${h.address.socket_address.address}:${h.address.socket_address.port_value}`).sort();
     },
     stop,
   };

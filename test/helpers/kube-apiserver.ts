@@ -157,17 +157,18 @@ export async function startKubeCluster(t: Teardown): Promise<KubeCluster> {
   };
   const stopApiserver = () => stopProcess(apiserver);
 
-  const close = async () => {
-    await stopApiserver();
-    await stopProcess(etcd);
-    rmSync(dir, { recursive: true, force: true });
-  };
-  t.teardown(close);
   // A test file that dies outright never reaches its teardown; leave no server behind.
   const killOnExit = () => {
     apiserver?.kill('SIGKILL');
     etcd.kill('SIGKILL');
   };
+  const close = async () => {
+    process.off('exit', killOnExit);
+    await stopApiserver();
+    await stopProcess(etcd);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  t.teardown(close);
   process.once('exit', killOnExit);
   try {
     await waitFor('etcd', etcd, () => etcdLog, async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok);
