@@ -71,6 +71,8 @@ export class Agent {
   /** Redirects whose listener the node's Envoy has accepted: only these steer traffic. */
   private ackedRedirects: ServiceRedirect[] = [];
   private datapath: ServiceDatapath | undefined;
+  /** What the maps were last made from, so an apply that would change nothing is skipped. */
+  private datapathInputs: { model: Model; live: string } | undefined;
   readonly metrics = new AgentMetrics();
   /** Sources have delivered their first model and xDS is being served. */
   ready = false;
@@ -211,10 +213,15 @@ export class Agent {
     const live = this.currentRedirects.filter((r) =>
       this.ackedRedirects.some((a) => a.service === r.service && a.port === r.port && a.proxyPort === r.proxyPort),
     );
+    // Every version is applied once when published and again when ACKed; the second
+    // usually changes nothing, and a 10,000-Service model is not free to walk.
+    const liveKey = JSON.stringify(live);
+    if (this.datapathInputs?.model === this.model && this.datapathInputs.live === liveKey) return;
     try {
       const stats = this.datapath.apply(this.model, live, this.opts.nodeName);
       this.metrics.datapathApplied(stats.services);
       if (stats.upserts || stats.deletes) this.opts.log.info({ ...stats, redirected: live.length }, 'datapath updated');
+      this.datapathInputs = { model: this.model, live: liveKey };
     } catch (e) {
       this.opts.log.error({ err: e }, 'datapath update failed; the maps keep their previous contents');
     }

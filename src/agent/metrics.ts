@@ -6,7 +6,7 @@ export class AgentMetrics {
   private readonly version = new Gauge({ name: 'sluice_xds_snapshot_version', help: 'Version of the newest published xDS snapshot', registers: [this.registry] });
   private readonly ackedVersion = new Gauge({ name: 'sluice_xds_acked_version', help: "Newest snapshot version the node's Envoy accepted", registers: [this.registry] });
   private readonly resources = new Gauge({ name: 'sluice_xds_resources', help: 'Resources in the newest snapshot', registers: [this.registry] });
-  private readonly issues = new Gauge({ name: 'sluice_config_issues', help: 'Objects problems in the current config (invalid input or Envoy rejections)', registers: [this.registry] });
+  private readonly issues = new Gauge({ name: 'sluice_config_issues', help: 'Problems in the current config (invalid input or Envoy rejections)', registers: [this.registry] });
   private readonly nacks = new Counter({ name: 'sluice_xds_nacks_total', help: "Snapshot versions the node's Envoy rejected", registers: [this.registry] });
   private readonly publishes = new Counter({ name: 'sluice_xds_publishes_total', help: 'Snapshots published', registers: [this.registry] });
   private readonly frontends = new Gauge({ name: 'sluice_datapath_frontends', help: 'Service frontends in the socket load-balancer maps', registers: [this.registry] });

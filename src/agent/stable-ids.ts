@@ -72,8 +72,7 @@ export class StableIds {
     queueMicrotask(() => this.save());
   }
 
-  /** Writes the state file now. */
-  save(): void {
+  private save(): void {
     this.saveQueued = false;
     if (!this.stateFile) return;
     mkdirSync(dirname(this.stateFile), { recursive: true });

@@ -34,6 +34,10 @@ export class SockLbApplier {
   private mirror: Record<keyof SockLbMaps, Map<string, string>>;
   /** Each frontend's entries, with the desired service (as JSON) they were built from. */
   private built = new Map<string, { signature: string; entries: ServiceEntries }>();
+  /** How many frontends' entries include each key: backends and Maglev tables are shared. */
+  private refs: Record<keyof SockLbMaps, Map<string, number>> = { services: new Map(), backends: new Map(), maglev: new Map() };
+  /** After a restart the maps hold whatever the last agent left: the first apply sweeps them whole. */
+  private swept = false;
 
   constructor(
     private readonly maps: SockLbMaps,
@@ -61,14 +65,9 @@ export class SockLbApplier {
     return out;
   }
 
-  /** How many frontends' entries include each key: backends and Maglev tables are shared. */
-  private refs: Record<keyof SockLbMaps, Map<string, number>> = { services: new Map(), backends: new Map(), maglev: new Map() };
-  /** After a restart the maps hold whatever the last agent left: the first apply sweeps them whole. */
-  private swept = false;
-
   apply(services: DesiredService[]): ApplyStats {
     // Diff by frontend: only frontends whose desired state changed, came or went are
-    // encoded and compared, so one change costs the same at 10 or 10,000 Services.
+    // encoded, compared and written; the rest cost one JSON signature each.
     const next = new Map<string, { signature: string; entries: ServiceEntries }>();
     const added: ServiceEntries[] = [];
     const dropped: ServiceEntries[] = [];
