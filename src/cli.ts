@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { Agent } from './agent/agent.js';
-import { StableIds } from './agent/stable-ids.js';
+import { DEFAULT_PROXY_PORT_RANGE, StableIds } from './agent/stable-ids.js';
 import { KubeYamlDir } from './sources/kube-yaml-dir.js';
 import { assemble, translateModel } from './translate/assemble.js';
 import { formatIssue } from './translate/output.js';
@@ -49,6 +49,18 @@ function portRange(v: string): [number, number] {
   return [lo, hi];
 }
 
+/** Ports this node already serves on, by what serves them; 0 means not served. */
+function nodePorts(o: { envoyAdminPort: number; tcp?: string; metricsPort: number }, apiServer?: string): Record<string, number> {
+  const out: Record<string, number> = { "the node Envoy's admin interface": o.envoyAdminPort, "the agent's metrics and health server": o.metricsPort };
+  if (o.tcp) out["the agent's xDS server"] = Number(o.tcp.slice(o.tcp.lastIndexOf(':') + 1));
+  if (apiServer) {
+    const url = new URL(apiServer);
+    out['the Kubernetes API server'] = Number(url.port || (url.protocol === 'http:' ? 80 : 443));
+  }
+  for (const [k, v] of Object.entries(out)) if (!v) delete out[k];
+  return out;
+}
+
 const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's node id)").default(process.env.NODE_NAME ?? 'sluice-node');
 
 program
@@ -67,6 +79,7 @@ program
   .option('--bpf-dir <dir>', 'with --datapath: where programs and maps are pinned, on a bpffs mount', '/sys/fs/bpf/sluice')
   .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced', '/sys/fs/cgroup')
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
+  .option('--envoy-admin-port <port>', "the node Envoy's admin port, which no config's listener may take", port, 9901)
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
   .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', (v: string) => {
     if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(v)) throw new InvalidArgumentError('want NAMESPACE/NAME');
@@ -77,16 +90,18 @@ program
     const log = createLogger(o.logLevel);
     const kube = (o.source ?? []).includes('kube');
     const dirs = (o.source ?? []).filter((s: string) => s !== 'kube');
+    const kubeConfig = kube ? loadKubeConfig(o.kubeconfig) : undefined;
     const agent = new Agent({
       nodeName: o.node,
       kubeDirs: dirs,
-      source: kube ? new KubeApiSource({ kubeConfig: loadKubeConfig(o.kubeconfig), nodeName: o.node, log }) : undefined,
+      source: kubeConfig ? new KubeApiSource({ kubeConfig, nodeName: o.node, log }) : undefined,
       datapath: o.datapath ? { pinDir: o.bpfDir, cgroupDir: o.cgroupDir } : undefined,
       resourceDirs: o.resources ? [o.resources] : [],
       socketPath: o.socket,
       tcpAddress: o.tcp,
       stateDir: o.stateDir,
       proxyPortRange: o.proxyPorts,
+      reservedPorts: nodePorts(o, kubeConfig?.getCurrentCluster()?.server),
       log,
     });
     log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, kube, dirs, datapath: !!o.datapath }, 'starting');
@@ -115,7 +130,8 @@ program
   .action((o) => {
     const { model, issues: readIssues } = new KubeYamlDir(o.filename).read();
     const ports = new StableIds(undefined, o.proxyPorts);
-    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k) }));
+    const proxyPortRange = o.proxyPorts ?? DEFAULT_PROXY_PORT_RANGE;
+    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k), proxyPortRange }));
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
       const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));

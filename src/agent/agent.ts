@@ -31,6 +31,8 @@ export interface AgentOptions {
   /** Where the agent keeps state across restarts (proxy ports). */
   stateDir?: string;
   proxyPortRange?: [number, number];
+  /** Ports the node already uses, by what uses them: no config's listener may bind them. */
+  reservedPorts?: Record<string, number>;
   log: Logger;
   watch?: boolean;
   /** How long to wait for the node's Envoy to ACK a version before giving up on it. */
@@ -55,6 +57,7 @@ export class Agent {
   private readonly rawDirs: EnvoyResourceDir[];
   private readonly unwatch: (() => void)[] = [];
   private readonly proxyPorts: StableIds;
+  private readonly proxyPortRange: [number, number];
   private readonly lastGood = new LastGood();
   private readonly memo = new TranslationMemo();
   private model = Model.empty();
@@ -86,6 +89,7 @@ export class Agent {
     const eph = ephemeralOverlap(range);
     if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
     this.proxyPorts = new StableIds(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
+    this.proxyPortRange = range;
   }
 
   get currentVersion(): number {
@@ -135,7 +139,7 @@ export class Agent {
   publish(): number {
     const { log } = this.opts;
     try {
-      const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.idFor(k) };
+      const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.idFor(k), proxyPortRange: this.proxyPortRange, reservedPorts: this.opts.reservedPorts };
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));

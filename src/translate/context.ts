@@ -7,4 +7,8 @@ export interface TranslateContext {
    * the same port for the same key on every call and across agent restarts.
    */
   proxyPort(listenerKey: string): number;
+  /** The ports proxyPort hands out; the only ones a namespaced config's listeners may bind. Absent: none. */
+  proxyPortRange?: readonly [number, number];
+  /** Ports the node already uses (Envoy admin, xDS, metrics, the API server), by what uses them. */
+  reservedPorts?: Readonly<Record<string, number>>;
 }
