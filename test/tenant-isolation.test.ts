@@ -2,7 +2,9 @@
 // name, reference and bind, and who keeps a name when two objects want it. Pure.
 import t from 'tap';
 import { Model } from '../src/model/model.js';
-import type { ModelObject } from '../src/model/objects.js';
+import type { HTTPRoute, ModelObject } from '../src/model/objects.js';
+import { checkKubeObject } from '../src/sources/kube-objects.js';
+import { routeParentStatuses } from '../src/translate/route-status.js';
 import { anyFromJson, anyToJson } from '../src/proto/any.js';
 import { assemble, translateModel } from '../src/translate/assemble.js';
 import type { TranslateContext } from '../src/translate/context.js';
@@ -104,4 +106,61 @@ t.test('between two written resources the first keeps the name', async (t) => {
   const { issues, owners } = assemble([unit('A', '10.0.0.1'), unit('B', '10.0.0.2')]);
   t.equal(owners.get(`${T}envoy.config.endpoint.v3.ClusterLoadAssignment/ns/x`), 'A');
   t.match(issues, [{ object: 'B', field: 'spec.resources[0]', message: /also defined, differently, by A which keeps it/ }]);
+});
+
+t.test('GAMMA: consumer routes get a filter chain for their namespace\'s pods on this node; producer routes stay for everyone', async (t) => {
+  const pod = (name: string, ns: string, ip: string, extra: object = {}) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns }, spec: { nodeName: 'n', ...extra }, status: { phase: 'Running', podIPs: [{ ip }] } });
+  const parent = (ns?: string) => ({ parentRefs: [{ group: '', kind: 'Service', name: 'payments', namespace: ns, port: 80 }] });
+  const objects = [
+    ...payments,
+    service('mine', [{ port: 80 }], { namespace: 'shop' }),
+    pod('a', 'shop', '10.0.1.1'),
+    pod('b', 'shop', 'fd00::1'),
+    pod('c', 'blog', '10.0.1.2'),
+    pod('elsewhere', 'shop', '10.0.9.9', { nodeName: 'other-node' }),
+    pod('host', 'shop', '192.0.2.10', { hostNetwork: true }),
+    httpRoute('producer', { ...parent(), rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/p' } }], backendRefs: [{ name: 'payments', port: 80 }] }] }, 'prod'),
+    httpRoute('consumer', { ...parent('prod'), rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/p' } }], backendRefs: [{ name: 'mine', port: 80 }] }] }, 'shop'),
+    httpRoute('nobody-here', { ...parent('prod'), rules: [{ backendRefs: [{ name: 'payments', namespace: 'prod', port: 80 }] }] }, 'empty'),
+  ];
+  const units = translateModel(model(...objects), ctx);
+  const unit = units.find((u) => u.object === 'Service prod/payments:80')!;
+  const json = unit.resources.map(anyToJson) as any[];
+  const listener = json.find((r) => r['@type'].endsWith('Listener'));
+  t.equal(listener.filterChains.length, 2, 'the default chain and one for shop; none for a namespace without pods here');
+  t.same(listener.filterChains[1].filterChainMatch.sourcePrefixRanges, [{ addressPrefix: '10.0.1.1', prefixLen: 32 }, { addressPrefix: 'fd00::1', prefixLen: 128 }], "shop's pods on this node, not on others, not on the host network");
+  const rcs = Object.fromEntries(json.filter((r) => r['@type'].endsWith('RouteConfiguration')).map((r) => [r.name, r.virtualHosts[0].routes]));
+  t.same(rcs['gamma/prod/payments:80'].map((r: any) => r.route?.cluster ?? r.directResponse?.status), ['prod/payments:80', 404], 'everyone else: the producer route only');
+  t.same(rcs['gamma/prod/payments:80/consumer/shop'].map((r: any) => r.route?.cluster ?? r.directResponse?.status), ['shop/mine:80', 'prod/payments:80', 404], 'shop: its consumer route before the producer route');
+
+  const onlyConsumer = translateModel(model(...objects.filter((o: any) => o.metadata.name !== 'producer')), ctx).find((u) => u.object === 'Service prod/payments:80')!;
+  const rc = (onlyConsumer.resources.map(anyToJson) as any[]).find((r) => r.name === 'gamma/prod/payments:80' && r['@type'].endsWith('RouteConfiguration'));
+  t.same(rc.virtualHosts[0].routes, [{ match: { prefix: '/' }, route: { cluster: 'prod/payments:80' } }], 'with no producer route, other clients reach the Service as before');
+  t.notOk(translateModel(model(...objects.filter((o: any) => !['producer', 'consumer'].includes(o.metadata.name))), ctx).some((u) => u.object === 'Service prod/payments:80'), 'no listener when no route applies to anyone here');
+});
+
+t.test('GAMMA: a backendRef into another namespace needs a ReferenceGrant there, for that kind, namespace and name', async (t) => {
+  const grant = (from: object, to: object, ns = 'prod') => ({ apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', metadata: { name: 'g', namespace: ns }, spec: { from: [from], to: [to] } });
+  const from = { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'shop' };
+  const route = httpRoute('r', { parentRefs: [{ group: '', kind: 'Service', name: 'mine', port: 80 }], rules: [{ backendRefs: [{ name: 'payments', namespace: 'prod', port: 80 }] }] }, 'shop');
+  const issuesWith = (...extra: object[]) => translateModel(model(...payments, service('mine', [{ port: 80 }], { namespace: 'shop' }), route, ...extra), ctx).find((u) => u.object === 'HTTPRoute shop/r')!.issues;
+  t.match(issuesWith(), [{ field: 'spec.rules[0].backendRefs[0]', message: /no ReferenceGrant in namespace prod lets HTTPRoutes of shop refer to Service payments/ }]);
+  t.same(issuesWith(grant(from, { group: '', kind: 'Service' })), [], 'a grant for every Service');
+  t.same(issuesWith(grant(from, { group: '', kind: 'Service', name: 'payments' })), [], 'a grant for this Service');
+  t.equal(issuesWith(grant(from, { group: '', kind: 'Service', name: 'other' })).length, 1, 'a grant for another Service');
+  t.equal(issuesWith(grant({ ...from, namespace: 'blog' }, { group: '', kind: 'Service' })).length, 1, 'a grant to another namespace');
+  t.equal(issuesWith(grant(from, { group: '', kind: 'Service' }, 'shop')).length, 1, 'a grant in the wrong namespace');
+  const units = translateModel(model(...payments, service('mine', [{ port: 80 }], { namespace: 'shop' }), route), ctx);
+  const rc = (units.find((u) => u.object === 'Service shop/mine:80')!.resources.map(anyToJson) as any[]).find((r) => r['@type'].endsWith('RouteConfiguration'));
+  t.equal(rc.virtualHosts[0].routes[0].route.cluster, '!refused/prod/payments:80', 'a cluster name nothing defines, so the request gets 500');
+  t.equal(rc.virtualHosts[0].routes[0].route.clusterNotFoundResponseCode, 'INTERNAL_SERVER_ERROR');
+  const [status] = routeParentStatuses(route as HTTPRoute, units.find((u) => u.object === 'HTTPRoute shop/r')!.issues);
+  t.match(status.conditions.find((c) => c.type === 'ResolvedRefs'), { status: 'False', reason: 'RefNotPermitted' });
+});
+
+t.test('ReferenceGrant YAML is shape-checked like the CRD would', async (t) => {
+  const doc = (spec: object) => ({ apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', metadata: { name: 'g', namespace: 'prod' }, spec });
+  t.ok('object' in checkKubeObject(doc({ from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'shop' }], to: [{ group: '', kind: 'Service' }] }), {}));
+  t.match(checkKubeObject(doc({ from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' }], to: [{ group: '', kind: 'Service' }] }), {}), { issue: { field: 'spec.from[0].namespace' } });
+  t.match(checkKubeObject(doc({ from: [], to: [] }), {}), { issue: { field: 'spec.from' } });
 });
