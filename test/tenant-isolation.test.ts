@@ -164,3 +164,25 @@ t.test('ReferenceGrant YAML is shape-checked like the CRD would', async (t) => {
   t.match(checkKubeObject(doc({ from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' }], to: [{ group: '', kind: 'Service' }] }), {}), { issue: { field: 'spec.from[0].namespace' } });
   t.match(checkKubeObject(doc({ from: [], to: [] }), {}), { issue: { field: 'spec.from' } });
 });
+
+t.test('a host socket is held by one listener: generated first, then the first object; a listener that lost steers nothing', async (t) => {
+  const at = (port: number, address = '127.0.0.1') => splitResources({ a: 1 }, { listener: { address: { socket_address: { address, port_value: port } } } });
+  const route = httpRoute('r', { parentRefs: [{ group: '', kind: 'Service', name: 'payments', port: 80 }], rules: [{ backendRefs: [{ name: 'payments', port: 80 }] }] }, 'prod');
+  const gammaPort = ctx.proxyPort('gamma/prod/payments:80');
+  const m = model(
+    ...payments,
+    service('web', [{ port: 80 }], { namespace: 'tenant' }),
+    cec('squat', { services: [{ name: 'web' }], resources: at(gammaPort) }, 'tenant'),
+    ccec('wild', { resources: at(9090, '0.0.0.0') }),
+    ccec('metrics', { resources: at(9090, '127.0.0.1') }),
+    ccec('v6', { resources: at(9091, '::1') }),
+    ccec('v4', { resources: at(9091, '127.0.0.1') }),
+    route,
+  );
+  const { issues, redirects } = assemble(translateModel(m, ctx));
+  t.same(issues.map((i) => `${i.object}: ${i.field}: ${i.message}`), [
+    `CiliumEnvoyConfig tenant/squat: spec.resources[0]: Listener "tenant/squat/listener" cannot listen there: Service prod/payments:80 already listens on 127.0.0.1:${gammaPort}`,
+    'CiliumClusterwideEnvoyConfig metrics: spec.resources[0]: Listener "metrics/listener" cannot listen there: CiliumClusterwideEnvoyConfig wild already listens on 0.0.0.0:9090',
+  ], 'distinct addresses on one port coexist; a wildcard holds them all');
+  t.same(redirects.map((r) => r.service), ['prod/payments'], "the squatter's Service is not steered into prod's listener");
+});

@@ -5,6 +5,8 @@ import type { TranslationMemo } from './memo.js';
 import { translateEnvoyConfigs } from './envoy-config.js';
 import { translateHttpRoutes } from './httproute-mesh.js';
 import type { Any } from '../proto/any.js';
+import { TypeUrl } from '../xds/resource-types.js';
+import { ListenerBindings } from './listener-bindings.js';
 import type { ObjectTranslation, ServiceRedirect, TranslationIssue } from './output.js';
 
 /** Every object of the model that yields Envoy config, translated independently. */
@@ -27,18 +29,17 @@ export interface Assembly {
  * objects is fine when identical (two configs naming one backend Service).
  * Differing ones conflict: what the agent generates (a Service's endpoints, a
  * GAMMA listener) keeps its name against anything a config wrote, whatever
- * the order; between two written ones the first object keeps the name.
+ * the order; between two written ones the first object keeps the name. Host
+ * sockets of listeners are settled the same way.
  */
 export function assemble(units: ObjectTranslation[]): Assembly {
   const byId = new Map<string, XdsResource>();
   const owners = new Map<string, string>();
   const issues: TranslationIssue[] = [];
   const redirects: ServiceRedirect[] = [];
-  for (const u of units) {
-    issues.push(...u.issues);
-    redirects.push(...u.redirects);
-  }
+  for (const u of units) issues.push(...u.issues);
   const generatedIds = new Set<string>();
+  const bindings = new ListenerBindings();
   const add = (u: ObjectTranslation, any: Any, index: number, generated: boolean) => {
     const field = generated ? 'resources' : `spec.resources[${index}]`;
     let r: XdsResource;
@@ -52,6 +53,11 @@ export function assemble(units: ObjectTranslation[]): Assembly {
     if (generated) generatedIds.add(id);
     const prior = byId.get(id);
     if (!prior) {
+      const clash = bindings.claim(r, u.object);
+      if (clash) {
+        issues.push({ object: u.object, field, message: `Listener "${r.name}" cannot listen there: ${clash}` });
+        return;
+      }
       byId.set(id, r);
       owners.set(id, u.object);
     } else if (prior.version !== r.version) {
@@ -61,5 +67,7 @@ export function assemble(units: ObjectTranslation[]): Assembly {
   };
   for (const u of units) u.resources.forEach((any, i) => i >= (u.authored ?? 0) && add(u, any, i, true));
   for (const u of units) u.resources.forEach((any, i) => i < (u.authored ?? 0) && add(u, any, i, false));
+  // Traffic is steered only to a listener its object kept: a lost one would steer into someone else's.
+  for (const u of units) redirects.push(...u.redirects.filter((r) => owners.get(`${TypeUrl.Listener}/${r.listener}`) === u.object));
   return { snapshot: Snapshot.fromResources(byId.values()), redirects, issues, owners };
 }
