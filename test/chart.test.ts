@@ -132,7 +132,7 @@ t.test('the DaemonSet: node Envoy on the host network, agent args, probes, mount
   t.match(agent.image, /^ghcr\.io\/sluice-mesh\/sluice:/);
   t.same(agent.args, [
     'agent', '--source', 'kube', '--node', '$(NODE_NAME)', '--socket', SOCKET, '--state-dir', '/var/lib/sluice', '--datapath',
-    '--bpf-dir', '/sys/fs/bpf/sluice', '--cgroup-dir', '/run/sluice/cgroupv2', '--metrics-port', '9962', '--log-level', 'info',
+    '--bpf-dir', '/sys/fs/bpf/sluice', '--cgroup-dir', '/run/sluice/cgroupv2', '--metrics-port', '9962', '--envoy-admin-port', '9901', '--log-level', 'info',
     '--trust-domain', 'cluster.local',
   ]);
   const nodeName = (c: any) => c.env.find((e: any) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath;
