@@ -5,8 +5,8 @@ import { request } from 'node:http';
 import t from 'tap';
 import { startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
-import { startBackend } from './helpers/net.js';
-import { cec, endpointSlice, httpRoute, service, splitResources } from './helpers/kube.js';
+import { freePort, startBackend } from './helpers/net.js';
+import { ccec, cec, endpointSlice, httpRoute, service, splitResources } from './helpers/kube.js';
 
 const T = 'type.googleapis.com/';
 
@@ -114,4 +114,23 @@ t.test('a consumer route applies to its namespace only; a cross-namespace backen
   await eventually(async () => (await getFrom('127.0.0.2', port, '/canary')).backend === 'canary', 5000, 'the granted backend to serve');
   t.equal(await from('127.0.0.3', '/canary'), 'v1', "blog's pod still reaches prod/echo itself");
   t.same(agent.agent.issues(), [], 'no issues once granted');
+});
+
+t.test("a namespaced config's listener outside the proxy port range is refused; the same listener clusterwide serves", async (t) => {
+  const backend = await startBackend(t, 'b');
+  const port = await freePort();
+  const node = 'port-node';
+  const resources = (svcNs: string) => splitResources({ [`${svcNs}/b:8080`]: 1 }, { listener: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } });
+  const objects = [service('b', [{ port: 8080, name: 'http' }], { namespace: 'tenant' }), endpointSlice('b', 'http', backend.port, [{ ip: '127.0.0.1' }], { namespace: 'tenant' })];
+  const agent = await startAgent(t, { 'a.yaml': [...objects, cec('fixed', { backendServices: [{ name: 'b' }], resources: resources('tenant') }, 'tenant')] }, { kube: true, nodeName: node });
+  t.match(agent.agent.issues(), [new RegExp(`CiliumEnvoyConfig tenant/fixed: spec\\.resources\\[0\\]\\.address\\.socketAddress\\.portValue: port ${port} is outside the proxy port range`)]);
+  const envoy = await startEnvoy(t, agent.bootstrap(node, 'delta'));
+  await agent.agent.cache.waitForAck(node, agent.agent.currentVersion, 20_000);
+  t.same(Object.keys((await envoy.configDump()).listeners), [], 'Envoy was given no listener');
+  await t.rejects(getFrom('127.0.0.1', port), /ECONNREFUSED/, 'nothing listens on the port');
+
+  agent.write('a.yaml', [...objects, ccec('fixed', { backendServices: [{ name: 'b', namespace: 'tenant' }], resources: resources('tenant') })]);
+  await eventually(async () => (await envoy.configDump()).listeners['fixed/listener'], 10_000, 'the clusterwide listener');
+  t.equal((await eventually(async () => (await getFrom('127.0.0.1', port)).backend, 5000, 'a request through it')), 'b', 'an administrator may bind it');
+  t.same(agent.agent.issues(), []);
 });

@@ -102,8 +102,10 @@ function typedConfigs(q: Qualifier, node: unknown, path: string): void {
       clusterRefs(q, o, path);
       break;
   }
-  // gRPC side services (ext_authz, ext_proc, rate limits, access logs) dial a cluster by name.
-  if (o.envoyGrpc && typeof o.envoyGrpc.clusterName === 'string') o.envoyGrpc.clusterName = reference(q, o.envoyGrpc.clusterName, `${path}.envoyGrpc.clusterName`);
+  // gRPC side services (ext_authz, ext_proc, rate limits, access logs) dial a cluster by name. Cilium leaves
+  // these alone, so a clusterwide config keeps reaching bootstrap clusters; a tenant's stay in its namespace.
+  if (q.namespace !== undefined && typeof o.envoyGrpc?.clusterName === 'string')
+    o.envoyGrpc.clusterName = reference(q, o.envoyGrpc.clusterName, `${path}.envoyGrpc.clusterName`);
   for (const [k, v] of Object.entries(o)) typedConfigs(q, v, `${path}.${k}`);
 }
 
