@@ -40,16 +40,23 @@ t.test('references leaving the namespace are refused, naming the field', async (
     typed_config: { '@type': `${T}envoy.extensions.filters.http.ext_authz.v3.ExtAuthz`, grpc_service: { envoy_grpc: { cluster_name: 'authz' } }, transport_api_version: 'V3' },
   });
   res[1].virtual_hosts[0].routes.unshift({ match: { prefix: '/h' }, route: { cluster_header: 'x-cluster' } });
+  res[1].virtual_hosts[0].request_mirror_policies = [{ cluster: 'prod/payments' }];
+  res[0].filter_chains[0].filters[0].typed_config.http_filters.unshift({
+    name: 'envoy.filters.http.jwt_authn',
+    typed_config: { '@type': `${T}envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication`, providers: { p: { remote_jwks: { http_uri: { uri: 'http://x/jwks', cluster: 'prod/payments:80', timeout: '1s' } } } } },
+  });
   const [u] = translateEnvoyConfigs(model(cec('evil', { resources: res }, 'attacker')), ctx);
   t.ok(u.rejected, 'the config is rejected');
   t.same(u.issues.map((i) => i.field), [
+    'spec.resources[0].filterChains[0].filters[0].typedConfig.httpFilters[0].typedConfig.providers.p.remoteJwks.httpUri.cluster',
+    'spec.resources[1].virtualHosts[0].requestMirrorPolicies[0].cluster',
     'spec.resources[1].virtualHosts[0].routes[0].route.clusterHeader',
     'spec.resources[1].virtualHosts[0].routes[1].route.weightedClusters.clusters[0].name',
     'spec.resources[5].edsClusterConfig.serviceName',
   ]);
-  t.match(u.issues[1].message, /"prod\/payments:80" is outside namespace attacker/);
+  t.match(u.issues[3].message, /"prod\/payments:80" is outside namespace attacker/);
   const json = u.resources.map(anyToJson) as any[];
-  const authz = json[0].filterChains[0].filters[0].typedConfig.httpFilters[0].typedConfig.grpcService.envoyGrpc.clusterName;
+  const authz = json[0].filterChains[0].filters[0].typedConfig.httpFilters[1].typedConfig.grpcService.envoyGrpc.clusterName;
   t.equal(authz, 'attacker/evil/authz', 'a bare gRPC cluster name is qualified into the namespace');
 
   const [admin] = translateEnvoyConfigs(model(ccec('admin', { resources: res })), ctx);

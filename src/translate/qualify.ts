@@ -67,7 +67,11 @@ function clusterRefs(q: Qualifier, holder: Json | undefined, path: string): void
 
 function routeConfig(q: Qualifier, rc: Json, topLevel: boolean, path: string): void {
   if (topLevel && typeof rc.name === 'string') rc.name = qualify(q, rc.name);
-  each(rc.virtualHosts, `${path}.virtualHosts`, (vh, p) => each(vh.routes, `${p}.routes`, (r, rp) => clusterRefs(q, r.route, `${rp}.route`)));
+  each(rc.virtualHosts, `${path}.virtualHosts`, (vh, p) => {
+    // A virtual host may mirror too.
+    clusterRefs(q, vh, p);
+    each(vh.routes, `${p}.routes`, (r, rp) => clusterRefs(q, r.route, `${rp}.route`));
+  });
 }
 
 function sdsConfigs(q: Qualifier, node: unknown, path: string): void {
@@ -106,6 +110,8 @@ function typedConfigs(q: Qualifier, node: unknown, path: string): void {
   // these alone, so a clusterwide config keeps reaching bootstrap clusters; a tenant's stay in its namespace.
   if (q.namespace !== undefined && typeof o.envoyGrpc?.clusterName === 'string')
     o.envoyGrpc.clusterName = reference(q, o.envoyGrpc.clusterName, `${path}.envoyGrpc.clusterName`);
+  // So do HttpUri fields (JWKS fetches, ext_authz over HTTP): a uri with the cluster that carries it.
+  if (q.namespace !== undefined && typeof o.uri === 'string' && typeof o.cluster === 'string') o.cluster = reference(q, o.cluster, `${path}.cluster`);
   for (const [k, v] of Object.entries(o)) typedConfigs(q, v, `${path}.${k}`);
 }
 
