@@ -205,7 +205,11 @@ static __always_inline struct backend *pick_backend(struct bpf_sock_addr *ctx, s
 	return bpf_map_lookup_elem(&sluice_backends, backend_id);
 }
 
-/* Both addresses as the socket's own hooks see them: v4-mapped on a dual-stack socket. */
+/*
+ * Keyed by the socket and the address it was sent to, in the service's family:
+ * a dual-stack socket's v4-mapped UDP goes through the sendmsg4 hook (the
+ * kernel unmaps it first) but its replies through recvmsg6, mapped again.
+ */
 static __always_inline void remember_rev_nat(struct bpf_sock_addr *ctx, struct addr *vip, __u16 vip_port, struct svc_val *svc,
 					     struct addr *to, __u16 to_port)
 {
@@ -255,7 +259,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 family)
 	struct svc_key key = {};
 	struct svc_val *svc;
 	struct backend *b;
-	struct addr dst = {}; /* the destination as the socket gives it */
+	struct addr dst = {};
 	struct addr to = {};
 	__u32 backend_id = 0;
 	__u16 to_port;
@@ -296,14 +300,14 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 family)
 		to = b->addr;
 		to_port = b->port;
 	}
-	if (mapped) {
-		to.a[3] = to.a[0];
-		to.a[0] = 0;
-		to.a[1] = 0;
-		to.a[2] = bpf_htonl(0xffff);
-	}
+	remember_rev_nat(ctx, &key.vip, key.port, svc, &to, to_port);
 	if (family == 4) {
 		ctx->user_ip4 = to.a[0];
+	} else if (mapped) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = to.a[0];
 	} else {
 		ctx->user_ip6[0] = to.a[0];
 		ctx->user_ip6[1] = to.a[1];
@@ -311,7 +315,6 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 family)
 		ctx->user_ip6[3] = to.a[3];
 	}
 	ctx->user_port = to_port;
-	remember_rev_nat(ctx, &dst, key.port, svc, &to, to_port);
 	return SYS_PROCEED;
 }
 
@@ -320,6 +323,7 @@ static __always_inline int reverse(struct bpf_sock_addr *ctx, __u8 family)
 {
 	struct rev_nat_key rkey = { .cookie = bpf_get_socket_cookie(ctx), .port = (__u16)ctx->user_port };
 	struct rev_nat_val *rval;
+	int mapped = 0;
 
 	if (family == 4) {
 		rkey.addr.a[0] = ctx->user_ip4;
@@ -328,12 +332,20 @@ static __always_inline int reverse(struct bpf_sock_addr *ctx, __u8 family)
 		rkey.addr.a[1] = ctx->user_ip6[1];
 		rkey.addr.a[2] = ctx->user_ip6[2];
 		rkey.addr.a[3] = ctx->user_ip6[3];
+		mapped = is_v4_mapped(&rkey.addr);
+		if (mapped) {
+			rkey.addr.a[0] = rkey.addr.a[3];
+			rkey.addr.a[2] = 0;
+			rkey.addr.a[3] = 0;
+		}
 	}
 	rval = bpf_map_lookup_elem(&sluice_rev_nat, &rkey);
 	if (!rval)
 		return SYS_PROCEED;
 	if (family == 4) {
 		ctx->user_ip4 = rval->vip.a[0];
+	} else if (mapped) {
+		ctx->user_ip6[3] = rval->vip.a[0];
 	} else {
 		ctx->user_ip6[0] = rval->vip.a[0];
 		ctx->user_ip6[1] = rval->vip.a[1];

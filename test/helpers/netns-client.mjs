@@ -36,9 +36,9 @@ function http(host, port) {
   });
 }
 
-function udp(host, port) {
+function udp(host, port, type = host.includes(':') ? 'udp6' : 'udp4') {
   return new Promise((resolve, reject) => {
-    const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    const s = createSocket(type);
     const fail = (e) => (clearTimeout(timer), s.close(), reject(e));
     const timer = setTimeout(() => fail(new Error('udp timeout')), 3000);
     s.on('message', (m, r) => {
@@ -57,6 +57,7 @@ for (const step of plan) {
     try {
       if (step.op === 'tcp') results.push(await tcp(step.host, step.port));
       else if (step.op === 'udp') results.push(await udp(step.host, step.port));
+      else if (step.op === 'udp6') results.push(await udp(step.host, step.port, 'udp6'));
       else if (step.op === 'http') results.push(await http(step.host, step.port));
       else if (step.op === 'dns') {
         const r = new Resolver({ timeout: 2000, tries: 1 });
