@@ -24,6 +24,17 @@ export function checkProxyAddresses(a: ProxyAddresses): void {
 type Ip = (args: string[]) => void;
 const ip: Ip = (args) => void execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
+/** The `ip` commands that add or delete each non-loopback address on `lo`. */
+function commands(a: ProxyAddresses, verb: 'replace' | 'del'): [string, string[]][] {
+  const all: [string, string[]][] = [
+    [a.v4, ['-4', 'addr', verb, `${a.v4}/32`, 'dev', 'lo', ...(verb === 'replace' ? ['scope', 'host'] : [])]],
+    [a.v6, ['-6', 'addr', verb, `${a.v6}/128`, 'dev', 'lo']],
+  ];
+  return all.filter(([addr]) => !isLoopback(addr));
+}
+
+const stderrOf = (e: unknown) => String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim();
+
 /**
  * Adds the addresses to `lo` of this process's network namespace; `replace`
  * makes it idempotent across agent restarts. Returns one message per address
@@ -32,31 +43,21 @@ const ip: Ip = (args) => void execFileSync('ip', args, { stdio: ['ignore', 'igno
  */
 export function addProxyAddresses(a: ProxyAddresses, run: Ip = ip): string[] {
   const failed: string[] = [];
-  for (const [addr, args] of [
-    [a.v4, ['-4', 'addr', 'replace', `${a.v4}/32`, 'dev', 'lo', 'scope', 'host']],
-    [a.v6, ['-6', 'addr', 'replace', `${a.v6}/128`, 'dev', 'lo']],
-  ] as const) {
-    if (isLoopback(addr)) continue;
+  for (const [addr, args] of commands(a, 'replace'))
     try {
-      run([...args]);
+      run(args);
     } catch (e) {
-      failed.push(`adding ${addr} to lo failed: ${String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim()}`);
+      failed.push(`adding the proxy address ${addr} to lo failed: ${stderrOf(e)}`);
     }
-  }
   return failed;
 }
 
 /** Undoes addProxyAddresses (for `sluice cleanup`); an address already gone is not an error. */
 export function removeProxyAddresses(a: ProxyAddresses, run: Ip = ip): void {
-  for (const [addr, args] of [
-    [a.v4, ['-4', 'addr', 'del', `${a.v4}/32`, 'dev', 'lo']],
-    [a.v6, ['-6', 'addr', 'del', `${a.v6}/128`, 'dev', 'lo']],
-  ] as const) {
-    if (isLoopback(addr)) continue;
+  for (const [, args] of commands(a, 'del'))
     try {
-      run([...args]);
+      run(args);
     } catch (e) {
-      if (!/Cannot assign requested address|not found/i.test(String((e as { stderr?: Buffer }).stderr ?? ''))) throw e;
+      if (!/Cannot assign requested address|not found/i.test(stderrOf(e))) throw e;
     }
-  }
 }
