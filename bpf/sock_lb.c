@@ -15,8 +15,9 @@
 //   config:    one entry: the node proxy addresses that L7 redirects go to.
 //
 // A v4-mapped destination (::ffff:a.b.c.d) on an IPv6 socket is the IPv4
-// service a.b.c.d: dual-stack sockets (Java, .NET, Node) connect that way, and
-// the kernel runs only the *6 hooks for them.
+// service a.b.c.d: dual-stack sockets (Java, .NET, Node) connect that way. The
+// kernel runs the *6 hooks for them, except UDP sendmsg, which it unmaps and
+// hands to sendmsg4.
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <asm-generic/errno.h>
@@ -270,9 +271,8 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 family)
 	key.proto = ctx->protocol;
 	key.port = (__u16)ctx->user_port;
 	if (family == 4) {
-		dst.a[0] = ctx->user_ip4;
 		key.family = 4;
-		key.vip.a[0] = dst.a[0];
+		key.vip.a[0] = ctx->user_ip4;
 	} else {
 		dst.a[0] = ctx->user_ip6[0];
 		dst.a[1] = ctx->user_ip6[1];
