@@ -189,7 +189,9 @@ export class KubeApiSource implements ModelSource {
         ? `the ${inf.lw.list().length} cached ${kind} objects keep serving until it recovers${hint}`
         : absent
           ? `counted as none for now; is the ${API_VERSIONS[kind][0]} ${kind} CRD installed?`
-          : `not ready, and nothing published or removed, until it is listed${hint}`;
+          : inf.settled
+            ? `still counted as none (it was not served before) until it is listed${hint}`
+            : `not ready, and nothing published or removed, until it is listed${hint}`;
       this.opts.log.warn({ kind, path, error: message }, `list/watch of ${kind} failed; ${meanwhile}; retrying`);
       inf.lastError = message;
     }
