@@ -245,6 +245,11 @@ export class Agent {
     this.loggedIssues = now;
   }
 
+  /** Why the agent is not ready yet, as the sources tell it. */
+  waitingFor(): string[] {
+    return this.ready ? [] : this.sources.flatMap((s) => s.pending?.() ?? []);
+  }
+
   /** The issues of the current version, formatted. */
   issues(): string[] {
     return [...this.loggedIssues];
