@@ -157,6 +157,8 @@ t.test('the DaemonSet: node Envoy on the host network, agent args, probes, mount
   t.same(envoy.args.slice(0, 4), ['-c', '/etc/envoy/bootstrap.yaml', '--service-node', '$(NODE_NAME)']);
   t.equal(nodeName(envoy), 'spec.nodeName', 'envoy NODE_NAME from the downward API');
   t.same(envoy.readinessProbe.httpGet, { host: '127.0.0.1', path: '/ready', port: 9901 }, "readiness on the admin API's /ready, through the loopback health listener");
+  t.same(envoy.startupProbe.httpGet, envoy.livenessProbe.httpGet, 'liveness starts once the health listener has come up');
+  t.ok(envoy.startupProbe.periodSeconds * envoy.startupProbe.failureThreshold >= 60, 'which may take 30 s without the agent');
   const esc = envoy.securityContext;
   t.same([esc.runAsUser, esc.runAsGroup, esc.runAsNonRoot, esc.privileged, esc.allowPrivilegeEscalation], [101, 101, true, false, false], 'envoy non-root');
   t.same(esc.capabilities, { drop: ['ALL'] }, 'envoy: drop ALL, add nothing');
@@ -210,7 +212,7 @@ t.test("a real Envoy runs the rendered bootstrap with the container's args; the 
     if (child.exitCode !== null) throw new Error(`envoy exited ${child.exitCode}: ${logs}`);
     const r = await get(envoy.livenessProbe.httpGet.path, envoy.livenessProbe.httpGet.port).catch(() => undefined);
     return r?.status === 200 ? JSON.parse(r.body) : undefined;
-  }, 20_000, 'Envoy admin');
+  }, 60_000, 'the health listener'); // without an agent, Envoy starts listeners after CDS and LDS time out (15 s each)
   t.equal(info.node.id, 'chart-node-1', '--service-node sets the node id from NODE_NAME');
   t.equal(info.command_line_options.disable_hot_restart, true);
   const ready = await get(envoy.readinessProbe.httpGet.path, envoy.readinessProbe.httpGet.port);
