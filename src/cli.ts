@@ -28,10 +28,11 @@ program
   .option('--node <name>', 'node id (the Kubernetes node name)', process.env.NODE_NAME ?? 'sluice-node')
   .addOption(new Option('--ads <flavour>', 'ADS protocol').choices(['sotw', 'delta']).default('sotw'))
   .option('--socket <path>', 'the agent\'s xDS unix socket', DEFAULT_SOCKET_PATH)
-  .option('--admin-port <port>', 'Envoy admin port on 127.0.0.1', port, 9901)
+  .option('--admin-socket <path>', "Envoy's admin API unix socket (default: envoy-admin.sock beside --socket)")
+  .option('--health-port <port>', 'port on 127.0.0.1 serving only /ready and /server_info, for probes', port, 9901)
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
-    const b = renderBootstrap({ nodeId: o.node, ads: o.ads, socketPath: o.socket, adminPort: o.adminPort });
+    const b = renderBootstrap({ nodeId: o.node, ads: o.ads, socketPath: o.socket, adminSocket: o.adminSocket, healthPort: o.healthPort });
     process.stdout.write(o.output === 'json' ? JSON.stringify(b, null, 2) + '\n' : stringify(b));
   });
 

@@ -73,7 +73,7 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     await eventually(() => /"redirects":\[|snapshot published/.test(output), 5000, 'the CEC to publish');
     await new Promise((r) => setTimeout(r, 1000));
     t.equal(backends(10), 'b2', 'with no Envoy to accept the listener, connections still go to the backend');
-    await startEnvoy(t, renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, adminPort: 0 }), [], w.ns);
+    await startEnvoy(t, renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, healthPort: 0 }), [], w.ns);
     await eventually(() => backends(10) === 'envoy>b2', 20_000, 'the redirect once Envoy ACKs');
     t.pass("after the ACK the pod's connections to the VIP land on Envoy's listener at the node proxy address");
     write('cec.yaml', []);

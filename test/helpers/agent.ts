@@ -88,6 +88,6 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     tcpPort: addresses.tcpPort,
     logs,
     write,
-    bootstrap: (nodeId, ads) => renderBootstrap({ nodeId, ads, socketPath, adminPort: 0 }),
+    bootstrap: (nodeId, ads) => renderBootstrap({ nodeId, ads, socketPath, healthPort: 0 }),
   };
 }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { request } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,7 +14,10 @@ export function envoyBinary(): string {
 
 export interface EnvoyHandle {
   readonly pid: number;
+  /** "http://127.0.0.1:PORT" for a TCP admin, "unix:PATH" for the bootstrap's admin socket. */
   readonly adminUrl: string;
+  /** GET on the admin API, whichever way it listens. */
+  adminGet(path: string): Promise<{ status: number; body: string }>;
   readonly logs: () => string;
   configDump(): Promise<ConfigDump>;
   stats(filter: string): Promise<Record<string, number>>;
@@ -35,14 +38,15 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-/** GET on the admin API, over TCP or, for an Envoy in a test netns, its unix socket. */
-function adminGet(admin: { url: string } | { socketPath: string }, path: string): Promise<string> {
+/** A GET to an admin API at "host:port" or, when it starts with "/", at a unix socket. */
+function adminRequest(address: string, path: string): Promise<{ status: number; body: string }> {
+  const [host, port] = address.startsWith('/') ? [undefined, undefined] : address.split(/:(?=\d+$)/);
   return new Promise((resolve, reject) => {
-    const opts = 'url' in admin ? new URL(path, admin.url) : { socketPath: admin.socketPath, path };
-    const req = request(opts, (res) => {
+    const req = request({ socketPath: address.startsWith('/') ? address : undefined, host, port, path, agent: false }, (res) => {
       let body = '';
+      res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(body));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
     req.end();
@@ -50,16 +54,16 @@ function adminGet(admin: { url: string } | { socketPath: string }, path: string)
 }
 
 /**
- * Starts a real Envoy from `bootstrap` (admin port 0) and stops it, by PID, at
- * teardown. With `netns` it runs in that test network namespace, its admin API
- * on a unix socket the test can reach from outside.
+ * Starts a real Envoy from `bootstrap` (its admin on a unix socket, or TCP port
+ * 0) and stops it, by PID, at teardown. With `netns` it runs in that test
+ * network namespace, its admin API on a unix socket the test reaches from outside.
  */
-export async function startEnvoy(t: Teardown, bootstrap: Record<string, any>, extraArgs: string[] = [], netns?: string): Promise<EnvoyHandle> {
+export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: string[] = [], netns?: string): Promise<EnvoyHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-envoy-'));
   const config = join(dir, 'bootstrap.json');
   const adminPath = join(dir, 'admin-address');
-  const adminSocket = join(dir, 'admin.sock');
-  writeFileSync(config, JSON.stringify(netns ? { ...bootstrap, admin: { address: { pipe: { path: adminSocket } } } } : bootstrap));
+  const admin = netns ? { admin: { address: { pipe: { path: join(dir, 'admin.sock') } } } } : {};
+  writeFileSync(config, JSON.stringify({ ...bootstrap, ...admin }));
   let output = '';
   const args = ['-c', config, '--admin-address-path', adminPath, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'warn', ...extraArgs];
   // nsenter enters the namespace and execs Envoy: the child's PID is Envoy's.
@@ -84,18 +88,19 @@ export async function startEnvoy(t: Teardown, bootstrap: Record<string, any>, ex
     if (i > 200) throw new Error(`envoy admin did not come up in 20 s:\n${output}`);
     await sleep(100);
   }
-  const adminUrl = netns ? `unix:${adminSocket}` : `http://${readFileSync(adminPath, 'utf8').trim()}`;
-  const admin = netns ? { socketPath: adminSocket } : { url: adminUrl };
+  const address = readFileSync(adminPath, 'utf8').trim();
+  const adminGet = (path: string) => adminRequest(address, path);
+  const json = async (path: string) => JSON.parse((await adminGet(path)).body);
   const handle: EnvoyHandle = {
     pid: child.pid!,
-    adminUrl,
+    adminUrl: address.startsWith('/') ? `unix:${address}` : `http://${address}`,
+    adminGet,
     logs: () => output,
     async configDump() {
-      const raw = JSON.parse(await adminGet(admin, '/config_dump?include_eds'));
-      return parseConfigDump(raw);
+      return parseConfigDump(await json('/config_dump?include_eds'));
     },
     async stats(filter: string) {
-      const text = await adminGet(admin, `/stats?filter=${encodeURIComponent(filter)}`);
+      const text = (await adminGet(`/stats?filter=${encodeURIComponent(filter)}`)).body;
       const out: Record<string, number> = {};
       for (const line of text.split('\n')) {
         const m = /^(\S+): (\d+)$/.exec(line);
@@ -104,7 +109,7 @@ export async function startEnvoy(t: Teardown, bootstrap: Record<string, any>, ex
       return out;
     },
     async clusterHosts(cluster: string) {
-      const j = JSON.parse(await adminGet(admin, '/clusters?format=json'));
+      const j = await json('/clusters?format=json');
       const c = (j.cluster_statuses ?? []).find((s: any) => s.name === cluster);
       return (c?.host_statuses ?? []).map((h: any) => `${h.address.socket_address.address}:${h.address.socket_address.port_value}`).sort();
     },

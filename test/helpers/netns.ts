@@ -10,7 +10,7 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-const CGROUP2 = process.env.SLUICE_CGROUP2 ?? '/sys/fs/cgroup/unified';
+export const CGROUP2 = process.env.SLUICE_CGROUP2 ?? '/sys/fs/cgroup/unified';
 const here = new URL('.', import.meta.url).pathname;
 
 export interface NetnsWorld {
@@ -47,10 +47,15 @@ export interface PeerNetns {
 // SO_NETNS_COOKIE (Linux 5.14+) is 71; Node has no getsockopt, python3 (a Debian base package) does.
 const COOKIE_PY = 'import socket; s = socket.socket(); print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little"))';
 
-export async function netnsWorld(t: Teardown, addresses: string[]): Promise<NetnsWorld> {
+/** Throws, naming what is missing, unless this process is root with cgroup v2 at CGROUP2: datapath tests fail rather than skip. */
+export function requireDatapathPrerequisites(): void {
   if (process.getuid?.() !== 0) throw new Error('datapath tests need root');
   if (!readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === CGROUP2 && l.split(' ')[2] === 'cgroup2'))
     throw new Error(`no cgroup v2 mount at ${CGROUP2} (set SLUICE_CGROUP2)`);
+}
+
+export async function netnsWorld(t: Teardown, addresses: string[]): Promise<NetnsWorld> {
+  requireDatapathPrerequisites();
   const id = `${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
   const ns = `sluice-t-${id}`;
   const cgroupDir = join(CGROUP2, `sluice-test-${id}`);
