@@ -12,6 +12,7 @@ import { createLogger } from './log.js';
 import { startHealthServer } from './agent/health-server.js';
 import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
+import { checkProxyAddresses, DEFAULT_PROXY_ADDRESSES, type ProxyAddresses } from './redirect/proxy-address.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -27,10 +28,11 @@ program
   .option('--node <name>', 'node id (the Kubernetes node name)', process.env.NODE_NAME ?? 'sluice-node')
   .addOption(new Option('--ads <flavour>', 'ADS protocol').choices(['sotw', 'delta']).default('sotw'))
   .option('--socket <path>', 'the agent\'s xDS unix socket', DEFAULT_SOCKET_PATH)
-  .option('--admin-port <port>', 'Envoy admin port on 127.0.0.1', port, 9901)
+  .option('--admin-socket <path>', "Envoy's admin API unix socket (default: envoy-admin.sock beside --socket)")
+  .option('--health-port <port>', 'port on 127.0.0.1 serving only /ready and /server_info, for probes', port, 9901)
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
-    const b = renderBootstrap({ nodeId: o.node, ads: o.ads, socketPath: o.socket, adminPort: o.adminPort });
+    const b = renderBootstrap({ nodeId: o.node, ads: o.ads, socketPath: o.socket, adminSocket: o.adminSocket, healthPort: o.healthPort });
     process.stdout.write(o.output === 'json' ? JSON.stringify(b, null, 2) + '\n' : stringify(b));
   });
 
@@ -49,9 +51,20 @@ function portRange(v: string): [number, number] {
   return [lo, hi];
 }
 
+/** "IPV4,IPV6": the node proxy addresses. */
+function proxyAddresses(v: string): ProxyAddresses {
+  const [v4 = '', v6 = ''] = v.split(',');
+  try {
+    checkProxyAddresses({ v4, v6 });
+  } catch (e) {
+    throw new InvalidArgumentError(`want IPV4,IPV6: ${(e as Error).message}`);
+  }
+  return { v4, v6 };
+}
+
 /** Ports this node already serves on, by what serves them; 0 means not served. */
-function nodePorts(o: { envoyAdminPort: number; tcp?: string; metricsPort: number }, apiServer?: string): Record<string, number> {
-  const out: Record<string, number> = { "the node Envoy's admin interface": o.envoyAdminPort, "the agent's metrics and health server": o.metricsPort };
+function nodePorts(o: { envoyHealthPort: number; tcp?: string; metricsPort: number }, apiServer?: string): Record<string, number> {
+  const out: Record<string, number> = { "the node Envoy's health listener": o.envoyHealthPort, "the agent's metrics and health server": o.metricsPort };
   if (o.tcp) out["the agent's xDS server"] = Number(o.tcp.slice(o.tcp.lastIndexOf(':') + 1));
   if (apiServer) {
     const url = new URL(apiServer);
@@ -78,8 +91,13 @@ program
   .option('--datapath', 'also load balance Services in the kernel (cgroup socket programs), replacing kube-proxy')
   .option('--bpf-dir <dir>', 'with --datapath: where programs and maps are pinned, on a bpffs mount', '/sys/fs/bpf/sluice')
   .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced', '/sys/fs/cgroup')
+  .option(
+    '--proxy-address <ipv4,ipv6>',
+    `where listeners without an address listen and L7 redirects go; with --datapath the agent adds them to lo (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6} with --datapath, 127.0.0.1,::1 without)`,
+    proxyAddresses,
+  )
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
-  .option('--envoy-admin-port <port>', "the node Envoy's admin port, which no config's listener may take", port, 9901)
+  .option('--envoy-health-port <port>', "the node Envoy's health listener (its bootstrap's --health-port), which no config's listener may take", port, 9901)
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
   .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', (v: string) => {
     if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(v)) throw new InvalidArgumentError('want NAMESPACE/NAME');
@@ -101,6 +119,7 @@ program
       tcpAddress: o.tcp,
       stateDir: o.stateDir,
       proxyPortRange: o.proxyPorts,
+      proxyAddresses: o.proxyAddress,
       reservedPorts: nodePorts(o, kubeConfig?.getCurrentCluster()?.server),
       log,
     });
@@ -126,12 +145,14 @@ program
   .requiredOption('-f, --filename <path>', 'a file or directory of Kubernetes YAML (repeatable)', (v: string, p: string[] = []) => [...p, v])
   .addOption(nodeOption())
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
+  .option('--proxy-address <ipv4,ipv6>', 'where listeners without an address listen (default 127.0.0.1,::1; the agent with --datapath uses its node proxy addresses)', proxyAddresses)
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
     const { model, issues: readIssues } = new KubeYamlDir(o.filename).read();
     const ports = new StableIds(undefined, o.proxyPorts);
     const proxyPortRange = o.proxyPorts ?? DEFAULT_PROXY_PORT_RANGE;
-    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k), proxyPortRange }));
+    const ctx = { nodeName: o.node, proxyPort: (k: string) => ports.idFor(k), proxyAddresses: o.proxyAddress, proxyPortRange };
+    const { snapshot, redirects, issues } = assemble(translateModel(model, ctx));
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
       const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));

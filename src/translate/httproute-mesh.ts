@@ -281,7 +281,7 @@ function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attach
   // Without producer routes, clients no consumer route applies to reach the Service as they would without the mesh.
   const self: Backend = { svc: a.svc, port: a.port, cluster: backendClusterName(a.svc.metadata.namespace ?? 'default', a.svc.metadata.name, a.port.port) };
   const producer = ordered(a.producer);
-  const listener = httpListener(name, proxyPort, name) as Json;
+  const listener = httpListener(ctx, name, proxyPort, name) as Json;
   const docs: Json[] = [listener, routeConfiguration(name, a.producer.length ? [...producer, notFound] : [{ match: { prefix: '/' }, route: { cluster: self.cluster } }])];
   const backends = a.producer.length ? a.producer.flatMap((e) => e.backends) : [self];
   for (const [ns, entries] of consumers) {

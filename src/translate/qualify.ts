@@ -12,6 +12,8 @@
 //
 // Works on canonical proto3 JSON (camelCase, every Any expanded with @type).
 
+import { applyWellKnown } from './well-known.js';
+
 type Json = Record<string, any>;
 
 const T = 'type.googleapis.com/';
@@ -117,6 +119,7 @@ function typedConfigs(q: Qualifier, node: unknown, path: string): void {
 
 /** Rewrites one resource in place; `path` is where it sits in its object, for refused references. */
 export function qualifyResource(q: Qualifier, r: Json, path: string): void {
+  applyWellKnown(q, r);
   switch (r['@type']) {
     case `${T}envoy.config.listener.v3.Listener`:
       r.name = qualify(q, r.name ?? '');
