@@ -4,7 +4,8 @@ const T = 'type.googleapis.com/';
 
 /** Tests build listeners the way the translators do. */
 export function listener(name: string, port: number, routeName: string): object {
-  return httpListener(name, port, routeName);
+  // Loopback on both families, as the translators bind without a node proxy address.
+  return httpListener({ nodeName: 'test', proxyPort: () => port }, name, port, routeName);
 }
 
 export function route(name: string, cluster: string | Record<string, number>): object {
