@@ -2,20 +2,12 @@
 // client pods in their own netns (namespaces shop and blog), steered by the
 // socket LB to the Service's listener. Only shop's pod gets shop's route.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { StableIds } from '../src/agent/stable-ids.js';
-import { Model } from '../src/model/model.js';
-import type { ModelObject } from '../src/model/objects.js';
-import { SockLbApplier } from '../src/redirect/apply.js';
-import { SockLb } from '../src/redirect/datapath.js';
-import { desiredServices } from '../src/redirect/desired.js';
 import { addProxyAddresses, DEFAULT_PROXY_ADDRESSES as PROXY, removeProxyAddresses } from '../src/redirect/proxy-address.js';
 import { startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
 import { endpointSlice, httpRoute, service } from './helpers/kube.js';
 import { netnsWorld } from './helpers/netns.js';
+import { socketLb } from './helpers/steer.js';
 
 const WEB = '10.244.8.1';
 const CANARY = '10.244.8.2';
@@ -54,15 +46,8 @@ t.test("a consumer route steers its namespace's pods only; other pods keep the p
   await agent.agent.cache.waitForAck(NODE, agent.agent.currentVersion, 20_000);
   await eventually(async () => (await envoy.configDump()).listeners['gamma/default/web:80'], 10_000, 'the listener');
 
-  const state = mkdtempSync(join(tmpdir(), 'sluice-ids-'));
-  t.teardown(() => rmSync(state, { recursive: true, force: true }));
-  t.teardown(() => SockLb.remove(node.pinDir));
-  const lb = SockLb.open({ pinDir: node.pinDir, cgroupDir: node.cgroupDir });
-  t.teardown(() => lb.close());
-  lb.setProxyAddresses(PROXY.v4, PROXY.v6);
-  const applier = new SockLbApplier(lb.maps, { services: new StableIds(join(state, 's.json'), [1, 65535]), backends: new StableIds(join(state, 'b.json'), [1, 1 << 30]) });
-  const model = Model.from(objects.map((object) => ({ object: object as ModelObject })));
-  applier.apply(desiredServices(model, agent.agent.redirects, { nodeIPs: [], nodeName: NODE }));
+  const steer = socketLb(t, node, PROXY, objects, NODE);
+  steer(agent.agent.redirects);
 
   const [fromShop] = shop.client([{ op: 'http', host: '10.96.0.10', port: 80, count: 5 }]);
   const [fromBlog] = blog.client([{ op: 'http', host: '10.96.0.10', port: 80, count: 5 }]);
