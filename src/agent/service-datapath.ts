@@ -2,11 +2,11 @@
 // datapath, and keep its maps equal to what the model and the redirects say.
 import { join } from 'node:path';
 import type { Model } from '../model/model.js';
-import { SockLbApplier, type ApplyStats } from '../redirect/apply.js';
+import { SockLbApplier, type ApplyResult } from '../redirect/apply.js';
 import { SockLb } from '../redirect/datapath.js';
 import { desiredServices } from '../redirect/desired.js';
 import type { ServiceRedirect } from '../translate/output.js';
-import { StableIds } from './stable-ids.js';
+import { StableIds } from '../ids/stable-ids.js';
 
 export interface ServiceDatapathOptions {
   /** On a bpffs mount, e.g. /sys/fs/bpf/sluice. */
@@ -15,7 +15,13 @@ export interface ServiceDatapathOptions {
   cgroupDir: string;
   /** Where service and backend ids are kept, so a restarted agent writes the same keys. */
   stateDir?: string;
+  /** Smaller id pools than the maps allow, to exercise exhaustion in tests. */
+  idRanges?: { services?: [number, number]; backends?: [number, number] };
 }
+
+/** Rev-NAT ids are u16 in the maps; 0 means none. */
+export const SERVICE_ID_RANGE: [number, number] = [1, 65535];
+export const BACKEND_ID_RANGE: [number, number] = [1, 2 ** 30];
 
 /** The node's addresses, for NodePort frontends reached from the node itself. */
 export function nodeIPs(model: Model, nodeName: string): string[] {
@@ -31,8 +37,8 @@ export class ServiceDatapath {
     this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir });
     const state = (f: string) => (opts.stateDir ? join(opts.stateDir, f) : undefined);
     this.applier = new SockLbApplier(this.lb.maps, {
-      services: new StableIds(state('service-ids.json'), [1, 65535]),
-      backends: new StableIds(state('backend-ids.json'), [1, 2 ** 30]),
+      services: new StableIds(state('service-ids.json'), opts.idRanges?.services ?? SERVICE_ID_RANGE),
+      backends: new StableIds(state('backend-ids.json'), opts.idRanges?.backends ?? BACKEND_ID_RANGE),
     });
   }
 
@@ -41,7 +47,7 @@ export class ServiceDatapath {
     return this.lb.adopted;
   }
 
-  apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyStats & { services: number } {
+  apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyResult & { services: number } {
     const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName) });
     return { ...this.applier.apply(desired), services: desired.length };
   }
