@@ -156,21 +156,19 @@ export class Agent {
       log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length }, 'snapshot published');
       this.metrics.published(this.version, snapshot.size, allIssues.length);
       const listeners = new Set(snapshot.get(TypeUrl.Listener).keys());
-      portFreed = this.proxyPorts.settle(listeners);
+      const ports = this.proxyPorts.settle(listeners);
+      // A translation that met the port shortage is not to be reused once a port frees.
+      if (ports.short) this.memo.clear();
+      portFreed = ports.retry;
       this.followAck(this.version, this.units, listeners);
       this.applyDatapath();
       for (const s of this.sources) s.report?.({ model: this.model, issues: [...allIssues, ...this.datapathIssues] });
     } catch (e) {
       log.error({ err: e }, 'publish failed; the previous snapshot keeps serving');
     }
-    // A listener went without a proxy port that this publish freed: translate it again, afresh.
-    if (portFreed) return this.retranslate();
+    // A listener went without a proxy port that this publish freed: translate it again.
+    if (portFreed) return this.publish();
     return this.version;
-  }
-
-  private retranslate(): number {
-    this.memo.clear();
-    return this.publish();
   }
 
   private holdBackNacked(u: ObjectTranslation): ObjectTranslation {
@@ -194,7 +192,7 @@ export class Agent {
           this.ackedRedirects = [...units.values()].flatMap((u) => u.redirects);
           this.metrics.acked(version);
           this.applyDatapath();
-          if (this.proxyPorts.acked(listeners)) this.retranslate();
+          if (this.proxyPorts.acked(listeners)) this.publish();
         }
       },
       (e: unknown) => {
@@ -247,7 +245,7 @@ export class Agent {
         const retryInMs = this.retryDatapath();
         log.error(
           { ...stats, failedFrontends: r.failed, undeleted: r.undeleted, errors: r.errors, retryInMs },
-          `datapath partly updated: the kernel refused some writes; ${r.failed} frontends keep serving their previous entries and ${r.undeleted} stale entries stay until the retry`,
+          `datapath partly updated: the kernel refused some writes; frontends keeping their previous entries: ${r.failed}, stale entries waiting for deletion: ${r.undeleted}; retrying`,
         );
         return;
       }

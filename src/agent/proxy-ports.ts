@@ -31,15 +31,15 @@ export class ProxyPorts {
 
   /**
    * After a publish, with the names of the Listeners it serves: releases the
-   * ports of the rest. Returns whether a listener went short of a port while
-   * one is now free, so that translating again would place it.
+   * ports of the rest. `short`: a listener went without a port, so translations
+   * that met the shortage must not be reused; `retry`: and a port is now free.
    */
-  settle(listeners: Iterable<string>): boolean {
+  settle(listeners: Iterable<string>): { short: boolean; retry: boolean } {
     this.published = new Set(listeners);
     const released = this.release();
     this.wanting = this.short;
     this.short = false;
-    return this.wanting && released > 0;
+    return { short: this.wanting, retry: this.wanting && released > 0 };
   }
 
   /** The node's Envoy accepted a version with these Listeners; true when that freed a port a listener waits for. */
