@@ -12,6 +12,7 @@ import { createLogger } from './log.js';
 import { startHealthServer } from './agent/health-server.js';
 import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
+import { checkProxyAddresses, DEFAULT_PROXY_ADDRESSES, type ProxyAddresses } from './redirect/proxy-address.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -27,10 +28,11 @@ program
   .option('--node <name>', 'node id (the Kubernetes node name)', process.env.NODE_NAME ?? 'sluice-node')
   .addOption(new Option('--ads <flavour>', 'ADS protocol').choices(['sotw', 'delta']).default('sotw'))
   .option('--socket <path>', 'the agent\'s xDS unix socket', DEFAULT_SOCKET_PATH)
-  .option('--admin-port <port>', 'Envoy admin port on 127.0.0.1', port, 9901)
+  .option('--admin-socket <path>', "Envoy's admin API unix socket (default: envoy-admin.sock beside --socket)")
+  .option('--health-port <port>', 'port on 127.0.0.1 serving only /ready and /server_info, for probes', port, 9901)
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
-    const b = renderBootstrap({ nodeId: o.node, ads: o.ads, socketPath: o.socket, adminPort: o.adminPort });
+    const b = renderBootstrap({ nodeId: o.node, ads: o.ads, socketPath: o.socket, adminSocket: o.adminSocket, healthPort: o.healthPort });
     process.stdout.write(o.output === 'json' ? JSON.stringify(b, null, 2) + '\n' : stringify(b));
   });
 
@@ -47,6 +49,17 @@ function portRange(v: string): [number, number] {
   const [lo, hi] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
   if (!(lo >= 1024 && hi <= 65535 && lo <= hi)) throw new InvalidArgumentError('want LOW-HIGH within 1024-65535');
   return [lo, hi];
+}
+
+/** "IPV4,IPV6": the node proxy addresses. */
+function proxyAddresses(v: string): ProxyAddresses {
+  const [v4 = '', v6 = ''] = v.split(',');
+  try {
+    checkProxyAddresses({ v4, v6 });
+  } catch (e) {
+    throw new InvalidArgumentError(`want IPV4,IPV6: ${(e as Error).message}`);
+  }
+  return { v4, v6 };
 }
 
 const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's node id)").default(process.env.NODE_NAME ?? 'sluice-node');
@@ -66,6 +79,11 @@ program
   .option('--datapath', 'also load balance Services in the kernel (cgroup socket programs), replacing kube-proxy')
   .option('--bpf-dir <dir>', 'with --datapath: where programs and maps are pinned, on a bpffs mount', '/sys/fs/bpf/sluice')
   .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced', '/sys/fs/cgroup')
+  .option(
+    '--proxy-address <ipv4,ipv6>',
+    `where listeners without an address listen and L7 redirects go; with --datapath the agent adds them to lo (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6} with --datapath, 127.0.0.1,::1 without)`,
+    proxyAddresses,
+  )
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
   .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', (v: string) => {
@@ -87,6 +105,7 @@ program
       tcpAddress: o.tcp,
       stateDir: o.stateDir,
       proxyPortRange: o.proxyPorts,
+      proxyAddresses: o.proxyAddress,
       log,
     });
     log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, kube, dirs, datapath: !!o.datapath }, 'starting');
@@ -111,11 +130,12 @@ program
   .requiredOption('-f, --filename <path>', 'a file or directory of Kubernetes YAML (repeatable)', (v: string, p: string[] = []) => [...p, v])
   .addOption(nodeOption())
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
+  .option('--proxy-address <ipv4,ipv6>', 'where listeners without an address listen (default 127.0.0.1,::1; the agent with --datapath uses its node proxy addresses)', proxyAddresses)
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
     const { model, issues: readIssues } = new KubeYamlDir(o.filename).read();
     const ports = new StableIds(undefined, o.proxyPorts);
-    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k) }));
+    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k), proxyAddresses: o.proxyAddress }));
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
       const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));

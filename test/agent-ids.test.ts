@@ -75,7 +75,8 @@ t.test('datapath ids: Service churn through small pools keeps applying; a refuse
   const w = await netnsWorld(t, ips);
   t.teardown(() => SockLb.remove(w.pinDir));
   await w.servers({ tcp: ips.map((ip) => ({ ip, port: 8080, name: ip.split('.')[3] })) });
-  const a = await startAgent(t, {}, { kube: true, datapath: { pinDir: w.pinDir, cgroupDir: w.cgroupDir, idRanges: { services: [1, 4], backends: [1, 6] } } });
+  // Envoy's listeners on loopback: the node proxy addresses would go on the test machine's own lo.
+  const a = await startAgent(t, {}, { kube: true, proxyAddresses: { v4: '127.0.0.1', v6: '::1' }, datapath: { pinDir: w.pinDir, cgroupDir: w.cgroupDir, idRanges: { services: [1, 4], backends: [1, 6] } } });
   const svcDocs = (i: number) => {
     const mine = [ips[i % 4], ips[(i + 1) % 4]];
     return [service(`s${i}`, [{ port: 80, name: 'http' }], { clusterIP: `10.96.8.${i}` }), endpointSlice(`s${i}`, 'http', 8080, mine.map((ip) => ({ ip })))];
@@ -97,7 +98,7 @@ t.test('datapath ids: Service churn through small pools keeps applying; a refuse
 
   // A fifth live Service needs a fifth id: it gets an issue, the rest keep working.
   for (const i of [25, 26]) a.write(`s${i}.yaml`, svcDocs(i));
-  await eventually(() => a.agent.issues().some((i) => /Service default\/s26: spec.ports \(80\/TCP\): not load-balanced by the socket LB: no free id/.test(i)), 10_000, 'the issue on s26');
+  await eventually(() => a.agent.issues().some((i) => /Service default\/s26: spec.ports \(80\/TCP\/v4\): not load-balanced by the socket LB: no free id/.test(i)), 10_000, 'the issue on s26');
   t.equal(reach(25), want(25), 'the fourth Service got the last id');
   t.equal(reach(22), want(22), 'older Services keep working');
   rmSync(join(a.dir, 's22.yaml'));

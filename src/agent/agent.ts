@@ -14,6 +14,7 @@ import { toXdsResource } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
 import { AgentMetrics } from './metrics.js';
+import { DEFAULT_PROXY_ADDRESSES, LOOPBACK_PROXY_ADDRESSES, type ProxyAddresses } from '../redirect/proxy-address.js';
 import { ServiceDatapath, type ServiceDatapathOptions } from './service-datapath.js';
 import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap } from '../ids/stable-ids.js';
 import type { Unplaced } from '../redirect/apply.js';
@@ -40,6 +41,11 @@ export interface AgentOptions {
   ackTimeoutMs?: number;
   /** Socket load balancing for this node's cgroup; absent means xDS only. */
   datapath?: ServiceDatapathOptions;
+  /**
+   * Where listeners without an address listen and L7 redirects go. Default: the
+   * node proxy addresses with the datapath (pods reach them), loopback without.
+   */
+  proxyAddresses?: ProxyAddresses;
 }
 
 const RAW_RESOURCES = 'Envoy resources directory';
@@ -58,6 +64,7 @@ export class Agent {
   private readonly rawDirs: EnvoyResourceDir[];
   private readonly unwatch: (() => void)[] = [];
   private readonly proxyPorts: ProxyPorts;
+  private readonly proxyAddresses: ProxyAddresses;
   private readonly lastGood = new LastGood();
   private readonly memo = new TranslationMemo();
   private model = Model.empty();
@@ -93,6 +100,7 @@ export class Agent {
     const eph = ephemeralOverlap(range);
     if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
     this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
+    this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
   }
 
   get currentVersion(): number {
@@ -106,7 +114,8 @@ export class Agent {
 
   async start(): Promise<XdsServerAddresses> {
     if (this.opts.datapath) {
-      this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, ...this.opts.datapath });
+      this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, proxyAddresses: this.proxyAddresses, ...this.opts.datapath });
+      for (const w of this.datapath.warnings) this.opts.log.error(w);
       if (this.datapath.adopted.length) this.opts.log.info({ programs: this.datapath.adopted }, 'adopted the datapath a previous agent left pinned');
     }
     this.readRaw(false);
@@ -143,7 +152,7 @@ export class Agent {
     const { log } = this.opts;
     let portFreed = false;
     try {
-      const ctx = { nodeName: this.opts.nodeName, proxyPort: this.proxyPorts.port };
+      const ctx = { nodeName: this.opts.nodeName, proxyPort: this.proxyPorts.port, proxyAddresses: this.proxyAddresses };
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));
@@ -287,6 +296,11 @@ export class Agent {
       if (!this.loggedIssues.has(text)) this.opts.log.error({ object: i.object, file: i.origin?.file, document: i.origin?.index, field: i.field, error: i.message }, text);
     }
     this.loggedIssues = now;
+  }
+
+  /** Why the agent is not ready yet, as the sources tell it. */
+  waitingFor(): string[] {
+    return this.ready ? [] : this.sources.flatMap((s) => s.pending?.() ?? []);
   }
 
   /** The issues of the current version, formatted. */

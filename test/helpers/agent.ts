@@ -33,6 +33,8 @@ export interface StartOptions {
   nodeName?: string;
   /** Read cluster state from this source (the Kubernetes API, say) instead of files. */
   source?: ModelSource;
+  /** Where address-less listeners bind (default loopback: the agent runs without a datapath). */
+  proxyAddresses?: { v4: string; v6: string };
   proxyPortRange?: [number, number];
   /** Socket load balancing in a test world's cgroup (test/helpers/netns.ts). */
   datapath?: ServiceDatapathOptions;
@@ -74,6 +76,7 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     stateDir: join(dir, 'state'),
     proxyPortRange: opts.proxyPortRange ?? proxyPortRange(),
     datapath: opts.datapath,
+    proxyAddresses: opts.proxyAddresses,
     socketPath,
     tcpAddress: opts.tcp ? '127.0.0.1:0' : undefined,
     log,
@@ -90,6 +93,6 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     tcpPort: addresses.tcpPort,
     logs,
     write,
-    bootstrap: (nodeId, ads) => renderBootstrap({ nodeId, ads, socketPath, adminPort: 0 }),
+    bootstrap: (nodeId, ads) => renderBootstrap({ nodeId, ads, socketPath, healthPort: 0 }),
   };
 }
