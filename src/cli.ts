@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { Agent } from './agent/agent.js';
-import { StableIds } from './agent/stable-ids.js';
+import { StableIds } from './ids/stable-ids.js';
 import { KubeYamlDir } from './sources/kube-yaml-dir.js';
 import { assemble, translateModel } from './translate/assemble.js';
 import { formatIssue } from './translate/output.js';
