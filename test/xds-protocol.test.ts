@@ -133,3 +133,49 @@ t.test('per-node snapshots: a node-specific snapshot overrides the shared one fo
   await new Promise((r) => setTimeout(r, 200));
   t.equal(special.received.length, 1, 'and not the node with its own snapshot');
 });
+
+t.test('waitForAck: a stream that has not taken the listeners has not taken a snapshot with listeners', async (t) => {
+  const { set, client, cache } = await serve(t);
+  const v = set(listener('l', 1, 'r'), edsCluster('a'));
+  const s = sotw(t, client);
+  s.send(request({ node, typeUrl: TypeUrl.Cluster }));
+  const cds = await s.nth(1);
+  s.send(request({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce }));
+  await t.rejects(cache.waitForAck('raw', v, 500), /did not ACK version/, 'clusters alone are not the snapshot');
+  t.notOk(cache.holdsListeners('raw'), 'and the node holds no listeners');
+  s.send(request({ typeUrl: TypeUrl.Listener }));
+  const lds = await s.nth(2);
+  const acked = cache.waitForAck('raw', v, 3000);
+  s.send(request({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce }));
+  await acked;
+  t.ok(cache.holdsListeners('raw'), 'the ACK of the listeners completes it');
+});
+
+t.test('waitForAck: one stream of a node NACKing does not overrule another that ACKs; all NACKing rejects', async (t) => {
+  const { set, client, cache } = await serve(t);
+  set(edsCluster('a'));
+  const streams = [sotw(t, client), sotw(t, client)];
+  const answer = (i: number, n: number, nack?: string) => {
+    const r = streams[i].received[n - 1];
+    streams[i].send(request({ typeUrl: r.typeUrl, versionInfo: r.versionInfo, responseNonce: r.nonce, errorDetail: nack ? { code: 3, message: nack, details: [] } : undefined }));
+  };
+  for (const s of streams) s.send(request({ node, typeUrl: TypeUrl.Cluster }));
+  for (const s of streams) await s.nth(1);
+  answer(0, 1);
+  answer(1, 1);
+  const v2 = set(edsCluster('a'), edsCluster('b'));
+  for (const s of streams) await s.nth(2);
+  const outcome = cache.waitForAck('raw', v2, 3000).then(() => 'accepted', (e: Error) => e.message);
+  answer(1, 2, "cluster 'b' is bad");
+  await new Promise((r) => setTimeout(r, 200));
+  answer(0, 2);
+  t.equal(await outcome, 'accepted', 'the stream that took it decides, not the one that refused it');
+
+  const v3 = set(edsCluster('a'), edsCluster('b'), edsCluster('c'));
+  for (const s of streams) await s.nth(3);
+  const rejected = cache.waitForAck('raw', v3, 3000).then(() => 'accepted', (e: Error) => e.message);
+  answer(0, 3, 'no');
+  await new Promise((r) => setTimeout(r, 200));
+  answer(1, 3, 'no either');
+  t.match(await rejected, /rejected .*Cluster version/, 'every stream NACKing rejects the version');
+});
