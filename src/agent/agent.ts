@@ -252,7 +252,7 @@ export class Agent {
    */
   private onEnvoyStreams(): void {
     const node = this.opts.nodeName;
-    if (this.cache.holdsListeners(node)) return;
+    if (!this.ready || this.cache.holdsListeners(node)) return;
     // A stream that just came has to ACK the current version before it gets traffic.
     if (!this.rearmed) {
       this.rearmed = true;
@@ -261,7 +261,7 @@ export class Agent {
     if (this.envoyGone || this.ackedRedirects.length === 0) return;
     this.envoyGone = setTimeout(() => {
       this.envoyGone = undefined;
-      if (this.cache.holdsListeners(node) || this.ackedRedirects.length === 0) return;
+      if (!this.ready || this.cache.holdsListeners(node) || this.ackedRedirects.length === 0) return;
       this.opts.log.warn({ node, redirects: this.ackedRedirects.length }, "no xDS stream of this node's Envoy holds listeners; Services go straight to their backends until one ACKs listeners again");
       this.ackedRedirects = [];
       this.applyDatapath();
