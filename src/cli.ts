@@ -12,6 +12,7 @@ import { createLogger } from './log.js';
 import { startHealthServer } from './agent/health-server.js';
 import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
+import { checkProxyAddresses, DEFAULT_PROXY_ADDRESSES, type ProxyAddresses } from './redirect/proxy-address.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -55,6 +56,17 @@ function portRange(v: string): [number, number] {
   return [lo, hi];
 }
 
+/** "IPV4,IPV6": the node proxy addresses. */
+function proxyAddresses(v: string): ProxyAddresses {
+  const [v4 = '', v6 = ''] = v.split(',');
+  try {
+    checkProxyAddresses({ v4, v6 });
+  } catch (e) {
+    throw new InvalidArgumentError(`want IPV4,IPV6: ${(e as Error).message}`);
+  }
+  return { v4, v6 };
+}
+
 const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's node id)").default(process.env.NODE_NAME ?? 'sluice-node');
 
 program
@@ -72,6 +84,11 @@ program
   .option('--datapath', 'also load balance Services in the kernel (cgroup socket programs), replacing kube-proxy')
   .option('--bpf-dir <dir>', 'with --datapath: where programs and maps are pinned, on a bpffs mount', '/sys/fs/bpf/sluice')
   .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced', '/sys/fs/cgroup')
+  .option(
+    '--proxy-address <ipv4,ipv6>',
+    `where listeners without an address listen and L7 redirects go; with --datapath the agent adds them to lo (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6} with --datapath, 127.0.0.1,::1 without)`,
+    proxyAddresses,
+  )
   .option('--envoy-grace <ms>', "with --datapath: how long Services stay steered into Envoy after its xDS stream went, before they go straight to their backends", milliseconds, DEFAULT_ENVOY_GONE_GRACE_MS)
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
@@ -94,6 +111,7 @@ program
       tcpAddress: o.tcp,
       stateDir: o.stateDir,
       proxyPortRange: o.proxyPorts,
+      proxyAddresses: o.proxyAddress,
       envoyGoneGraceMs: o.envoyGrace,
       log,
     });
@@ -119,11 +137,12 @@ program
   .requiredOption('-f, --filename <path>', 'a file or directory of Kubernetes YAML (repeatable)', (v: string, p: string[] = []) => [...p, v])
   .addOption(nodeOption())
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
+  .option('--proxy-address <ipv4,ipv6>', 'where listeners without an address listen (default 127.0.0.1,::1; the agent with --datapath uses its node proxy addresses)', proxyAddresses)
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
     const { model, issues: readIssues } = new KubeYamlDir(o.filename).read();
     const ports = new StableIds(undefined, o.proxyPorts);
-    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k) }));
+    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k), proxyAddresses: o.proxyAddress }));
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
       const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));

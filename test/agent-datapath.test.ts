@@ -1,6 +1,8 @@
-// `sluice agent --datapath` as a process on the real kernel: it keeps the socket
-// load balancer equal to the YAML, steers a Service into Envoy only once Envoy
-// has accepted the listener, and survives being killed (a hitless restart).
+// `sluice agent --datapath` as a process on the real kernel, in a "node" netns
+// with its Envoy, serving a "pod" netns joined to it by a veth: it keeps the
+// socket load balancer equal to the YAML, puts the node proxy address on the
+// node's lo, steers a Service into Envoy only once Envoy has accepted the
+// listener, and survives being killed (a hitless restart).
 import t from 'tap';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { SockLb, SOCK_LB_PROGRAMS } from '../src/redirect/datapath.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
 import { cec, endpointSlice, service, splitResources } from './helpers/kube.js';
 import { netnsWorld } from './helpers/netns.js';
+import { DEFAULT_PROXY_ADDRESSES as PROXY } from '../src/redirect/proxy-address.js';
 
 const BACKENDS = ['10.244.3.1', '10.244.3.2'];
 const PROXY_PORT = 20577;
@@ -24,7 +27,8 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
   t.teardown(() => void (agent?.exitCode === null && agent.kill('SIGKILL')));
   const w = await netnsWorld(t, BACKENDS);
   t.teardown(() => SockLb.remove(w.pinDir));
-  await w.servers({ tcp: [...BACKENDS.map((ip, i) => ({ ip, port: 8080, name: `b${i + 1}` })), { ip: '127.0.0.1', port: PROXY_PORT, name: 'proxy' }] });
+  const pod = w.peer();
+  await w.servers({ http: BACKENDS.map((ip, i) => ({ ip, port: 8080, name: `b${i + 1}` })) });
   const dir = mkdtempSync(join(tmpdir(), 'sluice-agent-dp-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const src = join(dir, 'src');
@@ -41,7 +45,8 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
   const startAgentProcess = async () => {
     output = '';
     const args = [cli, 'agent', '--source', `dir:${src}`, '--node', 'dp-node', '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', `${PROXY_PORT}-${PROXY_PORT}`, '--datapath', '--bpf-dir', w.pinDir, '--cgroup-dir', w.cgroupDir, '--envoy-grace', String(ENVOY_GRACE_MS), '--log-level', 'debug'];
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // In the node netns (nsenter execs node: the child's PID is the agent's), so the proxy address goes on its lo.
+    const p = spawn('nsenter', [`--net=/var/run/netns/${w.ns}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout!.on('data', (d) => (output += d));
     p.stderr!.on('data', (d) => (output += d));
     agent = p;
@@ -49,13 +54,16 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}: ${output}`);
     return p;
   };
+  /** What answered a pod's requests to the VIP: a backend, or "envoy>" a backend. */
   const backends = (count = 30) => {
-    const [res] = w.client([{ op: 'tcp', host: '10.96.0.80', port: 80, count }]);
-    return [...new Set(res.map((r: any) => r.backend as string))].sort().join(',');
+    const [res] = pod.client([{ op: 'http', host: '10.96.0.80', port: 80, count }]);
+    return [...new Set(res.map((r: any) => (r.via === 'envoy' ? `envoy>${r.backend}` : (r.backend ?? r.code))))].sort().join(',');
   };
 
   await startAgentProcess();
   t.equal(await eventually(() => backends() === 'b1,b2' && 'b1,b2', 10_000, 'both backends'), 'b1,b2', 'the VIP reaches both backends');
+  const lo = w.sh('ip', ['addr', 'show', 'dev', 'lo']);
+  t.ok(lo.includes(`inet ${PROXY.v4}/32`) && lo.includes(`inet6 ${PROXY.v6}/128`), 'the agent put the node proxy addresses on the node lo');
 
   write('web.yaml', [service('web', [{ port: 80, name: 'http' }], { clusterIP: '10.96.0.80' }), slice(BACKENDS.slice(1))]);
   await eventually(() => backends() === 'b2', 10_000, 'the removed backend to stop getting connections');
@@ -66,9 +74,9 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     await eventually(() => /"redirects":\[|snapshot published/.test(output), 5000, 'the CEC to publish');
     await new Promise((r) => setTimeout(r, 1000));
     t.equal(backends(10), 'b2', 'with no Envoy to accept the listener, connections still go to the backend');
-    await startEnvoy(t, renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, adminPort: 0 }));
-    await eventually(() => backends(10) === 'proxy', 20_000, 'the redirect once Envoy ACKs');
-    t.pass('after the ACK the VIP lands on the node-local proxy port');
+    await startEnvoy(t, renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, adminPort: 0 }), [], w.ns);
+    await eventually(() => backends(10) === 'envoy>b2', 20_000, 'the redirect once Envoy ACKs');
+    t.pass("after the ACK the pod's connections to the VIP land on Envoy's listener at the node proxy address");
     write('cec.yaml', []);
     await eventually(() => backends(10) === 'b2', 10_000, 'the redirect to go with the CEC');
     t.pass('deleting the CEC sends the Service straight to its backends again');
@@ -77,17 +85,17 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
   t.test("when Envoy dies its Services go back to their backends; a new Envoy gets them once it ACKs listeners", async (t) => {
     const bootstrap = () => renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, adminPort: 0 });
     write('cec.yaml', [cec('l7', { services: [{ name: 'web', ports: [80] }], backendServices: [{ name: 'web' }], resources: splitResources({ 'default/web': 100 }) })]);
-    const first = await startEnvoy(t, bootstrap());
-    await eventually(() => backends(10) === 'proxy', 20_000, 'the redirect once Envoy ACKs');
+    const first = await startEnvoy(t, bootstrap(), [], w.ns);
+    await eventually(() => backends(10) === 'envoy>b2', 20_000, 'the redirect once Envoy ACKs');
     process.kill(first.pid, 'SIGKILL');
     await eventually(() => backends(10) === 'b2', 10_000, 'the redirect to go once the grace is over');
     t.pass('with no Envoy stream past the grace, the VIP goes straight to its backend');
 
-    // A real Envoy that takes clusters over ADS but no listeners: connected and ACKing, yet nothing listens for it.
+    // A real Envoy that takes clusters over ADS but no listeners: connected and ACKing, yet nothing listens at the proxy address.
     const noListeners = bootstrap();
     delete noListeners.dynamic_resources.lds_config;
     const mark = output.length;
-    const clustersOnly = await startEnvoy(t, noListeners);
+    const clustersOnly = await startEnvoy(t, noListeners, [], w.ns);
     await eventually(async () => (await clustersOnly.configDump()).clusters['default/web'], 20_000, 'the clusters-only Envoy to take the clusters');
     await eventually(() => output.slice(mark).split('\n').some((l) => l.includes('"msg":"ACK"') && l.includes('cluster.v3.Cluster"')), 10_000, 'its clusters ACK');
     for (let i = 0; i < 5; i++) {
@@ -96,8 +104,8 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     }
     await clustersOnly.stop();
 
-    await startEnvoy(t, bootstrap());
-    await eventually(() => backends(10) === 'proxy', 20_000, 'the redirect once the new Envoy ACKs listeners');
+    await startEnvoy(t, bootstrap(), [], w.ns);
+    await eventually(() => backends(10) === 'envoy>b2', 20_000, 'the redirect once the new Envoy ACKs listeners');
     t.pass("the new Envoy's listener ACK steers the Service back");
     write('cec.yaml', []);
     await eventually(() => backends(10) === 'b2', 10_000, 'the redirect to go with the CEC');

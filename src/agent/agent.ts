@@ -12,6 +12,7 @@ import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
 import { AgentMetrics } from './metrics.js';
+import { DEFAULT_PROXY_ADDRESSES, LOOPBACK_PROXY_ADDRESSES, type ProxyAddresses } from '../redirect/proxy-address.js';
 import { changedSince, fingerprint, namedCulprits } from './nack-blame.js';
 import { ServiceDatapath, type ServiceDatapathOptions } from './service-datapath.js';
 import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap, StableIds } from './stable-ids.js';
@@ -37,6 +38,11 @@ export interface AgentOptions {
   /** Socket load balancing for this node's cgroup; absent means xDS only. */
   datapath?: ServiceDatapathOptions;
   /**
+   * Where listeners without an address listen and L7 redirects go. Default: the
+   * node proxy addresses with the datapath (pods reach them), loopback without.
+   */
+  proxyAddresses?: ProxyAddresses;
+  /**
    * How long Services stay steered into Envoy after its last xDS stream went,
    * so a hot restart or a reconnect does not flap the datapath.
    */
@@ -55,6 +61,7 @@ export class Agent {
   private readonly rawDirs: EnvoyResourceDir[];
   private readonly unwatch: (() => void)[] = [];
   private readonly proxyPorts: StableIds;
+  private readonly proxyAddresses: ProxyAddresses;
   private readonly lastGood = new LastGood();
   private readonly memo = new TranslationMemo();
   private model = Model.empty();
@@ -94,6 +101,7 @@ export class Agent {
     const eph = ephemeralOverlap(range);
     if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
     this.proxyPorts = new StableIds(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
+    this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
     this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 
@@ -108,7 +116,8 @@ export class Agent {
 
   async start(): Promise<XdsServerAddresses> {
     if (this.opts.datapath) {
-      this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, ...this.opts.datapath });
+      this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, proxyAddresses: this.proxyAddresses, ...this.opts.datapath });
+      for (const w of this.datapath.warnings) this.opts.log.error(w);
       if (this.datapath.adopted.length) this.opts.log.info({ programs: this.datapath.adopted }, 'adopted the datapath a previous agent left pinned');
     }
     this.readRaw(false);
@@ -144,7 +153,7 @@ export class Agent {
   publish(): number {
     const { log } = this.opts;
     try {
-      const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.idFor(k) };
+      const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.idFor(k), proxyAddresses: this.proxyAddresses };
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));
@@ -299,6 +308,11 @@ export class Agent {
       if (!this.loggedIssues.has(text)) this.opts.log.error({ object: i.object, file: i.origin?.file, document: i.origin?.index, field: i.field, error: i.message }, text);
     }
     this.loggedIssues = now;
+  }
+
+  /** Why the agent is not ready yet, as the sources tell it. */
+  waitingFor(): string[] {
+    return this.ready ? [] : this.sources.flatMap((s) => s.pending?.() ?? []);
   }
 
   /** The issues of the current version, formatted. */

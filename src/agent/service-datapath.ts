@@ -5,6 +5,7 @@ import type { Model } from '../model/model.js';
 import { SockLbApplier, type ApplyStats } from '../redirect/apply.js';
 import { SockLb } from '../redirect/datapath.js';
 import { desiredServices } from '../redirect/desired.js';
+import { addProxyAddresses, type ProxyAddresses } from '../redirect/proxy-address.js';
 import type { ServiceRedirect } from '../translate/output.js';
 import { StableIds } from './stable-ids.js';
 
@@ -15,6 +16,8 @@ export interface ServiceDatapathOptions {
   cgroupDir: string;
   /** Where service and backend ids are kept, so a restarted agent writes the same keys. */
   stateDir?: string;
+  /** Where L7 redirects go; put on this network namespace's `lo` unless loopback. */
+  proxyAddresses?: ProxyAddresses;
 }
 
 /** The node's addresses, for NodePort frontends reached from the node itself. */
@@ -26,9 +29,15 @@ export function nodeIPs(model: Model, nodeName: string): string[] {
 export class ServiceDatapath {
   private readonly lb: SockLb;
   private readonly applier: SockLbApplier;
+  /** Proxy addresses that could not be added; their family's L7 redirects will fail to connect. */
+  readonly warnings: string[] = [];
 
   constructor(opts: ServiceDatapathOptions) {
     this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir });
+    if (opts.proxyAddresses) {
+      this.warnings.push(...addProxyAddresses(opts.proxyAddresses));
+      this.lb.setProxyAddresses(opts.proxyAddresses.v4, opts.proxyAddresses.v6);
+    }
     const state = (f: string) => (opts.stateDir ? join(opts.stateDir, f) : undefined);
     this.applier = new SockLbApplier(this.lb.maps, {
       services: new StableIds(state('service-ids.json'), [1, 65535]),
@@ -42,7 +51,7 @@ export class ServiceDatapath {
   }
 
   apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyStats & { services: number } {
-    const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName) });
+    const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName), nodeName });
     return { ...this.applier.apply(desired), services: desired.length };
   }
 

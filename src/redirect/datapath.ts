@@ -4,7 +4,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, rmSy
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addon, BpfMap } from './bpf.js';
-import { SIZES } from './maps.js';
+import { config, SIZES } from './maps.js';
 import type { SockLbMaps } from './apply.js';
 
 export const SOCK_LB_OBJECT = fileURLToPath(new URL('../../build/bpf/sock_lb.o', import.meta.url));
@@ -69,6 +69,7 @@ export class SockLb {
   private constructor(
     private readonly handle: number,
     readonly maps: SockLbMaps,
+    private readonly configMap: BpfMap,
     /** Programs whose pinned link was already there and now runs this object's program. */
     readonly adopted: string[],
   ) {}
@@ -93,11 +94,16 @@ export class SockLb {
         backends: map('sluice_backends', SIZES.backendId, SIZES.backend),
         maglev: map('sluice_maglev', SIZES.maglevKey, SIZES.maglevVal),
       };
-      return new SockLb(handle, maps, adopted);
+      return new SockLb(handle, maps, map('sluice_config', 4, SIZES.config), adopted);
     } catch (e) {
       bpf.closeObject(handle);
       throw e;
     }
+  }
+
+  /** Where L7-redirected connections go: Envoy's listeners on these node addresses. */
+  setProxyAddresses(v4: string, v6: string): void {
+    this.configMap.update(Buffer.alloc(4), config(v4, v6));
   }
 
   /** Lets go of the object; the pinned links and maps keep the datapath running without us. */

@@ -250,7 +250,7 @@ function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attach
   const routes = [...a.entries].sort((x, y) => compareKeys(x.key, y.key)).map((e) => e.route);
   routes.push({ match: { prefix: '/' }, direct_response: { status: 404 } });
   const docs: Json[] = [
-    httpListener(name, proxyPort, name),
+    httpListener(ctx, name, proxyPort, name),
     { '@type': `${T}envoy.config.route.v3.RouteConfiguration`, name, virtual_hosts: [{ name, domains: ['*'], routes }] },
   ];
   const seen = new Set<string>();

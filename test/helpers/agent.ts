@@ -32,6 +32,8 @@ export interface StartOptions {
   nodeName?: string;
   /** Read cluster state from this source (the Kubernetes API, say) instead of files. */
   source?: ModelSource;
+  /** Where address-less listeners bind (default loopback: the agent runs without a datapath). */
+  proxyAddresses?: { v4: string; v6: string };
 }
 
 /** A port range for listeners without an address, unlikely to meet another test's. */
@@ -69,6 +71,7 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     ...(opts.source ? { source: opts.source } : opts.kube ? { kubeDirs: [resources] } : { resourceDirs: [resources] }),
     stateDir: join(dir, 'state'),
     proxyPortRange: proxyPortRange(),
+    proxyAddresses: opts.proxyAddresses,
     socketPath,
     tcpAddress: opts.tcp ? '127.0.0.1:0' : undefined,
     log,

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,18 +35,37 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-/** Starts a real Envoy from `bootstrap` (admin port 0) and stops it, by PID, at teardown. */
-export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: string[] = []): Promise<EnvoyHandle> {
+/** GET on the admin API, over TCP or, for an Envoy in a test netns, its unix socket. */
+function adminGet(admin: { url: string } | { socketPath: string }, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const opts = 'url' in admin ? new URL(path, admin.url) : { socketPath: admin.socketPath, path };
+    const req = request(opts, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(body));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Starts a real Envoy from `bootstrap` (admin port 0) and stops it, by PID, at
+ * teardown. With `netns` it runs in that test network namespace, its admin API
+ * on a unix socket the test can reach from outside.
+ */
+export async function startEnvoy(t: Teardown, bootstrap: Record<string, any>, extraArgs: string[] = [], netns?: string): Promise<EnvoyHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-envoy-'));
   const config = join(dir, 'bootstrap.json');
   const adminPath = join(dir, 'admin-address');
-  writeFileSync(config, JSON.stringify(bootstrap));
+  const adminSocket = join(dir, 'admin.sock');
+  writeFileSync(config, JSON.stringify(netns ? { ...bootstrap, admin: { address: { pipe: { path: adminSocket } } } } : bootstrap));
   let output = '';
-  const child: ChildProcess = spawn(
-    envoyBinary(),
-    ['-c', config, '--admin-address-path', adminPath, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'warn', ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const args = ['-c', config, '--admin-address-path', adminPath, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'warn', ...extraArgs];
+  // nsenter enters the namespace and execs Envoy: the child's PID is Envoy's.
+  const child: ChildProcess = netns
+    ? spawn('nsenter', [`--net=/var/run/netns/${netns}`, envoyBinary(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(envoyBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
   let exited = false;
@@ -64,17 +84,18 @@ export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: stri
     if (i > 200) throw new Error(`envoy admin did not come up in 20 s:\n${output}`);
     await sleep(100);
   }
-  const adminUrl = `http://${readFileSync(adminPath, 'utf8').trim()}`;
+  const adminUrl = netns ? `unix:${adminSocket}` : `http://${readFileSync(adminPath, 'utf8').trim()}`;
+  const admin = netns ? { socketPath: adminSocket } : { url: adminUrl };
   const handle: EnvoyHandle = {
     pid: child.pid!,
     adminUrl,
     logs: () => output,
     async configDump() {
-      const raw = await (await fetch(`${adminUrl}/config_dump?include_eds`)).json();
+      const raw = JSON.parse(await adminGet(admin, '/config_dump?include_eds'));
       return parseConfigDump(raw);
     },
     async stats(filter: string) {
-      const text = await (await fetch(`${adminUrl}/stats?filter=${encodeURIComponent(filter)}`)).text();
+      const text = await adminGet(admin, `/stats?filter=${encodeURIComponent(filter)}`);
       const out: Record<string, number> = {};
       for (const line of text.split('\n')) {
         const m = /^(\S+): (\d+)$/.exec(line);
@@ -83,7 +104,7 @@ export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: stri
       return out;
     },
     async clusterHosts(cluster: string) {
-      const j = await (await fetch(`${adminUrl}/clusters?format=json`)).json();
+      const j = JSON.parse(await adminGet(admin, '/clusters?format=json'));
       const c = (j.cluster_statuses ?? []).find((s: any) => s.name === cluster);
       return (c?.host_statuses ?? []).map((h: any) => `${h.address.socket_address.address}:${h.address.socket_address.port_value}`).sort();
     },
