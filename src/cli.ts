@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
-import { Agent } from './agent/agent.js';
-import { DEFAULT_PROXY_PORT_RANGE, StableIds } from './agent/stable-ids.js';
+import { Agent, DEFAULT_ENVOY_GONE_GRACE_MS } from './agent/agent.js';
+import { DEFAULT_PROXY_PORT_RANGE, StableIds } from './ids/stable-ids.js';
 import { KubeYamlDir } from './sources/kube-yaml-dir.js';
 import { assemble, translateModel } from './translate/assemble.js';
 import { formatIssue } from './translate/output.js';
@@ -17,6 +17,12 @@ import { checkProxyAddresses, DEFAULT_PROXY_ADDRESSES, type ProxyAddresses } fro
 function port(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('want a port number 0-65535');
+  return n;
+}
+
+function milliseconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('want a whole number of milliseconds');
   return n;
 }
 
@@ -96,6 +102,7 @@ program
     `where listeners without an address listen and L7 redirects go; with --datapath the agent adds them to lo (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6} with --datapath, 127.0.0.1,::1 without)`,
     proxyAddresses,
   )
+  .option('--envoy-grace <ms>', "with --datapath: how long Services stay steered into Envoy after its xDS stream went, before they go straight to their backends", milliseconds, DEFAULT_ENVOY_GONE_GRACE_MS)
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
   .option('--envoy-health-port <port>', "the node Envoy's health listener (its bootstrap's --health-port), which no config's listener may take", port, 9901)
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
@@ -120,6 +127,7 @@ program
       stateDir: o.stateDir,
       proxyPortRange: o.proxyPorts,
       proxyAddresses: o.proxyAddress,
+      envoyGoneGraceMs: o.envoyGrace,
       reservedPorts: nodePorts(o, kubeConfig?.getCurrentCluster()?.server),
       log,
     });

@@ -104,7 +104,9 @@ t.test('the agent with its datapath pinned: Services refused at start or later n
   let output = '';
   const startAgentProcess = () => {
     output = '';
-    const args = [cli, 'agent', '--source', 'kube', '--kubeconfig', identity.kubeconfig, '--node', 'kf-node', '--socket', join(dir, 'xds.sock'), '--state-dir', join(dir, 'state'), '--proxy-ports', '20700-20709', '--metrics-port', String(metricsPort), '--datapath', '--bpf-dir', w.pinDir, '--cgroup-dir', w.cgroupDir];
+    const args = [cli, 'agent', '--source', 'kube', '--kubeconfig', identity.kubeconfig, '--node', 'kf-node', '--socket', join(dir, 'xds.sock'), '--state-dir', join(dir, 'state'), '--proxy-ports', '20700-20709', '--metrics-port', String(metricsPort), '--datapath', '--bpf-dir', w.pinDir, '--cgroup-dir', w.cgroupDir,
+      // The agent runs in the machine's namespace to reach the API server: keep its proxy address loopback so it adds nothing to the machine's lo.
+      '--proxy-address', '127.0.0.1,::1'];
     agent = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     agent.stdout!.on('data', (d) => (output += d));
     agent.stderr!.on('data', (d) => (output += d));

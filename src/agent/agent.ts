@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { Model } from '../model/model.js';
@@ -10,13 +9,16 @@ import { assemble, translateModel } from '../translate/assemble.js';
 import { TranslationMemo } from '../translate/memo.js';
 import { formatIssue, type ObjectTranslation, type ServiceRedirect, type TranslationIssue } from '../translate/output.js';
 import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
-import { toXdsResource } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
 import { AgentMetrics } from './metrics.js';
 import { DEFAULT_PROXY_ADDRESSES, LOOPBACK_PROXY_ADDRESSES, type ProxyAddresses } from '../redirect/proxy-address.js';
+import { changedSince, fingerprint, namedCulprits } from './nack-blame.js';
 import { ServiceDatapath, type ServiceDatapathOptions } from './service-datapath.js';
-import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap, StableIds } from './stable-ids.js';
+import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap } from '../ids/stable-ids.js';
+import type { Unplaced } from '../redirect/apply.js';
+import { TypeUrl } from '../xds/resource-types.js';
+import { ProxyPorts } from './proxy-ports.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -45,15 +47,16 @@ export interface AgentOptions {
    * node proxy addresses with the datapath (pods reach them), loopback without.
    */
   proxyAddresses?: ProxyAddresses;
+  /**
+   * How long Services stay steered into Envoy after its last xDS stream went,
+   * so a hot restart or a reconnect does not flap the datapath.
+   */
+  envoyGoneGraceMs?: number;
 }
+
+export const DEFAULT_ENVOY_GONE_GRACE_MS = 3000;
 
 const RAW_RESOURCES = 'Envoy resources directory';
-
-function fingerprint(u: ObjectTranslation): string {
-  const h = createHash('sha256');
-  for (const r of u.resources) h.update(r.typeUrl).update(r.value);
-  return h.digest('base64url');
-}
 
 /** Serves the node's Envoy what the sources say, re-translating when they change. */
 export class Agent {
@@ -62,7 +65,7 @@ export class Agent {
   private readonly sources: ModelSource[] = [];
   private readonly rawDirs: EnvoyResourceDir[];
   private readonly unwatch: (() => void)[] = [];
-  private readonly proxyPorts: StableIds;
+  private readonly proxyPorts: ProxyPorts;
   private readonly proxyAddresses: ProxyAddresses;
   private readonly proxyPortRange: [number, number];
   private readonly lastGood = new LastGood();
@@ -74,15 +77,29 @@ export class Agent {
   private units = new Map<string, ObjectTranslation>();
   private acked = new Map<string, ObjectTranslation>();
   private ackedVersion = 0;
-  /** Objects whose current translation the node rejected: served as last accepted until they change. */
-  private readonly nacked = new Map<string, { fingerprint: string; message: string }>();
+  /**
+   * Objects whose current translation the node rejected, until they change.
+   * Pinned ones (named by the NACK) serve their last accepted translation;
+   * the others (a NACK that named nothing) keep serving and carry the issue.
+   */
+  private readonly nacked = new Map<string, { fingerprint: string; message: string; pinned: boolean }>();
   private loggedIssues = new Set<string>();
   private currentRedirects: ServiceRedirect[] = [];
   /** Redirects whose listener the node's Envoy has accepted: only these steer traffic. */
   private ackedRedirects: ServiceRedirect[] = [];
+  /** Runs while the node has no stream holding listeners and redirects still steer into Envoy. */
+  private envoyGone: NodeJS.Timeout | undefined;
+  /** A wait for the current version armed because a stream came, so only one is pending. */
+  private rearmed = false;
+  /** The listeners of the current version: their ports are released only once no accepted version has them. */
+  private listeners = new Set<string>();
   private datapath: ServiceDatapath | undefined;
   /** What the maps were last made from, so an apply that would change nothing is skipped. */
   private datapathInputs: { model: Model; live: string } | undefined;
+  /** Service ports the datapath left out (no free id), as issues on their Services. */
+  private datapathIssues: TranslationIssue[] = [];
+  /** A failed apply is tried again after this backoff, even if nothing changes. */
+  private datapathRetry: { timer?: NodeJS.Timeout; failures: number } = { failures: 0 };
   readonly metrics = new AgentMetrics();
   /** Sources have delivered their first model and xDS is being served. */
   ready = false;
@@ -95,9 +112,10 @@ export class Agent {
     const range = opts.proxyPortRange ?? DEFAULT_PROXY_PORT_RANGE;
     const eph = ephemeralOverlap(range);
     if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
-    this.proxyPorts = new StableIds(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
+    this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
     this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
     this.proxyPortRange = range;
+    this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 
   get currentVersion(): number {
@@ -147,10 +165,11 @@ export class Agent {
   /** Translates the current model and publishes a snapshot; returns its version. */
   publish(): number {
     const { log } = this.opts;
+    let portFreed = false;
     try {
       const ctx = {
         nodeName: this.opts.nodeName,
-        proxyPort: (k: string) => this.proxyPorts.idFor(k),
+        proxyPort: this.proxyPorts.port,
         proxyAddresses: this.proxyAddresses,
         proxyPortRange: this.proxyPortRange,
         reservedPorts: this.opts.reservedPorts,
@@ -166,12 +185,19 @@ export class Agent {
       this.currentRedirects = redirects;
       log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length }, 'snapshot published');
       this.metrics.published(this.version, snapshot.size, allIssues.length);
-      this.followAck(this.version, this.units);
+      const listeners = (this.listeners = new Set(snapshot.get(TypeUrl.Listener).keys()));
+      const ports = this.proxyPorts.settle(listeners);
+      // A translation that met the port shortage is not to be reused once a port frees.
+      if (ports.short) this.memo.clear();
+      portFreed = ports.retry;
+      this.followAck(this.version, this.units, listeners);
       this.applyDatapath();
-      for (const s of this.sources) s.report?.({ model: this.model, issues: allIssues });
+      for (const s of this.sources) s.report?.({ model: this.model, issues: [...allIssues, ...this.datapathIssues] });
     } catch (e) {
       log.error({ err: e }, 'publish failed; the previous snapshot keeps serving');
     }
+    // A listener went without a proxy port that this publish freed: translate it again.
+    if (portFreed) return this.publish();
     return this.version;
   }
 
@@ -182,13 +208,17 @@ export class Agent {
       this.nacked.delete(u.object);
       return u;
     }
+    if (!bad.pinned) {
+      const message = `Envoy rejected a version that changed this object, without naming the resource; the current config keeps serving and goes to Envoy again with the next change: ${bad.message}`;
+      return { ...u, issues: [...u.issues, { object: u.object, field: 'resources', reason: 'EnvoyRejected', message }] };
+    }
     const accepted = this.acked.get(u.object);
     const issue: TranslationIssue = { object: u.object, field: 'resources', reason: 'EnvoyRejected', message: `Envoy rejected this config, so its last accepted version keeps serving: ${bad.message}` };
     return { ...(accepted ?? { ...u, resources: [], redirects: [] }), issues: [...u.issues, issue] };
   }
 
-  private followAck(version: number, units: Map<string, ObjectTranslation>): void {
-    this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).then(
+  private followAck(version: number, units: Map<string, ObjectTranslation>, listeners: Set<string>): Promise<void> {
+    return this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).then(
       () => {
         if (version === this.version || version > this.ackedVersion) {
           this.ackedVersion = version;
@@ -196,6 +226,8 @@ export class Agent {
           this.ackedRedirects = [...units.values()].flatMap((u) => u.redirects);
           this.metrics.acked(version);
           this.applyDatapath();
+          this.clearAccepted(units);
+          if (this.proxyPorts.acked(listeners)) this.publish();
         }
       },
       (e: unknown) => {
@@ -207,20 +239,71 @@ export class Agent {
   }
 
   /**
-   * The node rejected the newest version. Blame the objects that changed since
-   * the version it last accepted (narrowed to those Envoy's message names), and
-   * serve their last accepted translations until they change again.
+   * The node rejected the newest version. Objects that changed since the version
+   * it last accepted and that Envoy's message names serve their last accepted
+   * translations until they change again. A NACK that names none of them pins
+   * nothing: withdrawing every change would take from Envoy what it serves
+   * (everything, before the first ACK), so the NACK is reported on each changed
+   * object while the current set keeps serving, and the next change tries again.
    */
   private rollBack(e: NackError, units: Map<string, ObjectTranslation>): void {
-    const changed = [...units.values()].filter((u) => {
-      const prior = this.acked.get(u.object);
-      return !prior || fingerprint(prior) !== fingerprint(u);
+    const { log } = this.opts;
+    const changed = changedSince(this.acked, units.values());
+    const named = namedCulprits(changed, e.nack);
+    if (named.length) {
+      for (const u of named) this.nacked.set(u.object, { fingerprint: fingerprint(u), message: e.nack.message, pinned: true });
+      log.error({ node: e.nack.nodeId, objects: named.map((u) => u.object), error: e.nack.message }, 'Envoy rejected config; rolling these objects back to their last accepted version');
+      this.publish();
+      return;
+    }
+    // The same rejection stands for every later version until something changes; report it once.
+    const fresh = changed.filter((u) => {
+      const known = this.nacked.get(u.object);
+      return !known || known.fingerprint !== fingerprint(u) || known.message !== e.nack.message;
     });
-    const named = changed.filter((u) => u.resources.some((r) => e.nack.message.includes(toXdsResource(r).name)));
-    const culprits = named.length ? named : changed;
-    for (const u of culprits) this.nacked.set(u.object, { fingerprint: fingerprint(u), message: e.nack.message });
-    this.opts.log.error({ node: e.nack.nodeId, objects: culprits.map((u) => u.object), error: e.nack.message }, 'Envoy rejected config; rolling these objects back to their last accepted version');
-    if (culprits.length) this.publish();
+    if (!fresh.length) return;
+    for (const u of fresh) this.nacked.set(u.object, { fingerprint: fingerprint(u), message: e.nack.message, pinned: false });
+    log.error(
+      { node: e.nack.nodeId, type: e.nack.typeUrl, objects: changed.map((u) => u.object), error: e.nack.message },
+      'Envoy rejected config without naming a resource; nothing is rolled back, the NACK is reported on every object changed since its last ACK',
+    );
+    // Only to report the issues: the resources are the same, so Envoy is sent nothing.
+    this.publish();
+  }
+
+  /** The node took these translations after all: their rejection no longer stands. */
+  private clearAccepted(units: Map<string, ObjectTranslation>): void {
+    let cleared = false;
+    for (const [object, bad] of this.nacked) {
+      const u = units.get(object);
+      if (!bad.pinned && u && fingerprint(u) === bad.fingerprint) cleared = this.nacked.delete(object);
+    }
+    if (cleared) this.publish();
+  }
+
+  /**
+   * The node's Envoy streams changed. When none holds listeners any more, its
+   * redirects stay through a short grace (a hot restart or a reconnect must not
+   * flap the datapath), then Services go straight to their backends until a
+   * live stream ACKs listeners again.
+   */
+  private onEnvoyStreams(): void {
+    const node = this.opts.nodeName;
+    if (!this.ready || this.cache.holdsListeners(node)) return;
+    // A stream that just came has to ACK the current version before it gets traffic.
+    if (!this.rearmed) {
+      this.rearmed = true;
+      void this.followAck(this.version, this.units, this.listeners).finally(() => (this.rearmed = false));
+    }
+    if (this.envoyGone || this.ackedRedirects.length === 0) return;
+    this.envoyGone = setTimeout(() => {
+      this.envoyGone = undefined;
+      if (!this.ready || this.cache.holdsListeners(node) || this.ackedRedirects.length === 0) return;
+      this.opts.log.warn({ node, redirects: this.ackedRedirects.length }, "no xDS stream of this node's Envoy holds listeners; Services go straight to their backends until one ACKs listeners again");
+      this.ackedRedirects = [];
+      this.applyDatapath();
+    }, this.opts.envoyGoneGraceMs ?? DEFAULT_ENVOY_GONE_GRACE_MS);
+    this.envoyGone.unref?.();
   }
 
   /**
@@ -229,6 +312,8 @@ export class Agent {
    */
   private applyDatapath(): void {
     if (!this.datapath) return;
+    clearTimeout(this.datapathRetry.timer);
+    this.datapathRetry.timer = undefined;
     const live = this.currentRedirects.filter((r) =>
       this.ackedRedirects.some((a) => a.service === r.service && a.port === r.port && a.proxyPort === r.proxyPort),
     );
@@ -236,14 +321,49 @@ export class Agent {
     // usually changes nothing, and a 10,000-Service model is not free to walk.
     const liveKey = JSON.stringify(live);
     if (this.datapathInputs?.model === this.model && this.datapathInputs.live === liveKey) return;
+    const { log } = this.opts;
     try {
-      const stats = this.datapath.apply(this.model, live, this.opts.nodeName);
-      this.metrics.datapathApplied(stats.services);
-      if (stats.upserts || stats.deletes) this.opts.log.info({ ...stats, redirected: live.length }, 'datapath updated');
+      const r = this.datapath.apply(this.model, live, this.opts.nodeName);
+      this.metrics.datapathApplied(r.services);
+      this.noteUnplaced(r.unplaced);
+      const stats = { upserts: r.upserts, deletes: r.deletes, services: r.services, redirected: live.length };
+      if (r.failed || r.undeleted) {
+        const retryInMs = this.retryDatapath();
+        log.error(
+          { ...stats, failedFrontends: r.failed, undeleted: r.undeleted, errors: r.errors, retryInMs },
+          `datapath partly updated: the kernel refused some writes; frontends keeping their previous entries: ${r.failed}, stale entries waiting for deletion: ${r.undeleted}; retrying`,
+        );
+        return;
+      }
+      this.datapathRetry.failures = 0;
+      if (r.upserts || r.deletes) log.info(stats, 'datapath updated');
       this.datapathInputs = { model: this.model, live: liveKey };
     } catch (e) {
-      this.opts.log.error({ err: e }, 'datapath update failed; the maps keep their previous contents');
+      const retryInMs = this.retryDatapath();
+      log.error({ err: e, retryInMs }, 'datapath update failed partway: the maps hold what was written before the error, each service on its old or new entries; the retry re-reads them');
     }
+  }
+
+  /** Schedules another apply, backing off from 1 s to a minute; returns the delay. */
+  private retryDatapath(): number {
+    this.datapathInputs = undefined;
+    const delay = Math.min(60_000, 1000 * 2 ** this.datapathRetry.failures++);
+    this.datapathRetry.timer = setTimeout(() => this.applyDatapath(), delay);
+    this.datapathRetry.timer.unref();
+    return delay;
+  }
+
+  /** Service ports without a datapath id become issues on their Services, logged once. */
+  private noteUnplaced(unplaced: Unplaced[]): void {
+    const before = new Set(this.datapathIssues.map(formatIssue));
+    const byText = new Map<string, TranslationIssue>();
+    for (const u of unplaced) {
+      const at = u.serviceKey.lastIndexOf(':');
+      const issue = { object: `Service ${u.serviceKey.slice(0, at)}`, field: `spec.ports (${u.serviceKey.slice(at + 1)})`, message: u.message };
+      byText.set(formatIssue(issue), issue);
+    }
+    this.datapathIssues = [...byText.values()];
+    for (const [text, i] of byText) if (!before.has(text)) this.opts.log.error({ object: i.object, field: i.field, error: i.message }, text);
   }
 
   private reportIssues(issues: TranslationIssue[]): void {
@@ -262,11 +382,13 @@ export class Agent {
 
   /** The issues of the current version, formatted. */
   issues(): string[] {
-    return [...this.loggedIssues];
+    return [...this.loggedIssues, ...this.datapathIssues.map(formatIssue)];
   }
 
   async stop(): Promise<void> {
     this.ready = false;
+    clearTimeout(this.datapathRetry.timer);
+    clearTimeout(this.envoyGone);
     this.datapath?.close();
     for (const u of this.unwatch) u();
     for (const s of this.sources) await s.stop();

@@ -2,12 +2,12 @@
 // datapath, and keep its maps equal to what the model and the redirects say.
 import { join } from 'node:path';
 import type { Model } from '../model/model.js';
-import { SockLbApplier, type ApplyStats } from '../redirect/apply.js';
+import { SockLbApplier, type ApplyResult } from '../redirect/apply.js';
 import { SockLb } from '../redirect/datapath.js';
 import { desiredServices } from '../redirect/desired.js';
 import { addProxyAddresses, type ProxyAddresses } from '../redirect/proxy-address.js';
 import type { ServiceRedirect } from '../translate/output.js';
-import { StableIds } from './stable-ids.js';
+import { StableIds } from '../ids/stable-ids.js';
 
 export interface ServiceDatapathOptions {
   /** On a bpffs mount, e.g. /sys/fs/bpf/sluice. */
@@ -18,7 +18,13 @@ export interface ServiceDatapathOptions {
   stateDir?: string;
   /** Where L7 redirects go; put on this network namespace's `lo` unless loopback. */
   proxyAddresses?: ProxyAddresses;
+  /** Smaller id pools than the maps allow, to exercise exhaustion in tests. */
+  idRanges?: { services?: [number, number]; backends?: [number, number] };
 }
+
+/** Rev-NAT ids are u16 in the maps; 0 means none. */
+export const SERVICE_ID_RANGE: [number, number] = [1, 65535];
+export const BACKEND_ID_RANGE: [number, number] = [1, 2 ** 30];
 
 /** The node's addresses, for NodePort frontends reached from the node itself. */
 export function nodeIPs(model: Model, nodeName: string): string[] {
@@ -40,8 +46,8 @@ export class ServiceDatapath {
     }
     const state = (f: string) => (opts.stateDir ? join(opts.stateDir, f) : undefined);
     this.applier = new SockLbApplier(this.lb.maps, {
-      services: new StableIds(state('service-ids.json'), [1, 65535]),
-      backends: new StableIds(state('backend-ids.json'), [1, 2 ** 30]),
+      services: new StableIds(state('service-ids.json'), opts.idRanges?.services ?? SERVICE_ID_RANGE),
+      backends: new StableIds(state('backend-ids.json'), opts.idRanges?.backends ?? BACKEND_ID_RANGE),
     });
   }
 
@@ -50,7 +56,7 @@ export class ServiceDatapath {
     return this.lb.adopted;
   }
 
-  apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyStats & { services: number } {
+  apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyResult & { services: number } {
     const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName), nodeName });
     return { ...this.applier.apply(desired), services: desired.length };
   }

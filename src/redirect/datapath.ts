@@ -68,7 +68,7 @@ export function preflight(opts: SockLbOptions): void {
 export class SockLb {
   private constructor(
     private readonly handle: number,
-    readonly maps: SockLbMaps,
+    readonly maps: SockLbMaps & Record<keyof SockLbMaps, BpfMap>,
     private readonly configMap: BpfMap,
     /** Programs whose pinned link was already there and now runs this object's program. */
     readonly adopted: string[],
@@ -93,6 +93,7 @@ export class SockLb {
         services: map('sluice_services', SIZES.svcKey, SIZES.svcVal),
         backends: map('sluice_backends', SIZES.backendId, SIZES.backend),
         maglev: map('sluice_maglev', SIZES.maglevKey, SIZES.maglevVal),
+        affinity: map('sluice_affinity', SIZES.affinityKey, SIZES.affinityVal),
       };
       return new SockLb(handle, maps, map('sluice_config', 4, SIZES.config), adopted);
     } catch (e) {

@@ -10,7 +10,7 @@
 // by source address: each such namespace with pods on this node gets a filter
 // chain matching its pods' IPs, and a RouteConfiguration where its consumer
 // routes come before the producer routes.
-import type { Model } from '../model/model.js';
+import type { Model, Origin } from '../model/model.js';
 import type { HTTPBackendRef, HTTPHeaderFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, Service, ServicePort } from '../model/objects.js';
 import { describeObject } from '../model/objects.js';
 import { anyFromJson } from '../proto/any.js';
@@ -46,6 +46,8 @@ interface Attachment {
   producer: Entry[];
   /** Routes of other namespaces, by namespace: for that namespace's clients only. */
   consumers: Map<string, Entry[]>;
+  /** The issue lists of the routes attached, so a problem of the listener reaches them. */
+  routeIssues: { object: string; origin?: Origin; issues: TranslationIssue[] }[];
 }
 
 export function translateHttpRoutes(model: Model, ctx: TranslateContext): ObjectTranslation[] {
@@ -62,9 +64,10 @@ export function translateHttpRoutes(model: Model, ctx: TranslateContext): Object
       const routeNs = route.metadata.namespace ?? 'default';
       for (const { svc, port } of parents) {
         const key = `${svc.metadata.namespace}/${svc.metadata.name}:${port.port}`;
-        const a: Attachment = attached.get(key) ?? { svc, port, producer: [], consumers: new Map() };
+        const a: Attachment = attached.get(key) ?? { svc, port, producer: [], consumers: new Map(), routeIssues: [] };
         if (svc.metadata.namespace === routeNs) a.producer.push(...entries);
         else a.consumers.set(routeNs, [...(a.consumers.get(routeNs) ?? []), ...entries]);
+        a.routeIssues.push({ object, origin, issues });
         attached.set(key, a);
       }
     }
@@ -277,7 +280,15 @@ function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attach
   const service = key.slice(0, key.lastIndexOf(':'));
   const consumers = [...a.consumers].filter(([ns]) => clients.has(ns)).sort(([x], [y]) => (x < y ? -1 : 1));
   if (!a.producer.length && !consumers.length) return undefined;
-  const proxyPort = ctx.proxyPort(name);
+  let proxyPort: number;
+  try {
+    proxyPort = ctx.proxyPort(name);
+  } catch (e) {
+    // No port for this Service port's listener: its routes say so, and other Services keep theirs.
+    const message = (e as Error).message;
+    for (const r of a.routeIssues) r.issues.push({ object: r.object, origin: r.origin, field: 'spec.parentRefs', message: `Service ${key}: ${message}` });
+    return { object, resources: [], redirects: [], issues: [], rejected: true };
+  }
   // Without producer routes, clients no consumer route applies to reach the Service as they would without the mesh.
   const self: Backend = { svc: a.svc, port: a.port, cluster: backendClusterName(a.svc.metadata.namespace ?? 'default', a.svc.metadata.name, a.port.port) };
   const producer = ordered(a.producer);

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { StableIds } from '../../src/agent/stable-ids.js';
+import { StableIds } from '../../src/ids/stable-ids.js';
 import { Model } from '../../src/model/model.js';
 import type { ModelObject } from '../../src/model/objects.js';
 import { SockLbApplier } from '../../src/redirect/apply.js';
