@@ -26,7 +26,7 @@ node "$here/bin/sluice.js" bootstrap --node demo-node --socket "$run/xds.sock" -
 
 for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:10080/ && break; sleep 0.1; done
 echo "demo: agent pid ${pids[1]}, envoy pid ${pids[2]}, admin: curl --unix-socket $run/envoy-admin.sock http://admin/"
-echo "demo: CiliumEnvoyConfig default/echo-split, 100 requests to http://127.0.0.1:10080/ (weights 80/20):"
+echo "demo: CiliumClusterwideEnvoyConfig echo-split, 100 requests to http://127.0.0.1:10080/ (weights 80/20):"
 for _ in $(seq 100); do curl -fs http://127.0.0.1:10080/ | cut -d' ' -f1; done | sort | uniq -c
 gamma=$(curl -fs --unix-socket "$run/envoy-admin.sock" 'http://admin/listeners?format=json' | node -e '
   let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { Agent, DEFAULT_ENVOY_GONE_GRACE_MS } from './agent/agent.js';
-import { StableIds } from './ids/stable-ids.js';
+import { DEFAULT_PROXY_PORT_RANGE, StableIds } from './ids/stable-ids.js';
 import { KubeYamlDir } from './sources/kube-yaml-dir.js';
 import { assemble, translateModel } from './translate/assemble.js';
 import { formatIssue } from './translate/output.js';
@@ -68,6 +68,18 @@ function proxyAddresses(v: string): ProxyAddresses {
   return { v4, v6 };
 }
 
+/** Ports this node already serves on, by what serves them; 0 means not served. */
+function nodePorts(o: { envoyHealthPort: number; tcp?: string; metricsPort: number }, apiServer?: string): Record<string, number> {
+  const out: Record<string, number> = { "the node Envoy's health listener": o.envoyHealthPort, "the agent's metrics and health server": o.metricsPort };
+  if (o.tcp) out["the agent's xDS server"] = Number(o.tcp.slice(o.tcp.lastIndexOf(':') + 1));
+  if (apiServer) {
+    const url = new URL(apiServer);
+    out['the Kubernetes API server'] = Number(url.port || (url.protocol === 'http:' ? 80 : 443));
+  }
+  for (const [k, v] of Object.entries(out)) if (!v) delete out[k];
+  return out;
+}
+
 const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's node id)").default(process.env.NODE_NAME ?? 'sluice-node');
 
 program
@@ -92,6 +104,7 @@ program
   )
   .option('--envoy-grace <ms>', "with --datapath: how long Services stay steered into Envoy after its xDS stream went, before they go straight to their backends", milliseconds, DEFAULT_ENVOY_GONE_GRACE_MS)
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
+  .option('--envoy-health-port <port>', "the node Envoy's health listener (its bootstrap's --health-port), which no config's listener may take", port, 9901)
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
   .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', (v: string) => {
     if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(v)) throw new InvalidArgumentError('want NAMESPACE/NAME');
@@ -102,10 +115,11 @@ program
     const log = createLogger(o.logLevel);
     const kube = (o.source ?? []).includes('kube');
     const dirs = (o.source ?? []).filter((s: string) => s !== 'kube');
+    const kubeConfig = kube ? loadKubeConfig(o.kubeconfig) : undefined;
     const agent = new Agent({
       nodeName: o.node,
       kubeDirs: dirs,
-      source: kube ? new KubeApiSource({ kubeConfig: loadKubeConfig(o.kubeconfig), nodeName: o.node, log }) : undefined,
+      source: kubeConfig ? new KubeApiSource({ kubeConfig, nodeName: o.node, log }) : undefined,
       datapath: o.datapath ? { pinDir: o.bpfDir, cgroupDir: o.cgroupDir } : undefined,
       resourceDirs: o.resources ? [o.resources] : [],
       socketPath: o.socket,
@@ -114,6 +128,7 @@ program
       proxyPortRange: o.proxyPorts,
       proxyAddresses: o.proxyAddress,
       envoyGoneGraceMs: o.envoyGrace,
+      reservedPorts: nodePorts(o, kubeConfig?.getCurrentCluster()?.server),
       log,
     });
     log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, kube, dirs, datapath: !!o.datapath }, 'starting');
@@ -143,7 +158,9 @@ program
   .action((o) => {
     const { model, issues: readIssues } = new KubeYamlDir(o.filename).read();
     const ports = new StableIds(undefined, o.proxyPorts);
-    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k), proxyAddresses: o.proxyAddress }));
+    const proxyPortRange = o.proxyPorts ?? DEFAULT_PROXY_PORT_RANGE;
+    const ctx = { nodeName: o.node, proxyPort: (k: string) => ports.idFor(k), proxyAddresses: o.proxyAddress, proxyPortRange };
+    const { snapshot, redirects, issues } = assemble(translateModel(model, ctx));
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
       const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));

@@ -11,7 +11,7 @@ const ctx = { nodeName: 'node-a', proxyPort: (k: string) => 15000 + k.length };
 const byName = (resources: any[]) => Object.fromEntries(resources.map((r) => [r.name ?? r.clusterName, r]));
 
 t.test('names are qualified, references follow, config sources default to ADS, address-less listeners get a proxy port', async (t) => {
-  const [u] = translateEnvoyConfigs(model(cec('split', { resources: splitResources({ 'default/echo': 1, local: 1 }) }, 'shop')), ctx);
+  const [u] = translateEnvoyConfigs(model(cec('split', { resources: splitResources({ 'shop/echo': 1, local: 1 }) }, 'shop')), ctx);
   t.same(u.issues, []);
   const r = byName(u.resources.map(anyToJson));
   const l = r['shop/split/listener'];
@@ -21,7 +21,7 @@ t.test('names are qualified, references follow, config sources default to ADS, a
   t.equal(hcm.rds.routeConfigName, 'shop/split/route', 'RDS reference follows');
   t.same(hcm.rds.configSource, { ads: {}, resourceApiVersion: 'V3' }, 'missing RDS config source points at ADS');
   const wc = r['shop/split/route'].virtualHosts[0].routes[0].route.weightedClusters.clusters.map((c: any) => c.name);
-  t.same(wc, ['default/echo', 'shop/split/local'], 'a name with / is left alone, a bare one is qualified');
+  t.same(wc, ['shop/echo', 'shop/split/local'], 'a name in its namespace is left alone, a bare one is qualified');
   t.same(r['shop/split/local'].edsClusterConfig.edsConfig, { ads: {}, resourceApiVersion: 'V3' }, 'missing EDS config source points at ADS');
 });
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { envoyBinary, eventually } from './helpers/envoy.js';
-import { HELM, startKubeCluster } from './helpers/kube-apiserver.js';
+import { GATEWAY_API_CRDS, HELM, startKubeCluster } from './helpers/kube-apiserver.js';
 import { freePort } from './helpers/net.js';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -132,7 +132,7 @@ t.test('the DaemonSet: node Envoy on the host network, agent args, probes, mount
   t.match(agent.image, /^ghcr\.io\/sluice-mesh\/sluice:/);
   t.same(agent.args, [
     'agent', '--source', 'kube', '--node', '$(NODE_NAME)', '--socket', SOCKET, '--state-dir', '/var/lib/sluice', '--datapath',
-    '--bpf-dir', '/sys/fs/bpf/sluice', '--cgroup-dir', '/run/sluice/cgroupv2', '--metrics-port', '9962', '--log-level', 'info',
+    '--bpf-dir', '/sys/fs/bpf/sluice', '--cgroup-dir', '/run/sluice/cgroupv2', '--metrics-port', '9962', '--envoy-health-port', '9901', '--log-level', 'info',
     '--trust-domain', 'cluster.local',
   ]);
   const nodeName = (c: any) => c.env.find((e: any) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath;
@@ -247,7 +247,8 @@ const HTTPROUTE_CRD = {
 
 t.test('setup: the HTTPRoute stand-in and the namespaces (the chart brings the cilium.io CRDs)', async () => {
   kubectlOk(['apply', '--server-side', '-f', '-'], { input: yamlOf([HTTPROUTE_CRD]) });
-  kubectlOk(['wait', '--for=condition=Established', 'crd/httproutes.gateway.networking.k8s.io', '--timeout=60s']);
+  kubectlOk(['apply', '--server-side', '-f', join(GATEWAY_API_CRDS, 'gateway.networking.k8s.io_referencegrants.yaml')]);
+  kubectlOk(['wait', '--for=condition=Established', 'crd/httproutes.gateway.networking.k8s.io', 'crd/referencegrants.gateway.networking.k8s.io', '--timeout=60s']);
   kubectlOk(['create', 'namespace', NS]);
   kubectlOk(['create', 'namespace', 'other']);
 });
@@ -296,7 +297,7 @@ t.test("the ServiceAccount's RBAC, installed and impersonated: what the agent ne
   const read = [
     'services', 'endpointslices.discovery.k8s.io', 'pods', 'namespaces', 'serviceaccounts', 'nodes',
     'ciliumenvoyconfigs.cilium.io', 'ciliumclusterwideenvoyconfigs.cilium.io', 'ciliumnetworkpolicies.cilium.io',
-    'ciliumclusterwidenetworkpolicies.cilium.io', 'httproutes.gateway.networking.k8s.io',
+    'ciliumclusterwidenetworkpolicies.cilium.io', 'httproutes.gateway.networking.k8s.io', 'referencegrants.gateway.networking.k8s.io',
   ];
   for (const res of read) for (const verb of ['get', 'list', 'watch']) t.equal(canI([verb, res, '-A']), 'yes', `can ${verb} ${res} cluster-wide`);
   for (const verb of ['update', 'patch']) t.equal(canI([verb, 'httproutes.gateway.networking.k8s.io', '--subresource=status', '-A']), 'yes', `can ${verb} httproutes/status`);
@@ -309,7 +310,7 @@ t.test("the ServiceAccount's RBAC, installed and impersonated: what the agent ne
     ['get', 'secrets', '-n', 'kube-system'], ['get', 'secret/sluice-ca', '-n', 'other'], ['get', 'secret/elsewhere', '-n', 'other'],
     ['update', 'secret/sluice-ca', '-n', NS], ['delete', 'secret/sluice-ca', '-n', NS],
     ['get', 'configmaps', '-A'],
-    ['update', 'httproutes.gateway.networking.k8s.io', '-A'], ['patch', 'httproutes.gateway.networking.k8s.io', '-A'],
+    ['update', 'httproutes.gateway.networking.k8s.io', '-A'], ['patch', 'httproutes.gateway.networking.k8s.io', '-A'], ['create', 'referencegrants.gateway.networking.k8s.io', '-A'],
     ['update', 'ciliumnetworkpolicies.cilium.io', '--subresource=status', '-A'],
     ['delete', 'events', '-A'],
     ['create', 'pods', '--subresource=exec', '-A'], ['create', 'serviceaccounts', '--subresource=token', '-A'],
@@ -328,6 +329,7 @@ t.test("the ServiceAccount's RBAC, installed and impersonated: what the agent ne
     ciliumenvoyconfigs: '/apis/cilium.io/v2/ciliumenvoyconfigs', ciliumclusterwideenvoyconfigs: '/apis/cilium.io/v2/ciliumclusterwideenvoyconfigs',
     ciliumnetworkpolicies: '/apis/cilium.io/v2/ciliumnetworkpolicies', ciliumclusterwidenetworkpolicies: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies',
     httproutes: '/apis/gateway.networking.k8s.io/v1/httproutes',
+    referencegrants: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
   };
   for (const [res, path] of Object.entries(paths)) {
     const list = as(['get', '--raw', path]);
@@ -336,7 +338,7 @@ t.test("the ServiceAccount's RBAC, installed and impersonated: what the agent ne
     const watch = as(['get', '--raw', `${path}?watch=true&timeoutSeconds=1`]);
     t.equal(watch.code, 0, `watch ${res} as the ServiceAccount: ${watch.stderr}`);
   }
-  t.equal(as(['get', 'svc,endpointslices,pods,ns,sa,nodes,cec,ccec,cnp,ccnp,httproutes', '-A']).code, 0, 'kubectl get of everything it reads');
+  t.equal(as(['get', 'svc,endpointslices,pods,ns,sa,nodes,cec,ccec,cnp,ccnp,httproutes,referencegrants', '-A']).code, 0, 'kubectl get of everything it reads');
 
   kubectlOk(['create', '-f', '-'], { input: yamlOf([{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'r', namespace: 'other' }, spec: { rules: [] } }]) });
   // The agent PATCHes /status without reading it first (kubectl patch would GET it, which it need not be allowed).

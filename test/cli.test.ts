@@ -75,7 +75,7 @@ t.test('sluice translate prints resources by type and fails on bad input, naming
   const out = JSON.parse(sluice('translate', '-f', examples, '--node', 'n1', '-o', 'json'));
   t.same(Object.keys(out.resources).sort(), ['Cluster', 'ClusterLoadAssignment', 'Listener', 'RouteConfiguration']);
   t.ok(out.resources.Listener.every((l: any) => l['@type'] === 'type.googleapis.com/envoy.config.listener.v3.Listener'), 'each with its @type');
-  t.ok(out.resources.Listener.some((l: any) => l.name === 'default/echo-split/listener'));
+  t.ok(out.resources.Listener.some((l: any) => l.name === 'echo-split/listener'));
   t.ok(out.redirects.some((r: any) => r.service === 'default/echo' && r.listener === 'gamma/default/echo:8080'));
 
   writeFileSync(
@@ -90,5 +90,5 @@ t.test('sluice translate prints resources by type and fails on bad input, naming
   }
   t.equal(failed?.status, 1, 'exit status 1');
   t.match(failed?.stderr, /error: bad\.yaml\[0\]: CiliumEnvoyConfig default\/oops: spec\.resources\[0\]\.conect_timeout: unknown field "conect_timeout"/);
-  t.match(failed?.stdout, /default\/echo-split\/listener/, 'the other objects still translate');
+  t.match(failed?.stdout, /name: echo-split\/listener/, 'the other objects still translate');
 });

@@ -15,7 +15,7 @@ import { cec, endpointSlice, httpRoute, service, splitResources } from './helper
 import { freePort } from './helpers/net.js';
 
 const cluster: KubeCluster = await startKubeCluster(t);
-cluster.kubectlOk(['apply', '--server-side', '-f', 'crds/', '-f', join(GATEWAY_API_CRDS, 'gateway.networking.k8s.io_httproutes.yaml')]);
+cluster.kubectlOk(['apply', '--server-side', '-f', 'crds/', ...['httproutes', 'referencegrants'].flatMap((p) => ['-f', join(GATEWAY_API_CRDS, `gateway.networking.k8s.io_${p}.yaml`)])]);
 cluster.kubectlOk(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
 const identity = await chartIdentity(cluster);
 
@@ -147,6 +147,27 @@ t.test('HTTPRoute parents get Accepted and ResolvedRefs', async (t) => {
   const fixed = await eventually(async () => (await conditions())?.ResolvedRefs?.status === 'True' && conditions(), 15_000, 'ResolvedRefs to turn True');
   t.equal(fixed.Accepted.status, 'True');
   t.equal(fixed.Accepted.lastTransitionTime, broken.Accepted.lastTransitionTime, 'an unchanged condition keeps its transition time');
+});
+
+t.test('a backendRef into another namespace is RefNotPermitted until a ReferenceGrant from the API server allows it', async (t) => {
+  for (const ns of ['consumer', 'producer']) cluster.kubectlOk(['create', 'namespace', ns]);
+  const route = httpRoute('cross', { parentRefs: [{ group: '', kind: 'Service', name: 'front', port: 8080 }], rules: [{ backendRefs: [{ name: 'api', namespace: 'producer', port: 8080 }] }] }, 'consumer');
+  cluster.apply([
+    allocated(service('front', [{ port: 8080, name: 'http' }], { namespace: 'consumer' })),
+    allocated(service('api', [{ port: 8080, name: 'http' }], { namespace: 'producer' })),
+    route,
+  ]);
+  const agent = await startAgent(t, {}, { source: kubeSource('kube-node-d'), nodeName: 'kube-node-d' });
+  const resolved = async () => {
+    const r = JSON.parse(cluster.kubectlOk(['get', 'httproute', '-n', 'consumer', 'cross', '-o', 'json']));
+    return (r.status?.parents ?? []).find((p: any) => p.controllerName === 'sluice.io/mesh')?.conditions.find((c: any) => c.type === 'ResolvedRefs');
+  };
+  const refused = await eventually(async () => (await resolved())?.status === 'False' && resolved(), 15_000, 'ResolvedRefs False on the route');
+  t.equal(refused.reason, 'RefNotPermitted');
+  t.match(refused.message, /no ReferenceGrant in namespace producer/);
+  cluster.apply([{ apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', metadata: { name: 'consumer-routes', namespace: 'producer' }, spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'consumer' }], to: [{ group: '', kind: 'Service', name: 'api' }] } }]);
+  await eventually(async () => (await resolved())?.status === 'True', 15_000, 'ResolvedRefs True once granted');
+  t.notMatch(agent.agent.issues().join('\n'), /ReferenceGrant/, 'the issue is gone');
 });
 
 t.test('sluice agent --source kube as a process: readiness, metrics, and a clear error without a cluster', async (t) => {

@@ -3,20 +3,12 @@
 // puts on its lo; the client in a "pod" netns joined to it by a veth, in the
 // cgroup the socket LB is attached to. IPv4, IPv6 and v4-mapped IPv6.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { StableIds } from '../src/ids/stable-ids.js';
-import { Model } from '../src/model/model.js';
-import type { ModelObject } from '../src/model/objects.js';
-import { SockLbApplier } from '../src/redirect/apply.js';
-import { SockLb } from '../src/redirect/datapath.js';
-import { desiredServices } from '../src/redirect/desired.js';
 import { addProxyAddresses, DEFAULT_PROXY_ADDRESSES as PROXY, removeProxyAddresses } from '../src/redirect/proxy-address.js';
 import { startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
 import { httpRoute, service } from './helpers/kube.js';
 import { netnsWorld } from './helpers/netns.js';
+import { socketLb } from './helpers/steer.js';
 
 const B4 = '10.244.7.1';
 const B6 = 'fd00:244::7:1';
@@ -60,15 +52,8 @@ t.test('a pod reaches the node Envoy through the L7 redirect; getpeername shows 
   t.same(listener.address.socket_address, { address: PROXY.v4, port_value: redirect!.proxyPort }, 'Envoy listens on the IPv4 proxy address...');
   t.same(listener.additional_addresses[0].address.socket_address, { address: PROXY.v6, port_value: redirect!.proxyPort }, '...and on the IPv6 one');
 
-  const state = mkdtempSync(join(tmpdir(), 'sluice-ids-'));
-  t.teardown(() => rmSync(state, { recursive: true, force: true }));
-  t.teardown(() => SockLb.remove(node.pinDir));
-  const lb = SockLb.open({ pinDir: node.pinDir, cgroupDir: node.cgroupDir });
-  t.teardown(() => lb.close());
-  lb.setProxyAddresses(PROXY.v4, PROXY.v6);
-  const applier = new SockLbApplier(lb.maps, { services: new StableIds(join(state, 's.json'), [1, 65535]), backends: new StableIds(join(state, 'b.json'), [1, 1 << 30]) });
-  const model = Model.from(objects.map((object) => ({ object: object as ModelObject })));
-  applier.apply(desiredServices(model, agent.agent.redirects, { nodeIPs: [], nodeName: NODE }));
+  const steer = socketLb(t, node, PROXY, objects, NODE);
+  steer(agent.agent.redirects);
 
   const [v4, v6, mapped] = pod.client([
     { op: 'http', host: '10.96.0.10', port: 80, count: 5 },
@@ -87,7 +72,7 @@ t.test('a pod reaches the node Envoy through the L7 redirect; getpeername shows 
   t.equal(stats[`listener.${PROXY.v4}_${redirect!.proxyPort}.downstream_cx_total`], 15, "Envoy's listener accepted the pod's 15 connections");
 
   // Control: the same pod, with the redirect gone, reaches the backends directly.
-  applier.apply(desiredServices(model, [], { nodeIPs: [], nodeName: NODE }));
+  steer([]);
   const [direct] = pod.client([{ op: 'http', host: '10.96.0.10', port: 80, count: 3 }]);
   t.same(direct.map((r: any) => [r.backend, r.via]), Array(3).fill(['web-v4', undefined]), 'without the redirect the VIP goes to its backend, not Envoy');
 

@@ -34,6 +34,8 @@ export interface AgentOptions {
   /** Where the agent keeps state across restarts (proxy ports). */
   stateDir?: string;
   proxyPortRange?: [number, number];
+  /** Ports the node already uses, by what uses them: no config's listener may bind them. */
+  reservedPorts?: Record<string, number>;
   log: Logger;
   watch?: boolean;
   /** How long to wait for the node's Envoy to ACK a version before giving up on it. */
@@ -65,6 +67,7 @@ export class Agent {
   private readonly unwatch: (() => void)[] = [];
   private readonly proxyPorts: ProxyPorts;
   private readonly proxyAddresses: ProxyAddresses;
+  private readonly proxyPortRange: [number, number];
   private readonly lastGood = new LastGood();
   private readonly memo = new TranslationMemo();
   private model = Model.empty();
@@ -111,6 +114,7 @@ export class Agent {
     if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
     this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
     this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
+    this.proxyPortRange = range;
     this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 
@@ -163,7 +167,13 @@ export class Agent {
     const { log } = this.opts;
     let portFreed = false;
     try {
-      const ctx = { nodeName: this.opts.nodeName, proxyPort: this.proxyPorts.port, proxyAddresses: this.proxyAddresses };
+      const ctx = {
+        nodeName: this.opts.nodeName,
+        proxyPort: this.proxyPorts.port,
+        proxyAddresses: this.proxyAddresses,
+        proxyPortRange: this.proxyPortRange,
+        reservedPorts: this.opts.reservedPorts,
+      };
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));

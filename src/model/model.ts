@@ -8,6 +8,7 @@ import type {
   Namespace,
   Node,
   Pod,
+  ReferenceGrant,
   Service,
   ServiceAccount,
 } from './objects.js';
@@ -100,5 +101,8 @@ export class Model {
   }
   httpRoutes(): HTTPRoute[] {
     return this.list('HTTPRoute');
+  }
+  referenceGrants(): ReferenceGrant[] {
+    return this.list('ReferenceGrant');
   }
 }

@@ -68,7 +68,7 @@ export interface EndpointSlice extends KubeObject {
 
 export interface Pod extends KubeObject {
   kind: 'Pod';
-  spec?: { nodeName?: string; serviceAccountName?: string };
+  spec?: { nodeName?: string; serviceAccountName?: string; hostNetwork?: boolean };
   status?: { podIP?: string; podIPs?: { ip: string }[]; phase?: string };
 }
 
@@ -192,6 +192,15 @@ export interface HTTPRoute extends KubeObject {
   };
 }
 
+/** gateway.networking.k8s.io/v1beta1 ReferenceGrant: lets objects of other namespaces refer to this one's. */
+export interface ReferenceGrant extends KubeObject {
+  kind: 'ReferenceGrant';
+  spec: {
+    from: { group: string; kind: string; namespace: string }[];
+    to: { group: string; kind: string; name?: string }[];
+  };
+}
+
 /**
  * cilium.io/v2 CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy: read and
  * kept so their L7 rules can be translated; the rule shapes live with that translator.
@@ -218,6 +227,7 @@ export type ModelObject =
   | CiliumEnvoyConfig
   | CiliumClusterwideEnvoyConfig
   | HTTPRoute
+  | ReferenceGrant
   | CiliumNetworkPolicy
   | CiliumClusterwideNetworkPolicy;
 
@@ -234,6 +244,7 @@ export const API_VERSIONS: Record<Kind, readonly string[]> = {
   CiliumEnvoyConfig: ['cilium.io/v2'],
   CiliumClusterwideEnvoyConfig: ['cilium.io/v2'],
   HTTPRoute: ['gateway.networking.k8s.io/v1'],
+  ReferenceGrant: ['gateway.networking.k8s.io/v1beta1'],
   CiliumNetworkPolicy: ['cilium.io/v2'],
   CiliumClusterwideNetworkPolicy: ['cilium.io/v2'],
 };

@@ -31,6 +31,7 @@ export const WATCHED: readonly Watched[] = [
   { kind: 'CiliumNetworkPolicy', path: '/apis/cilium.io/v2/ciliumnetworkpolicies' },
   { kind: 'CiliumClusterwideNetworkPolicy', path: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies' },
   { kind: 'HTTPRoute', path: '/apis/gateway.networking.k8s.io/v1/httproutes' },
+  { kind: 'ReferenceGrant', path: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants' },
 ];
 
 export interface KubeApiSourceOptions {

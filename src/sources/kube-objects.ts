@@ -41,6 +41,21 @@ function specProblem(kind: Kind, o: Record<string, any>): [string, string] | und
       for (const list of ['parentRefs', 'rules', 'hostnames'] as const)
         if (spec[list] !== undefined && !Array.isArray(spec[list])) return [`spec.${list}`, 'want a list'];
       return undefined;
+    case 'ReferenceGrant':
+      if (!isObject(spec)) return ['spec', 'want an object'];
+      for (const list of ['from', 'to'] as const) {
+        if (!Array.isArray(spec[list]) || spec[list].length === 0) return [`spec.${list}`, 'want a non-empty list'];
+        for (const [i, item] of spec[list].entries()) {
+          if (!isObject(item)) return [`spec.${list}[${i}]`, 'want an object'];
+          const fields = list === 'from' ? ['group', 'kind', 'namespace'] : ['group', 'kind'];
+          for (const f of fields) if (typeof item[f] !== 'string') return [`spec.${list}[${i}].${f}`, 'want a string'];
+        }
+      }
+      return undefined;
+    case 'Pod':
+      if (o.status?.podIPs !== undefined && (!Array.isArray(o.status.podIPs) || !o.status.podIPs.every((p: unknown) => isObject(p) && typeof p.ip === 'string')))
+        return ['status.podIPs', 'want a list of {ip}'];
+      return undefined;
     case 'Service':
       if (!isObject(spec)) return ['spec', 'want an object'];
       if (spec.ports !== undefined && !Array.isArray(spec.ports)) return ['spec.ports', 'want a list'];

@@ -12,4 +12,8 @@ export interface TranslateContext {
    * address): where the datapath sends L7-redirected connections. Default loopback.
    */
   proxyAddresses?: { v4: string; v6: string };
+  /** The ports proxyPort hands out; the only ones a namespaced config's listeners may bind. Absent: none. */
+  proxyPortRange?: readonly [number, number];
+  /** Ports the node already uses (Envoy admin, xDS, metrics, the API server), by what uses them. */
+  reservedPorts?: Readonly<Record<string, number>>;
 }

@@ -11,16 +11,20 @@ import { proxyListenerAddress } from './envoy-json.js';
 import type { TranslationMemo } from './memo.js';
 import { selects } from './node-selector.js';
 import type { ObjectTranslation } from './output.js';
-import { qualify, qualifyResource, type Qualifier } from './qualify.js';
+import { listenerAddressProblems, takenPorts } from './listener-ports.js';
+import { qualifier, qualify, qualifyResource } from './qualify.js';
 
 type EnvoyConfig = CiliumEnvoyConfig | CiliumClusterwideEnvoyConfig;
 
 export function translateEnvoyConfigs(model: Model, ctx: TranslateContext, memo?: TranslationMemo): ObjectTranslation[] {
   const node = model.node(ctx.nodeName);
   const nodeLabels = node?.metadata.labels ?? {};
+  const taken = takenPorts(model, ctx);
+  // Compared by value, so a NodePort appearing or going re-translates configs.
+  const takenKey = [...taken.keys()].sort((a, b) => a - b).join(',');
   return [...model.envoyConfigs(), ...model.clusterwideEnvoyConfigs()].map((cec) => {
-    const translate = () => translateEnvoyConfig(model, ctx, cec, nodeLabels);
-    return memo ? memo.get(describeObject(cec), inputsOf(model, cec, node), translate) : translate();
+    const translate = () => translateEnvoyConfig(model, ctx, cec, nodeLabels, taken);
+    return memo ? memo.get(describeObject(cec), [...inputsOf(model, cec, node), takenKey], translate) : translate();
   });
 }
 
@@ -35,7 +39,7 @@ function inputsOf(model: Model, cec: EnvoyConfig, node: unknown): unknown[] {
   return inputs;
 }
 
-function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyConfig, nodeLabels: Record<string, string>): ObjectTranslation {
+function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyConfig, nodeLabels: Record<string, string>, taken: ReadonlyMap<number, string>): ObjectTranslation {
   const object = describeObject(cec);
   const origin = model.originOf(cec);
   const out: ObjectTranslation = { object, resources: [], redirects: [], issues: [] };
@@ -46,7 +50,7 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
   if (!selects(cec.spec.nodeSelector, nodeLabels)) return out;
 
   const ns = cec.metadata.namespace;
-  const q: Qualifier = { prefix: ns ? `${ns}/${cec.metadata.name}/` : `${cec.metadata.name}/` };
+  const q = qualifier(ns, cec.metadata.name);
   const listenerPorts = new Map<string, number>();
   const seen = new Set<string>();
 
@@ -59,8 +63,11 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
         problem(`${field}.@type`, `"${type}" cannot be served; want one of ${SERVED_TYPES.join(', ')}`);
         return;
       }
-      qualifyResource(q, json);
-      if (type === TypeUrl.Listener) assignListenerAddress(ctx, json, listenerPorts);
+      qualifyResource(q, json, field);
+      if (type === TypeUrl.Listener) {
+        for (const p of listenerAddressProblems(json, ctx, taken, ns !== undefined)) problem(`${field}.${p.field}`, p.message);
+        assignListenerAddress(ctx, json, listenerPorts);
+      }
       const name = (type === TypeUrl.ClusterLoadAssignment ? json.clusterName : json.name) as string;
       if (seen.has(`${type}/${name}`)) {
         problem(`${field}.name`, `a second ${type.split('.').pop()} named "${name}" in this config`);
@@ -74,10 +81,20 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
     }
   });
 
+  for (const r of q.refused) problem(r.field, r.message);
+  out.authored = out.resources.length;
+
   const defaultNs = ns ?? 'default';
+  // A tenant's config steers and reads only its own namespace's Services.
+  const foreign = (s: { namespace?: string }, field: string) => {
+    if (ns === undefined || s.namespace === undefined || s.namespace === ns) return false;
+    problem(`${field}.namespace`, `Service namespace ${s.namespace} is not this config's (${ns}); only a CiliumClusterwideEnvoyConfig may name other namespaces`);
+    return true;
+  };
   const backends = new Map<string, { svc: Service; ports?: string[] }>();
   (cec.spec.services ?? []).forEach((s, i) => {
     const field = `spec.services[${i}]`;
+    if (foreign(s, field)) return;
     const svcNs = s.namespace ?? defaultNs;
     const listener = s.listener ? qualify(q, s.listener) : [...listenerPorts.keys()][0];
     const proxyPort = listener === undefined ? undefined : listenerPorts.get(listener);
@@ -92,6 +109,7 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
     for (const port of ports) out.redirects.push({ service: `${svcNs}/${s.name}`, port, listener, proxyPort });
   });
   (cec.spec.backendServices ?? []).forEach((s, i) => {
+    if (foreign(s, `spec.backendServices[${i}]`)) return;
     const svcNs = s.namespace ?? defaultNs;
     const svc = model.service(svcNs, s.name);
     if (!svc) problem(`spec.backendServices[${i}]`, `Service ${svcNs}/${s.name} not found; its endpoints stay empty until it exists`, false);

@@ -3,6 +3,24 @@ import type { TranslateContext } from './context.js';
 
 const T = 'type.googleapis.com/';
 
+/** A filter chain whose HTTP connection manager takes routes over RDS from the agent's ADS. */
+export function httpFilterChain(statPrefix: string, routeConfigName: string, match?: Record<string, unknown>): Record<string, unknown> {
+  return {
+    ...(match ? { filter_chain_match: match } : {}),
+    filters: [
+      {
+        name: 'envoy.filters.network.http_connection_manager',
+        typed_config: {
+          '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
+          stat_prefix: statPrefix,
+          rds: { route_config_name: routeConfigName, config_source: { ads: {}, resource_api_version: 'V3' } },
+          http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
+        },
+      },
+    ],
+  };
+}
+
 /**
  * Where a node-local listener listens: the proxy address of each family on one
  * port. freebind lets Envoy bind before the agent has put the address on the node.
@@ -22,20 +40,6 @@ export function httpListener(ctx: TranslateContext, name: string, port: number, 
     '@type': `${T}envoy.config.listener.v3.Listener`,
     name,
     ...proxyListenerAddress(ctx, port),
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
-              stat_prefix: name,
-              rds: { route_config_name: routeConfigName, config_source: { ads: {}, resource_api_version: 'V3' } },
-              http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
-            },
-          },
-        ],
-      },
-    ],
+    filter_chains: [httpFilterChain(name, routeConfigName)],
   };
 }

@@ -1,8 +1,15 @@
 // Gateway API HTTPRoute (gateway.networking.k8s.io/v1, Gateway API v1.2) in
 // mesh mode (GAMMA): routes whose parent is a Service. Every Service port with
 // routes attached gets a node-local listener and one RouteConfiguration that
-// merges all its routes in Gateway API precedence order, ending in a 404 for
-// requests no rule matches. The Service's traffic is redirected there.
+// merges its producer routes (those in the Service's namespace) in Gateway API
+// precedence order, ending in a 404 for requests no rule matches. The
+// Service's traffic is redirected there.
+//
+// A route in another namespace than its parent Service is a consumer route: it
+// applies only to clients in its own namespace. Those clients are told apart
+// by source address: each such namespace with pods on this node gets a filter
+// chain matching its pods' IPs, and a RouteConfiguration where its consumer
+// routes come before the producer routes.
 import type { Model, Origin } from '../model/model.js';
 import type { HTTPBackendRef, HTTPHeaderFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, Service, ServicePort } from '../model/objects.js';
 import { describeObject } from '../model/objects.js';
@@ -10,8 +17,10 @@ import { anyFromJson } from '../proto/any.js';
 import { fromProtoJson, ProtoJsonError } from '../proto/json.js';
 import { backendClusterName, edsCluster, findServicePort, loadAssignment, readyBackends } from './backends.js';
 import type { TranslateContext } from './context.js';
-import { httpListener } from './envoy-json.js';
+import { httpFilterChain, httpListener } from './envoy-json.js';
 import type { ObjectTranslation, TranslationIssue } from './output.js';
+import { podPrefixesByNamespace } from './pod-addresses.js';
+import { referenceGranted } from './reference-grant.js';
 
 type Json = Record<string, any>;
 const T = 'type.googleapis.com/';
@@ -33,7 +42,10 @@ interface Entry {
 interface Attachment {
   svc: Service;
   port: ServicePort;
-  entries: Entry[];
+  /** Routes in the Service's namespace: for every client. */
+  producer: Entry[];
+  /** Routes of other namespaces, by namespace: for that namespace's clients only. */
+  consumers: Map<string, Entry[]>;
   /** The issue lists of the routes attached, so a problem of the listener reaches them. */
   routeIssues: { object: string; origin?: Origin; issues: TranslationIssue[] }[];
 }
@@ -49,17 +61,23 @@ export function translateHttpRoutes(model: Model, ctx: TranslateContext): Object
     const parents = serviceParents(model, route, problem);
     if (parents.length) {
       const entries = routeEntries(model, route, problem);
+      const routeNs = route.metadata.namespace ?? 'default';
       for (const { svc, port } of parents) {
         const key = `${svc.metadata.namespace}/${svc.metadata.name}:${port.port}`;
-        const a = attached.get(key) ?? { svc, port, entries: [], routeIssues: [] };
-        a.entries.push(...entries);
+        const a: Attachment = attached.get(key) ?? { svc, port, producer: [], consumers: new Map(), routeIssues: [] };
+        if (svc.metadata.namespace === routeNs) a.producer.push(...entries);
+        else a.consumers.set(routeNs, [...(a.consumers.get(routeNs) ?? []), ...entries]);
         a.routeIssues.push({ object, origin, issues });
         attached.set(key, a);
       }
     }
     units.push({ object, resources: [], redirects: [], issues });
   }
-  for (const [key, a] of [...attached].sort(([x], [y]) => (x < y ? -1 : 1))) units.push(serviceUnit(model, ctx, key, a));
+  const clients = podPrefixesByNamespace(model, ctx.nodeName);
+  for (const [key, a] of [...attached].sort(([x], [y]) => (x < y ? -1 : 1))) {
+    const unit = serviceUnit(model, ctx, key, a, clients);
+    if (unit) units.push(unit);
+  }
   return units;
 }
 
@@ -156,6 +174,12 @@ function ruleBackends(model: Model, route: HTTPRoute, rule: HTTPRouteRule, field
     if (ref.filters?.length) problem(`${where}.filters`, 'backendRef filters are not supported; ignored');
     if (!isCoreService(ref.group, ref.kind)) return invalid(`${ref.group ?? ''}/${ref.kind} backends are not supported; only Services`);
     if (ref.port === undefined) return invalid('port is required for a Service backend');
+    const from = { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: route.metadata.namespace ?? 'default' };
+    if (!referenceGranted(model, { from, to: { group: '', kind: 'Service', namespace: ns, name: ref.name } })) {
+      problem(where, `no ReferenceGrant in namespace ${ns} lets HTTPRoutes of ${from.namespace} refer to Service ${ref.name}; requests to it get 500`);
+      // A name nothing can define, so the share of this backend fails rather than reaching a cluster someone else built.
+      return { invalid: `!refused/${backendClusterName(ns, ref.name, ref.port)}`, weight };
+    }
     const svc = model.service(ns, ref.name);
     if (!svc) return invalid(`Service ${ns}/${ref.name} not found; requests to it get 500`);
     const port = findServicePort(svc, ref.port);
@@ -245,10 +269,17 @@ function gatewayDurationSeconds(d: string): number | undefined {
   return total;
 }
 
-function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attachment): ObjectTranslation {
+const notFound = { match: { prefix: '/' }, direct_response: { status: 404 } };
+const ordered = (entries: Entry[]) => [...entries].sort((x, y) => compareKeys(x.key, y.key)).map((e) => e.route);
+const routeConfiguration = (name: string, routes: Json[]): Json => ({ '@type': `${T}envoy.config.route.v3.RouteConfiguration`, name, virtual_hosts: [{ name, domains: ['*'], routes }] });
+
+function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attachment, clients: Map<string, string[]>): ObjectTranslation | undefined {
   // One unit per Service port: two ports of one Service are independent listeners.
   const object = `Service ${key}`;
   const name = `gamma/${key}`;
+  const service = key.slice(0, key.lastIndexOf(':'));
+  const consumers = [...a.consumers].filter(([ns]) => clients.has(ns)).sort(([x], [y]) => (x < y ? -1 : 1));
+  if (!a.producer.length && !consumers.length) return undefined;
   let proxyPort: number;
   try {
     proxyPort = ctx.proxyPort(name);
@@ -258,19 +289,25 @@ function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attach
     for (const r of a.routeIssues) r.issues.push({ object: r.object, origin: r.origin, field: 'spec.parentRefs', message: `Service ${key}: ${message}` });
     return { object, resources: [], redirects: [], issues: [], rejected: true };
   }
-  const routes = [...a.entries].sort((x, y) => compareKeys(x.key, y.key)).map((e) => e.route);
-  routes.push({ match: { prefix: '/' }, direct_response: { status: 404 } });
-  const docs: Json[] = [
-    httpListener(ctx, name, proxyPort, name),
-    { '@type': `${T}envoy.config.route.v3.RouteConfiguration`, name, virtual_hosts: [{ name, domains: ['*'], routes }] },
-  ];
+  // Without producer routes, clients no consumer route applies to reach the Service as they would without the mesh.
+  const self: Backend = { svc: a.svc, port: a.port, cluster: backendClusterName(a.svc.metadata.namespace ?? 'default', a.svc.metadata.name, a.port.port) };
+  const producer = ordered(a.producer);
+  const listener = httpListener(ctx, name, proxyPort, name) as Json;
+  const docs: Json[] = [listener, routeConfiguration(name, a.producer.length ? [...producer, notFound] : [{ match: { prefix: '/' }, route: { cluster: self.cluster } }])];
+  const backends = a.producer.length ? a.producer.flatMap((e) => e.backends) : [self];
+  for (const [ns, entries] of consumers) {
+    const rc = `${name}/consumer/${ns}`;
+    listener.filter_chains.push(httpFilterChain(rc, rc, { source_prefix_ranges: clients.get(ns)!.map(prefixRange) }));
+    docs.push(routeConfiguration(rc, [...ordered(entries), ...producer, notFound]));
+    backends.push(...entries.flatMap((e) => e.backends));
+  }
   const seen = new Set<string>();
-  for (const b of a.entries.flatMap((e) => e.backends)) {
+  for (const b of backends) {
     if (seen.has(b.cluster)) continue;
     seen.add(b.cluster);
     docs.push(edsCluster(b.cluster, { lb_policy: 'ROUND_ROBIN' }), loadAssignment(b.cluster, readyBackends(model, b.svc, b.port)));
   }
-  const out: ObjectTranslation = { object, resources: [], redirects: [{ service: key.slice(0, key.lastIndexOf(':')), port: a.port.port, listener: name, proxyPort }], issues: [] };
+  const out: ObjectTranslation = { object, resources: [], redirects: [{ service, port: a.port.port, listener: name, proxyPort }], issues: [] };
   for (const d of docs) {
     try {
       out.resources.push(anyFromJson(d, name));
@@ -280,4 +317,9 @@ function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attach
     }
   }
   return out;
+}
+
+function prefixRange(cidr: string): Json {
+  const [address, len] = cidr.split('/');
+  return { address_prefix: address, prefix_len: Number(len) };
 }

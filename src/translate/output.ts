@@ -31,6 +31,12 @@ export interface ObjectTranslation {
   redirects: ServiceRedirect[];
   issues: TranslationIssue[];
   /**
+   * How many of `resources`, from the first, the object's author wrote (a
+   * config's own resources); the rest the agent generated from Services.
+   * Absent: none. Generated resources win every name clash with written ones.
+   */
+  authored?: number;
+  /**
    * The object itself is invalid (not merely pointing at something missing):
    * the agent keeps serving its last good translation instead.
    */

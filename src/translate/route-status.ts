@@ -23,6 +23,7 @@ const isServiceParent = (p: ParentReference) => (p.group ?? 'gateway.networking.
 
 function backendReason(message: string): string {
   if (/backends are not supported/.test(message)) return 'InvalidKind';
+  if (/no ReferenceGrant/.test(message)) return 'RefNotPermitted';
   return 'BackendNotFound';
 }
 
