@@ -12,6 +12,9 @@ import { createLogger } from './log.js';
 import { startHealthServer } from './agent/health-server.js';
 import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
+import { removePins } from './redirect/cleanup.js';
+import { DEFAULT_BPF_ROOT } from './redirect/host.js';
+import { daemonSetState } from './sources/kube-daemonset.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -49,6 +52,15 @@ function portRange(v: string): [number, number] {
   return [lo, hi];
 }
 
+const namespacedName = (v: string) => {
+  if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(v)) throw new InvalidArgumentError('want NAMESPACE/NAME');
+  return v;
+};
+
+const bpfRootOption = () => new Option('--bpf-root <dir>', "the node's bpffs mount point; mounted there if it is not one yet").default(DEFAULT_BPF_ROOT);
+const bpfDirOption = () => new Option('--bpf-dir <dir>', 'where programs and maps are pinned, on a bpffs mount (default: BPF-ROOT/sluice)');
+const pinDirOf = (o: { bpfRoot: string; bpfDir?: string }) => o.bpfDir ?? `${o.bpfRoot.replace(/\/+$/, '')}/sluice`;
+
 const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's node id)").default(process.env.NODE_NAME ?? 'sluice-node');
 
 program
@@ -64,14 +76,12 @@ program
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.SLUICE_LOG_LEVEL ?? 'info')
   .option('--datapath', 'also load balance Services in the kernel (cgroup socket programs), replacing kube-proxy')
-  .option('--bpf-dir <dir>', 'with --datapath: where programs and maps are pinned, on a bpffs mount', '/sys/fs/bpf/sluice')
-  .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced', '/sys/fs/cgroup')
+  .addOption(bpfRootOption())
+  .addOption(bpfDirOption())
+  .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced (default: the cgroup v2 mount, /sys/fs/cgroup or on hybrid hosts /sys/fs/cgroup/unified)')
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
-  .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', (v: string) => {
-    if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(v)) throw new InvalidArgumentError('want NAMESPACE/NAME');
-    return v;
-  })
+  .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', namespacedName)
   .action(async (o) => {
     if (!o.source && !o.resources) throw new InvalidArgumentError('give --source kube, --source dir:PATH and/or --resources DIR');
     const log = createLogger(o.logLevel);
@@ -81,7 +91,7 @@ program
       nodeName: o.node,
       kubeDirs: dirs,
       source: kube ? new KubeApiSource({ kubeConfig: loadKubeConfig(o.kubeconfig), nodeName: o.node, log }) : undefined,
-      datapath: o.datapath ? { pinDir: o.bpfDir, cgroupDir: o.cgroupDir } : undefined,
+      datapath: o.datapath ? { pinDir: pinDirOf(o), bpfRoot: o.bpfRoot, cgroupDir: o.cgroupDir } : undefined,
       resourceDirs: o.resources ? [o.resources] : [],
       socketPath: o.socket,
       tcpAddress: o.tcp,
@@ -126,6 +136,31 @@ program
     const all = [...readIssues, ...issues];
     for (const i of all) process.stderr.write(`error: ${formatIssue(i)}\n`);
     if (all.length) process.exitCode = 1;
+  });
+
+program
+  .command('cleanup')
+  .description('uninstall from this node: detach every program the agent attached and remove its pinned links and maps; safe to repeat')
+  .addOption(bpfRootOption())
+  .addOption(bpfDirOption())
+  .option('--if-daemonset-gone <namespace/name>', 'act only if this DaemonSet is deleted or being deleted (for a preStop hook: a pod restart or rolling update leaves the datapath in place)', namespacedName)
+  .option('--kubeconfig <file>', 'with --if-daemonset-gone: the kubeconfig to use (default: in-cluster, then $KUBECONFIG)')
+  .action(async (o) => {
+    const pinDir = pinDirOf(o);
+    if (o.ifDaemonsetGone) {
+      const [namespace, name] = o.ifDaemonsetGone.split('/');
+      // An error here exits non-zero with the datapath in place: in doubt, keep serving.
+      const state = await daemonSetState(loadKubeConfig(o.kubeconfig), namespace, name);
+      if (state === 'present') {
+        process.stdout.write(`daemonset ${o.ifDaemonsetGone} is still there (a restart or an update): the datapath stays\n`);
+        return;
+      }
+      process.stdout.write(`daemonset ${o.ifDaemonsetGone} is ${state === 'gone' ? 'gone' : 'being deleted'}: removing the datapath\n`);
+    }
+    const r = removePins(pinDir);
+    // NODE PROXY ADDRESS: the L7 redirect's node proxy address on lo (link-local v4 + ULA v6) is to be removed here too, by the function its module exports.
+    if (!r.removedDir) process.stdout.write(`nothing to do: ${pinDir} does not exist\n`);
+    else process.stdout.write(`detached ${r.detached.length} programs, removed ${r.unpinned.length} pins and ${pinDir}\n`);
   });
 
 program.parseAsync(process.argv).catch((e: Error) => {

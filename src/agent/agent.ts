@@ -101,6 +101,8 @@ export class Agent {
     if (this.opts.datapath) {
       this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, ...this.opts.datapath });
       if (this.datapath.adopted.length) this.opts.log.info({ programs: this.datapath.adopted }, 'adopted the datapath a previous agent left pinned');
+      const { replaced, awaitingFill } = this.datapath.migration;
+      if (replaced.length) this.opts.log.info({ maps: replaced, awaitingFill }, 'map definitions changed since the pinned ones: new maps replace them, the old ones serve until then');
     }
     this.readRaw(false);
     for (const s of this.sources) await s.start((u) => this.onModel(u));

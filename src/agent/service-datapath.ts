@@ -11,8 +11,10 @@ import { StableIds } from './stable-ids.js';
 export interface ServiceDatapathOptions {
   /** On a bpffs mount, e.g. /sys/fs/bpf/sluice. */
   pinDir: string;
-  /** The cgroup v2 directory whose processes get service load balancing (the host's root, in a cluster). */
-  cgroupDir: string;
+  /** The cgroup v2 directory whose processes get service load balancing (the host's root, in a cluster); found when unset. */
+  cgroupDir?: string;
+  /** The node's bpffs mount point (e.g. /sys/fs/bpf), mounted if it is not one yet. */
+  bpfRoot?: string;
   /** Where service and backend ids are kept, so a restarted agent writes the same keys. */
   stateDir?: string;
 }
@@ -28,12 +30,21 @@ export class ServiceDatapath {
   private readonly applier: SockLbApplier;
 
   constructor(opts: ServiceDatapathOptions) {
-    this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir });
+    this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir, bpfRoot: opts.bpfRoot });
     const state = (f: string) => (opts.stateDir ? join(opts.stateDir, f) : undefined);
     this.applier = new SockLbApplier(this.lb.maps, {
       services: new StableIds(state('service-ids.json'), [1, 65535]),
       backends: new StableIds(state('backend-ids.json'), [1, 2 ** 30]),
     });
+  }
+
+  /** Maps an upgrade changed, recreated rather than reused, and which of them still wait for the first apply. */
+  get migration(): { replaced: readonly string[]; awaitingFill: string[] } {
+    return { replaced: this.lb.replaced, awaitingFill: this.lb.awaitingFill };
+  }
+
+  get cgroupDir(): string {
+    return this.lb.cgroupDir;
   }
 
   /** Programs found attached by an earlier agent and adopted rather than attached again. */
@@ -43,7 +54,10 @@ export class ServiceDatapath {
 
   apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyStats & { services: number } {
     const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName) });
-    return { ...this.applier.apply(desired), services: desired.length };
+    const stats = this.applier.apply(desired);
+    // Replaced maps now hold the desired state: only now may the programs move onto them.
+    this.lb.commit();
+    return { ...stats, services: desired.length };
   }
 
   /** Lets go; the pinned programs and maps keep serving connections while no agent runs. */

@@ -17,6 +17,21 @@ interface Addon {
   objGet(path: string): number;
   closeFd(fd: number): void;
   linkInfo(path: string): { id: number; progId: number } | null;
+  replacedMaps(handle: number): string[];
+  objPin(fd: number, path: string): void;
+  mapInfo(fd: number): MapInfo;
+  mapCopy(fromFd: number, toFd: number, keySize: number, valueSize: number): number;
+  linkDetach(path: string): boolean;
+  mountBpffs(path: string): void;
+}
+
+export interface MapInfo {
+  id: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
 }
 
 const ADDON = fileURLToPath(new URL('../../native/build/Release/sluice_bpf.node', import.meta.url));
