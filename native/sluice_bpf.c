@@ -586,7 +586,7 @@ static napi_value link_detach(napi_env env, napi_callback_info info)
 	}
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
 	ssize_t len = readlink(fdpath, kind, sizeof(kind) - 1);
-	bool is_link = len > 0 && strcmp(kind, "anon_inode:bpf_link") == 0;
+	bool is_link = len > 0 && (strcmp(kind, "anon_inode:bpf-link") == 0 || strcmp(kind, "anon_inode:bpf_link") == 0);
 	int rc = is_link ? bpf_link_detach(fd) : 0;
 	int err = errno;
 	close(fd);

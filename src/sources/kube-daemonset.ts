@@ -16,9 +16,21 @@ export async function daemonSetState(kc: KubeConfig, namespace: string, name: st
     const ds = await Promise.race([api.readNamespacedDaemonSet({ name, namespace }), timeout]);
     return ds.metadata?.deletionTimestamp ? 'deleting' : 'present';
   } catch (e) {
-    if ((e as { code?: number }).code === 404) return 'gone';
-    throw new Error(`cannot read daemonset ${namespace}/${name}: ${(e as Error).message.split('\n')[0]}`);
+    const { code, body } = e as { code?: number; body?: unknown };
+    if (code === 404) return 'gone';
+    throw new Error(`cannot read daemonset ${namespace}/${name}: ${code ? `HTTP ${code}: ${statusMessage(body)}` : (e as Error).message.split('\n')[0]}`);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The message of a Status the API server answered with, or the body's first line. */
+function statusMessage(body: unknown): string {
+  try {
+    const status = typeof body === 'string' ? JSON.parse(body) : body;
+    if (typeof status?.message === 'string') return status.message;
+  } catch {
+    /* not JSON */
+  }
+  return String(body ?? '').split('\n')[0];
 }
