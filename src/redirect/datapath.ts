@@ -126,15 +126,17 @@ export class SockLb {
     // The caches the old programs wrote since open() come across too, just before they stop writing.
     const desired: string[] = Object.values(DESIRED_MAPS);
     for (const name of this.carried) if (!desired.includes(name)) carry(this.handle, this.pinDir, name);
+    // Pinned beside the old ones first, so that a failure here leaves the old version whole.
+    // (bpffs refuses names with a dot in them.)
+    const staged = this.replaced.map((name) => [join(this.pinDir, `${name}_next`), join(this.pinDir, name)]);
+    for (const [i, [next]] of staged.entries()) {
+      rmSync(next, { force: true });
+      bpf.objPin(bpf.mapFd(this.handle, this.replaced[i]), next);
+    }
     const links = join(this.pinDir, 'links');
     for (const p of SOCK_LB_PROGRAMS) if (bpf.attachCgroup(this.handle, p, this.cgroupDir, join(links, p))) this.adopted.push(p);
-    for (const name of this.replaced) {
-      const pin = join(this.pinDir, name);
-      rmSync(`${pin}.new`, { force: true });
-      bpf.objPin(bpf.mapFd(this.handle, name), `${pin}.new`);
-      // Renaming over the old pin swaps the map a reader finds by name in one step; the old map goes with its last user.
-      renameSync(`${pin}.new`, pin);
-    }
+    // Renaming over the old pin swaps the map a reader finds by name in one step; the old map goes with its last user.
+    for (const [next, pin] of staged) renameSync(next, pin);
     this.switched = true;
   }
 
@@ -158,15 +160,17 @@ function carry(handle: number, pinDir: string, name: string): boolean {
   const bpf = addon();
   const old = bpf.objGet(join(pinDir, name));
   if (old < 0) return false;
+  const fresh = bpf.mapFd(handle, name);
+  const to = bpf.mapInfo(fresh);
   try {
     const from = bpf.mapInfo(old);
-    const fresh = bpf.mapFd(handle, name);
-    const to = bpf.mapInfo(fresh);
     if (from.keySize !== to.keySize || from.valueSize !== to.valueSize) return false;
     bpf.mapCopy(old, fresh, to.keySize, to.valueSize);
     return true;
   } catch {
-    // More entries than the new map holds: what it has is still a start for the caller's fill.
+    // More entries than the new map holds: empty it again, so the caller's fill finds room.
+    const keys = bpf.mapKeys(fresh, to.keySize);
+    for (let o = 0; o < keys.length; o += to.keySize) bpf.mapDelete(fresh, keys.subarray(o, o + to.keySize));
     return false;
   } finally {
     bpf.closeFd(old);
