@@ -1,3 +1,4 @@
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { Agent } from './agent/agent.js';
@@ -14,7 +15,7 @@ import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
 import { removePins } from './redirect/cleanup.js';
 import { DEFAULT_BPF_ROOT } from './redirect/host.js';
-import { daemonSetState } from './sources/kube-daemonset.js';
+import { daemonSetState, watchDaemonSet } from './sources/kube-daemonset.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -80,6 +81,8 @@ program
   .addOption(bpfDirOption())
   .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced (default: the cgroup v2 mount, /sys/fs/cgroup or on hybrid hosts /sys/fs/cgroup/unified)')
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
+  .option('--daemonset <namespace/name>', "with --uninstall-marker: this agent's DaemonSet, watched for its deletion", namespacedName)
+  .option('--uninstall-marker <file>', 'created once --daemonset is deleted, for `sluice cleanup --if-daemonset-gone` (keep it in a pod-scoped directory)')
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
   .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', namespacedName)
   .action(async (o) => {
@@ -105,8 +108,10 @@ program
     // Probes answer from the start: not ready until the sources have delivered a model.
     const health = o.metricsPort ? await startHealthServer(agent, o.metricsPort) : undefined;
     await agent.start();
+    const unwatch = o.daemonset && o.uninstallMarker ? watchUninstall(o.daemonset, o.uninstallMarker, o.kubeconfig, log) : undefined;
     const stop = async (signal: string) => {
       log.info({ signal }, 'stopping');
+      unwatch?.();
       await agent.stop();
       await health?.close();
       process.exit(0);
@@ -138,6 +143,22 @@ program
     if (all.length) process.exitCode = 1;
   });
 
+/** Notes the DaemonSet's deletion in `marker`, for the preStop hook that may no longer be allowed to ask. */
+function watchUninstall(daemonset: string, marker: string, kubeconfig: string | undefined, log: ReturnType<typeof createLogger>): () => void {
+  rmSync(marker, { force: true });
+  const [namespace, name] = daemonset.split('/');
+  return watchDaemonSet(
+    loadKubeConfig(kubeconfig),
+    namespace,
+    name,
+    () => {
+      writeFileSync(marker, `${daemonset}\n`);
+      log.info({ daemonset, marker }, 'the DaemonSet is being deleted: the preStop hook will remove the datapath');
+    },
+    (err) => log.debug({ err, daemonset }, 'watching the DaemonSet failed; retrying'),
+  );
+}
+
 program
   .command('cleanup')
   .description('uninstall from this node: detach every program the agent attached and remove its pinned links and maps; safe to repeat')
@@ -145,12 +166,14 @@ program
   .addOption(bpfDirOption())
   .option('--if-daemonset-gone <namespace/name>', 'act only if this DaemonSet is deleted or being deleted (for a preStop hook: a pod restart or rolling update leaves the datapath in place)', namespacedName)
   .option('--kubeconfig <file>', 'with --if-daemonset-gone: the kubeconfig to use (default: in-cluster, then $KUBECONFIG)')
+  .option('--uninstall-marker <file>', "with --if-daemonset-gone: the agent's note that the DaemonSet was deleted, trusted before asking the API server")
   .action(async (o) => {
     const pinDir = pinDirOf(o);
     if (o.ifDaemonsetGone) {
       const [namespace, name] = o.ifDaemonsetGone.split('/');
       // An error here exits non-zero with the datapath in place: in doubt, keep serving.
-      const state = await daemonSetState(loadKubeConfig(o.kubeconfig), namespace, name);
+      const marked = o.uninstallMarker && existsSync(o.uninstallMarker) && readFileSync(o.uninstallMarker, 'utf8').trim() === o.ifDaemonsetGone;
+      const state = marked ? 'deleting' : await daemonSetState(loadKubeConfig(o.kubeconfig), namespace, name);
       if (state === 'present') {
         process.stdout.write(`daemonset ${o.ifDaemonsetGone} is still there (a restart or an update): the datapath stays\n`);
         return;

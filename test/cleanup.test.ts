@@ -101,7 +101,8 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
   // The preStop hook's own command, pointed at this test's pin dir.
   const hook: string[] = ds.spec.template.spec.containers.find((c: any) => c.name === 'agent').lifecycle.preStop.exec.command;
   t.equal(hook[0], 'sluice');
-  const preStop = (config = asAgent, args = hook.slice(1).map((a) => (a === '/sys/fs/bpf/sluice' ? pinDir : a))) => {
+  const marker = join(dir, 'uninstalling');
+  const preStop = (config = asAgent, args = hook.slice(1).map((a) => (a === '/sys/fs/bpf/sluice' ? pinDir : a === '/var/run/sluice/uninstalling' ? marker : a))) => {
     const r = spawnSync(process.execPath, [cli, ...args, '--kubeconfig', config], { encoding: 'utf8', timeout: 30_000 });
     return { code: r.status, out: r.stdout, err: r.stderr };
   };
@@ -168,6 +169,39 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
     const plain = spawnSync(process.execPath, [cli, 'cleanup', '--bpf-root', bpfRoot], { encoding: 'utf8' });
     t.equal(plain.status, 0, plain.stderr);
     t.match(plain.stdout, /^nothing to do: .*sluice does not exist$/m);
+  });
+
+  t.test('helm uninstall: the hook\'s RBAC goes right after the DaemonSet; the agent, watching, left the hook a note', async (t) => {
+    const agentArgs: string[] = ds.spec.template.spec.containers.find((c: any) => c.name === 'agent').args;
+    const flag = (f: string) => agentArgs[agentArgs.indexOf(f) + 1];
+    t.equal(flag('--uninstall-marker'), '/var/run/sluice/uninstalling', "the chart's agent writes the marker its hook reads");
+    kubectlOk(['apply', '-f', '-'], { input: yamlOf([ds]) });
+    output = '';
+    agent = spawn(process.execPath, [cli, 'agent', '--source', `dir:${src}`, '--node', 'n1', '--socket', join(dir, 'xds.sock'), '--state-dir', join(dir, 'state'), '--datapath', '--bpf-root', bpfRoot, '--cgroup-dir', w.cgroupDir, '--kubeconfig', asAgent, '--daemonset', flag('--daemonset'), '--uninstall-marker', marker, '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    agent.stdout!.on('data', (d) => (output += d));
+    agent.stderr!.on('data', (d) => (output += d));
+    await eventually(() => vip().every((r) => /^b[12]$/.test(r.backend)), 30_000, 'the VIP to work again');
+    const present = preStop();
+    t.match(present.out, /still there/, 'with the DaemonSet in place the hook leaves the datapath');
+    t.notOk(existsSync(marker), 'and there is no marker');
+    // helm uninstall's order: the DaemonSet (background propagation: gone at once), then the RBAC and the ServiceAccount.
+    kubectlOk(['delete', 'daemonset', 'sluice', '-n', NS]);
+    kubectlOk(['delete', 'rolebinding/sluice-lifecycle', 'role/sluice-lifecycle', 'serviceaccount/sluice', '-n', NS]);
+    await eventually(() => existsSync(marker), 20_000, `the agent's marker: ${output.slice(-1500)}`);
+    await eventually(() => /the DaemonSet is being deleted: the preStop hook will remove the datapath/.test(output), 10_000, 'the log line');
+    t.pass('the agent says so in its log');
+    const unmarked = preStop(asAgent, ['cleanup', '--bpf-dir', pinDir, '--if-daemonset-gone', `${NS}/sluice`]);
+    t.equal(unmarked.code, 1, 'without the marker the hook can no longer ask');
+    t.match(unmarked.err, /cannot read daemonset .*HTTP 40[13]/, unmarked.err);
+    t.equal(attached(), 8, 'and leaves the datapath');
+    const r = preStop();
+    t.equal(r.code, 0, r.err);
+    t.match(r.out, /being deleted: removing the datapath\ndetached 8 programs, removed 13 pins/);
+    t.equal(attached(), 0, 'no program attached');
+    t.ok(vip(3).every((x) => x.error), 'the VIP no longer translates');
+    agent.kill('SIGTERM');
+    await new Promise((res) => agent!.once('exit', res));
+    t.notOk(existsSync(pinDir), 'the agent stopping after its hook leaves nothing behind');
   });
 
   t.test('a --bpf-dir that is not on bpffs is refused, and nothing in it removed', async (t) => {
