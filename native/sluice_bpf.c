@@ -97,18 +97,27 @@ static bool pinned_map_fits(struct bpf_map *map, const char *pin)
 }
 
 /*
- * openObject(path, pinRoot) -> handle. Maps marked for pinning are reused from
- * pinRoot when present. A pinned map whose definition differs from the
- * object's (an upgrade changed it) is left alone: the object gets a fresh,
- * unpinned map instead, named by replacedMaps(), for the caller to fill and
- * swap in once the programs have moved over.
+ * openObject(path, pinRoot, replaceChanged?) -> handle. Maps marked for
+ * pinning are reused from pinRoot when present. With replaceChanged, a pinned
+ * map whose definition differs from the object's (an upgrade changed it) is
+ * left alone: the object gets a fresh, unpinned map instead, named by
+ * replacedMaps(), for the caller to fill and swap in once the programs have
+ * moved over. Without it, such a map fails the load, as libbpf has it.
  */
 static napi_value open_object(napi_env env, napi_callback_info info)
 {
-	napi_value argv[2];
+	napi_value argv[3];
 	char path[4096], pin_root[4096];
-	if (get_args(env, info, 2, argv) || get_string(env, argv[0], path, sizeof(path)) || get_string(env, argv[1], pin_root, sizeof(pin_root)))
+	bool replace_changed = false;
+	size_t argc = 3;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+		napi_throw_type_error(env, NULL, "missing arguments");
 		return NULL;
+	}
+	if (get_string(env, argv[0], path, sizeof(path)) || get_string(env, argv[1], pin_root, sizeof(pin_root)))
+		return NULL;
+	if (argc > 2)
+		napi_get_value_bool(env, argv[2], &replace_changed);
 	int slot = -1;
 	for (int i = 0; i < MAX_OBJECTS; i++)
 		if (!objects[i]) {
@@ -127,7 +136,7 @@ static napi_value open_object(napi_env env, napi_callback_info info)
 	bpf_object__for_each_map(map, obj)
 	{
 		const char *pin = bpf_map__pin_path(map);
-		if (!pin || pinned_map_fits(map, pin))
+		if (!replace_changed || !pin || pinned_map_fits(map, pin))
 			continue;
 		if (n == MAX_REPLACED) {
 			bpf_object__close(obj);

@@ -89,6 +89,7 @@ t.test('map definition changes between versions: no failed connection to the VIP
 
   t.test('a resized services map is carried across; a reshaped cache starts afresh', async (t) => {
     const before = { services: pinnedInfo(pin('sluice_services')), revNat: pinnedInfo(pin('sluice_rev_nat')), progs: linkProgs(w.pinDir) };
+    t.throws(() => addon().openObject(v1, w.pinDir), /map mismatch/, 'libbpf alone refuses to reuse pins whose definition changed');
     const clients = loop(4000);
     await trafficFlows();
     const lb = SockLb.open({ pinDir: w.pinDir, cgroupDir: w.cgroupDir, objectPath: v1 });

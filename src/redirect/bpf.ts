@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 interface Addon {
-  openObject(path: string, pinRoot: string): number;
+  openObject(path: string, pinRoot: string, replaceChanged?: boolean): number;
   closeObject(handle: number): void;
   attachCgroup(handle: number, program: string, cgroupDir: string, linkPin: string): boolean;
   attachTcx(handle: number, program: string, ifindex: number, linkPin: string, egress: boolean): boolean;

@@ -86,7 +86,7 @@ export class SockLb {
     const object = opts.objectPath ?? SOCK_LB_OBJECT;
     let handle: number;
     try {
-      handle = bpf.openObject(object, opts.pinDir);
+      handle = bpf.openObject(object, opts.pinDir, true);
     } catch (e) {
       throw new Error(`loading the BPF object ${object} failed: ${(e as Error).message}`);
     }
