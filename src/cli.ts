@@ -181,7 +181,9 @@ program
       process.stdout.write(`daemonset ${o.ifDaemonsetGone} is ${state === 'gone' ? 'gone' : 'being deleted'}: removing the datapath\n`);
     }
     const r = removePins(pinDir);
-    // NODE PROXY ADDRESS: the L7 redirect's node proxy address on lo (link-local v4 + ULA v6) is to be removed here too, by the function its module exports.
+    // MERGE (node proxy address, from the L7-redirect branch): take the node proxy address off lo here too,
+    //   removeProxyAddresses(o.proxyAddress ?? DEFAULT_PROXY_ADDRESSES)   (src/redirect/proxy-address.ts)
+    // with a --proxy-address option like the agent's, so that the addresses the agent added are the ones removed.
     if (!r.removedDir) process.stdout.write(`nothing to do: ${pinDir} does not exist\n`);
     else process.stdout.write(`detached ${r.detached.length} programs, removed ${r.unpinned.length} pins and ${pinDir}\n`);
   });
