@@ -20,7 +20,7 @@
 #define MAX_REPLACED 16
 static struct bpf_object *objects[MAX_OBJECTS];
 /* Per object: maps loaded fresh because the map pinned under their name no longer fits the object. */
-static char replaced[MAX_OBJECTS][MAX_REPLACED][BPF_OBJ_NAME_LEN];
+static char replaced[MAX_OBJECTS][MAX_REPLACED][64];
 
 static napi_value throw_errno(napi_env env, const char *what, int err)
 {
@@ -142,7 +142,7 @@ static napi_value open_object(napi_env env, napi_callback_info info)
 			bpf_object__close(obj);
 			return throw_errno(env, "openObject: too many changed maps", E2BIG);
 		}
-		snprintf(replaced[slot][n++], BPF_OBJ_NAME_LEN, "%s", bpf_map__name(map));
+		snprintf(replaced[slot][n++], sizeof(replaced[slot][0]), "%s", bpf_map__name(map));
 		bpf_map__set_pin_path(map, NULL);
 	}
 	int err = bpf_object__load(obj);
