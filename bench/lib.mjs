@@ -104,7 +104,7 @@ export async function withAgentAndEnvoy({ ads, agentArgs, setup }, body) {
     const bootstrap = join(dir, 'bootstrap.json');
     const out = await new Promise((res, rej) => {
       let s = '';
-      const p = spawn(process.execPath, [join(root, 'bin/sluice.js'), 'bootstrap', '-o', 'json', '--node', 'bench', '--ads', ads, '--socket', socket, '--admin-port', '0']);
+      const p = spawn(process.execPath, [join(root, 'bin/sluice.js'), 'bootstrap', '-o', 'json', '--node', 'bench', '--ads', ads, '--socket', socket, '--health-port', '0']);
       p.stdout.on('data', (d) => (s += d));
       p.on('exit', (c) => (c === 0 ? res(s) : rej(new Error('sluice bootstrap failed'))));
     });

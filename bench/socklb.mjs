@@ -81,7 +81,7 @@ for (const c of ['gcc', 'nsenter', 'ip', 'bpftool']) need(which(c), `${c} is not
 
 const { SockLb } = await import(join(root, 'dist/redirect/datapath.js'));
 const { SockLbApplier } = await import(join(root, 'dist/redirect/apply.js'));
-const { StableIds } = await import(join(root, 'dist/agent/stable-ids.js'));
+const { StableIds } = await import(join(root, 'dist/ids/stable-ids.js'));
 const { addon } = await import(join(root, 'dist/redirect/bpf.js'));
 
 // ---------------------------------------------------------------- cleanup

@@ -12,8 +12,15 @@
 //   rev_nat:   (socket cookie, backend address, port) -> VIP, port. LRU.
 //   affinity:  (netns cookie, rev-NAT id) -> backend id, last use. LRU.
 //   maglev:    (rev-NAT id, index) -> backend id, MAGLEV_M entries a service.
+//   config:    one entry: the node proxy addresses that L7 redirects go to.
+//
+// A v4-mapped destination (::ffff:a.b.c.d) on an IPv6 socket is the IPv4
+// service a.b.c.d: dual-stack sockets (Java, .NET, Node) connect that way. The
+// kernel runs the *6 hooks for them, except UDP sendmsg, which it unmaps and
+// hands to sendmsg4.
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <asm-generic/errno.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -100,6 +107,14 @@ struct affinity_val {
 	__u32 last_used; /* seconds of monotonic time */
 };
 
+struct config {
+	/* Where Envoy listens for L7 redirects: an address of the node that pods
+	 * reach over their veth. Zero means loopback (a datapath with no agent
+	 * config yet, or a single-namespace setup). */
+	struct addr proxy4;
+	struct addr proxy6;
+};
+
 struct maglev_key {
 	__u16 rev_nat_id;
 	__u16 pad;
@@ -148,6 +163,14 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_config SEC(".maps");
 
 static __always_inline __u32 now_seconds(void)
 {
@@ -202,57 +225,108 @@ static __always_inline struct backend *pick_backend(struct bpf_sock_addr *ctx, s
 	return bpf_map_lookup_elem(&sluice_backends, backend_id);
 }
 
-static __always_inline void remember_rev_nat(struct bpf_sock_addr *ctx, struct svc_key *key, struct svc_val *svc,
+/*
+ * Keyed by the socket and the address it was sent to, in the service's family:
+ * a dual-stack socket's v4-mapped UDP goes through the sendmsg4 hook (the
+ * kernel unmaps it first) but its replies through recvmsg6, mapped again.
+ */
+static __always_inline void remember_rev_nat(struct bpf_sock_addr *ctx, struct addr *vip, __u16 vip_port, struct svc_val *svc,
 					     struct addr *to, __u16 to_port)
 {
 	struct rev_nat_key rkey = { .cookie = bpf_get_socket_cookie(ctx), .addr = *to, .port = to_port };
-	struct rev_nat_val rval = { .vip = key->vip, .port = key->port, .rev_nat_id = svc->rev_nat_id };
+	struct rev_nat_val rval = { .vip = *vip, .port = vip_port, .rev_nat_id = svc->rev_nat_id };
 
 	bpf_map_update_elem(&sluice_rev_nat, &rkey, &rval, BPF_ANY);
 }
 
-/* Translates the destination in ctx if it is a service; always lets the call proceed. */
+/* As kube-proxy's REJECT does: the caller gets ECONNREFUSED at once rather than a hang. */
+static __always_inline int refuse(void)
+{
+	bpf_set_retval(-ECONNREFUSED);
+	return SYS_REJECT;
+}
+
+static __always_inline void proxy_address(__u8 family, struct addr *to)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&sluice_config, &zero);
+
+	if (family == 4) {
+		to->a[0] = cfg && cfg->proxy4.a[0] ? cfg->proxy4.a[0] : bpf_htonl(0x7f000001);
+		return;
+	}
+	if (cfg && (cfg->proxy6.a[0] | cfg->proxy6.a[1] | cfg->proxy6.a[2] | cfg->proxy6.a[3])) {
+		*to = cfg->proxy6;
+		return;
+	}
+	to->a[0] = 0;
+	to->a[1] = 0;
+	to->a[2] = 0;
+	to->a[3] = bpf_htonl(1);
+}
+
+static __always_inline int is_v4_mapped(struct addr *a)
+{
+	return a->a[0] == 0 && a->a[1] == 0 && a->a[2] == bpf_htonl(0xffff);
+}
+
+/*
+ * Translates the destination in ctx if it is a service. `family` is the
+ * socket's hook; the service's family is 4 for a v4-mapped address there.
+ */
 static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 family)
 {
-	struct svc_key key = { .family = family };
+	struct svc_key key = {};
 	struct svc_val *svc;
 	struct backend *b;
+	struct addr dst = {};
 	struct addr to = {};
 	__u32 backend_id = 0;
 	__u16 to_port;
+	int mapped = 0;
 
 	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
 		return SYS_PROCEED;
 	key.proto = ctx->protocol;
 	key.port = (__u16)ctx->user_port;
 	if (family == 4) {
+		key.family = 4;
 		key.vip.a[0] = ctx->user_ip4;
 	} else {
-		key.vip.a[0] = ctx->user_ip6[0];
-		key.vip.a[1] = ctx->user_ip6[1];
-		key.vip.a[2] = ctx->user_ip6[2];
-		key.vip.a[3] = ctx->user_ip6[3];
+		dst.a[0] = ctx->user_ip6[0];
+		dst.a[1] = ctx->user_ip6[1];
+		dst.a[2] = ctx->user_ip6[2];
+		dst.a[3] = ctx->user_ip6[3];
+		mapped = is_v4_mapped(&dst);
+		key.family = mapped ? 4 : 6;
+		if (mapped)
+			key.vip.a[0] = dst.a[3];
+		else
+			key.vip = dst;
 	}
 	svc = bpf_map_lookup_elem(&sluice_services, &key);
 	if (!svc)
 		return SYS_PROCEED;
 
 	if (svc->flags & SVC_FLAG_L7) {
-		/* Steer to the node-local Envoy listener for this service. */
-		if (family == 4)
-			to.a[0] = bpf_htonl(0x7f000001);
-		else
-			to.a[3] = bpf_htonl(1);
+		/* Steer to the node's Envoy listener for this service. */
+		proxy_address(key.family, &to);
 		to_port = svc->l7_port;
 	} else {
 		b = pick_backend(ctx, &key, svc, &backend_id);
-		if (!b || b->family != family)
-			return SYS_PROCEED;
+		if (!b || b->family != key.family)
+			return refuse();
 		to = b->addr;
 		to_port = b->port;
 	}
+	remember_rev_nat(ctx, &key.vip, key.port, svc, &to, to_port);
 	if (family == 4) {
 		ctx->user_ip4 = to.a[0];
+	} else if (mapped) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = to.a[0];
 	} else {
 		ctx->user_ip6[0] = to.a[0];
 		ctx->user_ip6[1] = to.a[1];
@@ -260,7 +334,6 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 family)
 		ctx->user_ip6[3] = to.a[3];
 	}
 	ctx->user_port = to_port;
-	remember_rev_nat(ctx, &key, svc, &to, to_port);
 	return SYS_PROCEED;
 }
 
@@ -269,6 +342,7 @@ static __always_inline int reverse(struct bpf_sock_addr *ctx, __u8 family)
 {
 	struct rev_nat_key rkey = { .cookie = bpf_get_socket_cookie(ctx), .port = (__u16)ctx->user_port };
 	struct rev_nat_val *rval;
+	int mapped = 0;
 
 	if (family == 4) {
 		rkey.addr.a[0] = ctx->user_ip4;
@@ -277,12 +351,20 @@ static __always_inline int reverse(struct bpf_sock_addr *ctx, __u8 family)
 		rkey.addr.a[1] = ctx->user_ip6[1];
 		rkey.addr.a[2] = ctx->user_ip6[2];
 		rkey.addr.a[3] = ctx->user_ip6[3];
+		mapped = is_v4_mapped(&rkey.addr);
+		if (mapped) {
+			rkey.addr.a[0] = rkey.addr.a[3];
+			rkey.addr.a[2] = 0;
+			rkey.addr.a[3] = 0;
+		}
 	}
 	rval = bpf_map_lookup_elem(&sluice_rev_nat, &rkey);
 	if (!rval)
 		return SYS_PROCEED;
 	if (family == 4) {
 		ctx->user_ip4 = rval->vip.a[0];
+	} else if (mapped) {
+		ctx->user_ip6[3] = rval->vip.a[0];
 	} else {
 		ctx->user_ip6[0] = rval->vip.a[0];
 		ctx->user_ip6[1] = rval->vip.a[1];

@@ -424,7 +424,10 @@ static napi_value map_keys(napi_env env, napi_callback_info info)
 
 /*
  * mapUpdateBatch(fd, keys, values, count) -> count. One syscall for many
- * entries where the kernel supports it, one per entry where it does not.
+ * entries where the kernel supports it, one per entry where it does not. The
+ * kernel writes a batch in order and stops at the first entry it refuses (a
+ * full map, say); the error thrown then carries `written`, how many entries
+ * from the start are in the map, so the caller can record exactly those.
  */
 static napi_value map_update_batch(napi_env env, napi_callback_info info)
 {
@@ -442,10 +445,21 @@ static napi_value map_update_batch(napi_env env, napi_callback_info info)
 	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
 	if (bpf_map_update_batch(fd, k, v, &done, &opts) == 0)
 		return make_int(env, done);
+	/* An unsupported batch writes nothing; a refused entry ends it early. Go on one by one from there. */
+	if (done > count)
+		done = 0;
 	size_t ks = kl / count, vs = vl / count;
-	for (uint32_t i = 0; i < count; i++)
-		if (bpf_map_update_elem(fd, (char *)k + i * ks, (char *)v + i * vs, BPF_ANY))
-			return throw_errno(env, "mapUpdateBatch", errno);
+	for (uint32_t i = done; i < count; i++)
+		if (bpf_map_update_elem(fd, (char *)k + i * ks, (char *)v + i * vs, BPF_ANY)) {
+			int err = errno;
+			napi_value error, written;
+			throw_errno(env, "mapUpdateBatch", err);
+			napi_get_and_clear_last_exception(env, &error);
+			napi_create_uint32(env, i, &written);
+			napi_set_named_property(env, error, "written", written);
+			napi_throw(env, error);
+			return NULL;
+		}
 	return make_int(env, count);
 }
 

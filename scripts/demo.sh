@@ -21,14 +21,14 @@ node "$here/scripts/demo-backends.mjs" & pids+=($!)
 node "$here/bin/sluice.js" agent --source "dir:$here/examples/kubernetes" --node demo-node --socket "$run/xds.sock" \
   --state-dir "$run/state" 2>"$run/agent.log" & pids+=($!)
 for _ in $(seq 100); do [ -S "$run/xds.sock" ] && break; sleep 0.1; done
-node "$here/bin/sluice.js" bootstrap --node demo-node --socket "$run/xds.sock" --admin-port 19901 >"$run/bootstrap.yaml"
+node "$here/bin/sluice.js" bootstrap --node demo-node --socket "$run/xds.sock" --health-port 19901 >"$run/bootstrap.yaml"
 "$cache/bin/envoy" -c "$run/bootstrap.yaml" --use-dynamic-base-id --log-level warn 2>"$run/envoy.log" & pids+=($!)
 
 for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:10080/ && break; sleep 0.1; done
-echo "demo: agent pid ${pids[1]}, envoy pid ${pids[2]}, admin http://127.0.0.1:19901"
+echo "demo: agent pid ${pids[1]}, envoy pid ${pids[2]}, admin: curl --unix-socket $run/envoy-admin.sock http://admin/"
 echo "demo: CiliumEnvoyConfig default/echo-split, 100 requests to http://127.0.0.1:10080/ (weights 80/20):"
 for _ in $(seq 100); do curl -fs http://127.0.0.1:10080/ | cut -d' ' -f1; done | sort | uniq -c
-gamma=$(curl -fs 'http://127.0.0.1:19901/listeners?format=json' | node -e '
+gamma=$(curl -fs --unix-socket "$run/envoy-admin.sock" 'http://admin/listeners?format=json' | node -e '
   let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
     const l = JSON.parse(s).listener_statuses.find((x) => x.name === "gamma/default/echo:8080");
     console.log(l ? l.local_address.socket_address.port_value : "");

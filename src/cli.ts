@@ -2,7 +2,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { Agent } from './agent/agent.js';
-import { StableIds } from './agent/stable-ids.js';
+import { StableIds } from './ids/stable-ids.js';
 import { KubeYamlDir } from './sources/kube-yaml-dir.js';
 import { assemble, translateModel } from './translate/assemble.js';
 import { formatIssue } from './translate/output.js';
@@ -16,6 +16,7 @@ import { DEFAULT_SOCKET_PATH } from './xds/server.js';
 import { removePins } from './redirect/cleanup.js';
 import { DEFAULT_BPF_ROOT } from './redirect/host.js';
 import { daemonSetState, watchDaemonSet } from './sources/kube-daemonset.js';
+import { checkProxyAddresses, DEFAULT_PROXY_ADDRESSES, removeProxyAddresses, type ProxyAddresses } from './redirect/proxy-address.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -31,10 +32,11 @@ program
   .option('--node <name>', 'node id (the Kubernetes node name)', process.env.NODE_NAME ?? 'sluice-node')
   .addOption(new Option('--ads <flavour>', 'ADS protocol').choices(['sotw', 'delta']).default('sotw'))
   .option('--socket <path>', 'the agent\'s xDS unix socket', DEFAULT_SOCKET_PATH)
-  .option('--admin-port <port>', 'Envoy admin port on 127.0.0.1', port, 9901)
+  .option('--admin-socket <path>', "Envoy's admin API unix socket (default: envoy-admin.sock beside --socket)")
+  .option('--health-port <port>', 'port on 127.0.0.1 serving only /ready and /server_info, for probes', port, 9901)
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
-    const b = renderBootstrap({ nodeId: o.node, ads: o.ads, socketPath: o.socket, adminPort: o.adminPort });
+    const b = renderBootstrap({ nodeId: o.node, ads: o.ads, socketPath: o.socket, adminSocket: o.adminSocket, healthPort: o.healthPort });
     process.stdout.write(o.output === 'json' ? JSON.stringify(b, null, 2) + '\n' : stringify(b));
   });
 
@@ -62,6 +64,17 @@ const bpfRootOption = () => new Option('--bpf-root <dir>', "the node's bpffs mou
 const bpfDirOption = () => new Option('--bpf-dir <dir>', 'where programs and maps are pinned, on a bpffs mount (default: BPF-ROOT/sluice)');
 const pinDirOf = (o: { bpfRoot: string; bpfDir?: string }) => o.bpfDir ?? `${o.bpfRoot.replace(/\/+$/, '')}/sluice`;
 
+/** "IPV4,IPV6": the node proxy addresses. */
+function proxyAddresses(v: string): ProxyAddresses {
+  const [v4 = '', v6 = ''] = v.split(',');
+  try {
+    checkProxyAddresses({ v4, v6 });
+  } catch (e) {
+    throw new InvalidArgumentError(`want IPV4,IPV6: ${(e as Error).message}`);
+  }
+  return { v4, v6 };
+}
+
 const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's node id)").default(process.env.NODE_NAME ?? 'sluice-node');
 
 program
@@ -80,6 +93,11 @@ program
   .addOption(bpfRootOption())
   .addOption(bpfDirOption())
   .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced (default: the cgroup v2 mount, /sys/fs/cgroup or on hybrid hosts /sys/fs/cgroup/unified)')
+  .option(
+    '--proxy-address <ipv4,ipv6>',
+    `where listeners without an address listen and L7 redirects go; with --datapath the agent adds them to lo (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6} with --datapath, 127.0.0.1,::1 without)`,
+    proxyAddresses,
+  )
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
   .option('--daemonset <namespace/name>', "with --uninstall-marker: this agent's DaemonSet, watched for its deletion", namespacedName)
   .option('--uninstall-marker <file>', 'created once --daemonset is deleted, for `sluice cleanup --if-daemonset-gone` (keep it in a pod-scoped directory)')
@@ -100,6 +118,7 @@ program
       tcpAddress: o.tcp,
       stateDir: o.stateDir,
       proxyPortRange: o.proxyPorts,
+      proxyAddresses: o.proxyAddress,
       log,
     });
     log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, kube, dirs, datapath: !!o.datapath }, 'starting');
@@ -126,11 +145,12 @@ program
   .requiredOption('-f, --filename <path>', 'a file or directory of Kubernetes YAML (repeatable)', (v: string, p: string[] = []) => [...p, v])
   .addOption(nodeOption())
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
+  .option('--proxy-address <ipv4,ipv6>', 'where listeners without an address listen (default 127.0.0.1,::1; the agent with --datapath uses its node proxy addresses)', proxyAddresses)
   .addOption(new Option('-o, --output <format>').choices(['yaml', 'json']).default('yaml'))
   .action((o) => {
     const { model, issues: readIssues } = new KubeYamlDir(o.filename).read();
     const ports = new StableIds(undefined, o.proxyPorts);
-    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k) }));
+    const { snapshot, redirects, issues } = assemble(translateModel(model, { nodeName: o.node, proxyPort: (k) => ports.idFor(k), proxyAddresses: o.proxyAddress }));
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
       const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));
@@ -167,6 +187,7 @@ program
   .option('--if-daemonset-gone <namespace/name>', 'act only if this DaemonSet is deleted or being deleted (for a preStop hook: a pod restart or rolling update leaves the datapath in place)', namespacedName)
   .option('--kubeconfig <file>', 'with --if-daemonset-gone: the kubeconfig to use (default: in-cluster, then $KUBECONFIG)')
   .option('--uninstall-marker <file>', "with --if-daemonset-gone: the agent's note that the DaemonSet was deleted, trusted before asking the API server")
+  .option('--proxy-address <ipv4,ipv6>', `the node proxy addresses the agent put on lo, to take off (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6}; loopback ones are left alone)`, proxyAddresses)
   .action(async (o) => {
     const pinDir = pinDirOf(o);
     if (o.ifDaemonsetGone) {
@@ -181,9 +202,7 @@ program
       process.stdout.write(`daemonset ${o.ifDaemonsetGone} is ${state === 'gone' ? 'gone' : 'being deleted'}: removing the datapath\n`);
     }
     const r = removePins(pinDir);
-    // MERGE (node proxy address, from the L7-redirect branch): take the node proxy address off lo here too,
-    //   removeProxyAddresses(o.proxyAddress ?? DEFAULT_PROXY_ADDRESSES)   (src/redirect/proxy-address.ts)
-    // with a --proxy-address option like the agent's, so that the addresses the agent added are the ones removed.
+    removeProxyAddresses(o.proxyAddress ?? DEFAULT_PROXY_ADDRESSES);
     if (!r.removedDir) process.stdout.write(`nothing to do: ${pinDir} does not exist\n`);
     else process.stdout.write(`detached ${r.detached.length} programs, removed ${r.unpinned.length} pins and ${pinDir}\n`);
   });

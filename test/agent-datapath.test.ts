@@ -1,6 +1,8 @@
-// `sluice agent --datapath` as a process on the real kernel: it keeps the socket
-// load balancer equal to the YAML, steers a Service into Envoy only once Envoy
-// has accepted the listener, and survives being killed (a hitless restart).
+// `sluice agent --datapath` as a process on the real kernel, in a "node" netns
+// with its Envoy, serving a "pod" netns joined to it by a veth: it keeps the
+// socket load balancer equal to the YAML, puts the node proxy address on the
+// node's lo, steers a Service into Envoy only once Envoy has accepted the
+// listener, and survives being killed (a hitless restart).
 import t from 'tap';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { SockLb, SOCK_LB_PROGRAMS } from '../src/redirect/datapath.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
 import { cec, endpointSlice, service, splitResources } from './helpers/kube.js';
 import { netnsWorld } from './helpers/netns.js';
+import { DEFAULT_PROXY_ADDRESSES as PROXY } from '../src/redirect/proxy-address.js';
 
 const BACKENDS = ['10.244.3.1', '10.244.3.2'];
 const PROXY_PORT = 20577;
@@ -23,7 +26,8 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
   t.teardown(() => void (agent?.exitCode === null && agent.kill('SIGKILL')));
   const w = await netnsWorld(t, BACKENDS);
   t.teardown(() => SockLb.remove(w.pinDir));
-  await w.servers({ tcp: [...BACKENDS.map((ip, i) => ({ ip, port: 8080, name: `b${i + 1}` })), { ip: '127.0.0.1', port: PROXY_PORT, name: 'proxy' }] });
+  const pod = w.peer();
+  await w.servers({ http: BACKENDS.map((ip, i) => ({ ip, port: 8080, name: `b${i + 1}` })) });
   const dir = mkdtempSync(join(tmpdir(), 'sluice-agent-dp-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const src = join(dir, 'src');
@@ -40,7 +44,8 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
   const startAgentProcess = async () => {
     output = '';
     const args = [cli, 'agent', '--source', `dir:${src}`, '--node', 'dp-node', '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', `${PROXY_PORT}-${PROXY_PORT}`, '--datapath', '--bpf-dir', w.pinDir, '--cgroup-dir', w.cgroupDir];
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // In the node netns (nsenter execs node: the child's PID is the agent's), so the proxy address goes on its lo.
+    const p = spawn('nsenter', [`--net=/var/run/netns/${w.ns}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout!.on('data', (d) => (output += d));
     p.stderr!.on('data', (d) => (output += d));
     agent = p;
@@ -48,13 +53,16 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}: ${output}`);
     return p;
   };
+  /** What answered a pod's requests to the VIP: a backend, or "envoy>" a backend. */
   const backends = (count = 30) => {
-    const [res] = w.client([{ op: 'tcp', host: '10.96.0.80', port: 80, count }]);
-    return [...new Set(res.map((r: any) => r.backend as string))].sort().join(',');
+    const [res] = pod.client([{ op: 'http', host: '10.96.0.80', port: 80, count }]);
+    return [...new Set(res.map((r: any) => (r.via === 'envoy' ? `envoy>${r.backend}` : (r.backend ?? r.code))))].sort().join(',');
   };
 
   await startAgentProcess();
   t.equal(await eventually(() => backends() === 'b1,b2' && 'b1,b2', 10_000, 'both backends'), 'b1,b2', 'the VIP reaches both backends');
+  const lo = w.sh('ip', ['addr', 'show', 'dev', 'lo']);
+  t.ok(lo.includes(`inet ${PROXY.v4}/32`) && lo.includes(`inet6 ${PROXY.v6}/128`), 'the agent put the node proxy addresses on the node lo');
 
   write('web.yaml', [service('web', [{ port: 80, name: 'http' }], { clusterIP: '10.96.0.80' }), slice(BACKENDS.slice(1))]);
   await eventually(() => backends() === 'b2', 10_000, 'the removed backend to stop getting connections');
@@ -65,9 +73,9 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     await eventually(() => /"redirects":\[|snapshot published/.test(output), 5000, 'the CEC to publish');
     await new Promise((r) => setTimeout(r, 1000));
     t.equal(backends(10), 'b2', 'with no Envoy to accept the listener, connections still go to the backend');
-    await startEnvoy(t, renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, adminPort: 0 }));
-    await eventually(() => backends(10) === 'proxy', 20_000, 'the redirect once Envoy ACKs');
-    t.pass('after the ACK the VIP lands on the node-local proxy port');
+    await startEnvoy(t, renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, healthPort: 0 }), [], w.ns);
+    await eventually(() => backends(10) === 'envoy>b2', 20_000, 'the redirect once Envoy ACKs');
+    t.pass("after the ACK the pod's connections to the VIP land on Envoy's listener at the node proxy address");
     write('cec.yaml', []);
     await eventually(() => backends(10) === 'b2', 10_000, 'the redirect to go with the CEC');
     t.pass('deleting the CEC sends the Service straight to its backends again');

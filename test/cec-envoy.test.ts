@@ -4,6 +4,7 @@ import { startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy, type EnvoyHandle } from './helpers/envoy.js';
 import { closeHttpAgents, httpGet, startBackend } from './helpers/net.js';
 import { cec, endpointSlice, service, splitResources } from './helpers/kube.js';
+import { assertSplit } from './helpers/stats.js';
 
 t.teardown(closeHttpAgents);
 
@@ -32,20 +33,20 @@ t.test('CEC traffic splitting, endpoint scaling, and invalid edits', async (t) =
   await agent.agent.cache.waitForAck(node, agent.agent.currentVersion, 20_000);
   const port = await listenerPort(envoy, 'default/split/listener');
   t.ok(port >= 20000, `the address-less listener got a proxy port (${port})`);
-  t.match(agent.agent.redirects, [], 'no services redirected by this CEC');
+  t.same(agent.agent.redirects, [], 'no services redirected by this CEC');
 
-  t.test('an 80/20 weighted route lands within 5 points over 1000 requests', async (t) => {
+  t.test('an 80/20 weighted route splits 1000 requests within binomial bounds', async (t) => {
     const counts: Record<string, number> = {};
     for (let i = 0; i < 1000; i++) {
       const r = await httpGet(port, `/split/${i}`);
       t.equal(r.status, 200, 'ok', { diagnostic: false });
       counts[r.backend!] = (counts[r.backend!] ?? 0) + 1;
     }
-    const share = (counts.v1 ?? 0) / 10;
-    t.ok(Math.abs(share - 80) <= 5, `v1 got ${share}% (want 80 ± 5): ${JSON.stringify(counts)}`);
+    assertSplit(t, counts, { v1: 80, v2: 20 }, '80/20');
   });
 
-  t.test('scaling the EndpointSlice changes Envoy endpoints within 1 s, with no failed requests', async (t) => {
+  // How fast is bench/cec-scale.mjs's to measure; this checks what happens, not when.
+  t.test('scaling the EndpointSlice changes Envoy endpoints, with no failed requests', async (t) => {
     const failures: string[] = [];
     let done = false;
     let sent = 0;
@@ -60,21 +61,17 @@ t.test('CEC traffic splitting, endpoint scaling, and invalid edits', async (t) =
       }
     })();
     t.same(await envoy.clusterHosts('default/echo-v1'), [`127.0.0.1:${v1.port}`]);
-    const started = Date.now();
     agent.write('slices.yaml', slices([v1, v1b]));
-    await eventually(async () => (await envoy.clusterHosts('default/echo-v1')).length === 2, 1000, 'scale-up in Envoy');
-    const up = Date.now() - started;
+    await eventually(async () => (await envoy.clusterHosts('default/echo-v1')).length === 2, 20_000, 'scale-up in Envoy');
     const before = v1b.hits;
-    await eventually(() => v1b.hits > before, 5000, 'traffic on the new endpoint');
-    const started2 = Date.now();
+    await eventually(() => v1b.hits > before, 20_000, 'traffic on the new endpoint');
     agent.write('slices.yaml', slices([v1]));
-    await eventually(async () => (await envoy.clusterHosts('default/echo-v1')).length === 1, 1000, 'scale-down in Envoy');
-    const down = Date.now() - started2;
+    await eventually(async () => (await envoy.clusterHosts('default/echo-v1')).length === 1, 20_000, 'scale-down in Envoy');
     await new Promise((r) => setTimeout(r, 300));
     done = true;
     await loop;
     t.same(failures, [], `no failures in ${sent} requests during the scaling`);
-    t.ok(up <= 1000 && down <= 1000, `scale-up ${up} ms, scale-down ${down} ms`);
+    t.same(await envoy.clusterHosts('default/echo-v1'), [`127.0.0.1:${v1.port}`], 'back to the one endpoint');
   });
 
   t.test('an invalid edit leaves the previous config serving and names the error', async (t) => {
@@ -91,7 +88,7 @@ t.test('CEC traffic splitting, endpoint scaling, and invalid edits', async (t) =
       const b = (await httpGet(port, '/')).backend!;
       counts[b] = (counts[b] ?? 0) + 1;
     }
-    t.ok((counts.v1 ?? 0) > 60, `the previous 80/20 config still serves: ${JSON.stringify(counts)}`);
+    assertSplit(t, counts, { v1: 80, v2: 20 }, 'the previous 80/20 config still serves');
 
     // A value only Envoy rejects: Envoy NACKs, the agent names the CEC and rolls it back.
     const envoyBad = split({ 'default/echo-v1': 10, 'default/echo-v2': 90 }) as any;

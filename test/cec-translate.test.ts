@@ -71,3 +71,17 @@ t.test('bad resources are issues that name the field, and reject the config', as
   t.match(fields[3], /^spec\.services\[0\]\.listener: this config has no listener/);
   t.ok(u.issues.every((i) => i.object === 'CiliumEnvoyConfig default/bad' && i.origin?.file === 'test.yaml'));
 });
+
+t.test('address-less listeners bind the node proxy addresses: IPv4, IPv6 as an additional address, freebind', async (t) => {
+  const proxyAddresses = { v4: '169.254.90.1', v6: 'fd5c:1ce0:7e11::1' };
+  const [u] = translateEnvoyConfigs(model(cec('split', { resources: splitResources({ a: 1 }) })), { ...ctx, proxyAddresses });
+  const l = byName(u.resources.map(anyToJson))['default/split/listener'];
+  const port = ctx.proxyPort('default/split/listener');
+  t.same(l.address, { socketAddress: { address: proxyAddresses.v4, portValue: port } });
+  t.same(l.additionalAddresses, [{ address: { socketAddress: { address: proxyAddresses.v6, portValue: port } } }]);
+  t.equal(l.freebind, true, 'Envoy binds even before the agent has added the address');
+  const own = { socketAddress: { address: '10.0.0.1', portValue: 8000 } };
+  const [mine] = translateEnvoyConfigs(model(cec('own', { resources: splitResources({ a: 1 }, { listener: { address: own } }) })), { ...ctx, proxyAddresses });
+  const ownL = byName(mine.resources.map(anyToJson))['default/own/listener'];
+  t.same([ownL.address, ownL.additionalAddresses, ownL.freebind], [own, undefined, undefined], 'a listener with its own address keeps it');
+});

@@ -5,7 +5,7 @@
 // allows exactly what the agent needs.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -157,7 +157,9 @@ t.test('the DaemonSet: node Envoy on the host network, agent args, probes, mount
   t.equal(envoy.image, 'envoyproxy/envoy:v1.40.0');
   t.same(envoy.args.slice(0, 4), ['-c', '/etc/envoy/bootstrap.yaml', '--service-node', '$(NODE_NAME)']);
   t.equal(nodeName(envoy), 'spec.nodeName', 'envoy NODE_NAME from the downward API');
-  t.same(envoy.readinessProbe.httpGet, { host: '127.0.0.1', path: '/ready', port: 9901 }, "readiness on the admin API's /ready, on loopback");
+  t.same(envoy.readinessProbe.httpGet, { host: '127.0.0.1', path: '/ready', port: 9901 }, "readiness on the admin API's /ready, through the loopback health listener");
+  t.same(envoy.startupProbe.httpGet, envoy.livenessProbe.httpGet, 'liveness starts once the health listener has come up');
+  t.ok(envoy.startupProbe.periodSeconds * envoy.startupProbe.failureThreshold >= 60, 'which may take 30 s without the agent');
   const esc = envoy.securityContext;
   t.same([esc.runAsUser, esc.runAsGroup, esc.runAsNonRoot, esc.privileged, esc.allowPrivilegeEscalation], [101, 101, true, false, false], 'envoy non-root');
   t.same(esc.capabilities, { drop: ['ALL'] }, 'envoy: drop ALL, add nothing');
@@ -177,18 +179,19 @@ t.test('the DaemonSet: node Envoy on the host network, agent args, probes, mount
 t.test("the bootstrap ConfigMap is what `sluice bootstrap --socket /var/run/sluice/xds.sock` prints", async (t) => {
   const data = (set: string[]) => parse(find(render(set), 'ConfigMap').data['bootstrap.yaml']);
   t.same(data([]), cliBootstrap([]), 'default values');
-  t.same(data(['envoy.ads=delta', 'envoy.adminPort=19901']), cliBootstrap(['--ads', 'delta', '--admin-port', '19901']), 'delta ADS and another admin port');
+  t.same(data(['envoy.ads=delta', 'envoy.healthPort=19901']), cliBootstrap(['--ads', 'delta', '--health-port', '19901']), 'delta ADS and another health port');
   const checksum = (set: string[]) => find(render(set), 'DaemonSet').spec.template.metadata.annotations['checksum/envoy-bootstrap'];
-  t.not(checksum([]), checksum(['envoy.adminPort=19901']), 'a bootstrap change rolls the pods');
+  t.not(checksum([]), checksum(['envoy.healthPort=19901']), 'a bootstrap change rolls the pods');
 });
 
 t.test("a real Envoy runs the rendered bootstrap with the container's args; the probe paths answer on 127.0.0.1", async (t) => {
-  const admin = await freePort();
-  const objs = render([`envoy.adminPort=${admin}`]);
+  const health = await freePort();
+  const objs = render([`envoy.healthPort=${health}`]);
   const dir = mkdtempSync(join(tmpdir(), 'sluice-chart-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'bootstrap.yaml');
-  writeFileSync(file, find(objs, 'ConfigMap').data['bootstrap.yaml']);
+  // The sockets' directory is the pod's emptyDir; here, a directory of the test's own.
+  writeFileSync(file, find(objs, 'ConfigMap').data['bootstrap.yaml'].replaceAll('/var/run/sluice/', `${dir}/`));
   const envoy = container(find(objs, 'DaemonSet'), 'envoy');
   const args = envoy.args.map((a: string) => (a === '/etc/envoy/bootstrap.yaml' ? file : a === '$(NODE_NAME)' ? 'chart-node-1' : a));
   let logs = '';
@@ -210,11 +213,14 @@ t.test("a real Envoy runs the rendered bootstrap with the container's args; the 
     if (child.exitCode !== null) throw new Error(`envoy exited ${child.exitCode}: ${logs}`);
     const r = await get(envoy.livenessProbe.httpGet.path, envoy.livenessProbe.httpGet.port).catch(() => undefined);
     return r?.status === 200 ? JSON.parse(r.body) : undefined;
-  }, 20_000, 'Envoy admin');
+  }, 60_000, 'the health listener'); // without an agent, Envoy starts listeners after CDS and LDS time out (15 s each)
   t.equal(info.node.id, 'chart-node-1', '--service-node sets the node id from NODE_NAME');
   t.equal(info.command_line_options.disable_hot_restart, true);
   const ready = await get(envoy.readinessProbe.httpGet.path, envoy.readinessProbe.httpGet.port);
   t.ok([200, 503].includes(ready.status), `/ready answers (${ready.status} ${ready.body.trim()})`);
+  for (const path of ['/config_dump', '/stats', '/quitquitquit', '/'])
+    t.equal((await get(path, health)).status, 404, `the health port serves nothing else of the admin API: ${path}`);
+  t.ok(existsSync(join(dir, 'envoy-admin.sock')), 'the admin API is on the unix socket in the shared directory');
 });
 
 // ---- against the real API server -----------------------------------------------

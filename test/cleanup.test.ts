@@ -14,11 +14,15 @@ import { HELM, startKubeCluster } from './helpers/kube-apiserver.js';
 import { endpointSlice, service } from './helpers/kube.js';
 import { freePort } from './helpers/net.js';
 import { netnsWorld } from './helpers/netns.js';
+import { addProxyAddresses, DEFAULT_PROXY_ADDRESSES as PROXY } from '../src/redirect/proxy-address.js';
 
 const BACKENDS = ['10.244.5.1', '10.244.5.2'];
 const VIP = '10.96.5.80';
 const NS = 'sluice-system';
 const BPF_FS_MAGIC = 0xcafe4a11;
+// The agent and cleanup run in the machine's namespace here (to reach the test API server): loopback proxy
+// addresses, so neither touches the machine's lo. Removal of real ones is checked inside the test netns.
+const LOOPBACK = ['--proxy-address', '127.0.0.1,::1'];
 const root = new URL('..', import.meta.url).pathname;
 const cli = join(root, 'dist/cli.js');
 
@@ -71,7 +75,7 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
 
   t.not(statfsSync(bpfRoot).type, BPF_FS_MAGIC, 'before: the root is a plain directory');
   let output = '';
-  agent = spawn(process.execPath, [cli, 'agent', '--source', `dir:${src}`, '--node', 'n1', '--socket', join(dir, 'xds.sock'), '--state-dir', join(dir, 'state'), '--datapath', '--bpf-root', bpfRoot, '--cgroup-dir', w.cgroupDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  agent = spawn(process.execPath, [cli, 'agent', '--source', `dir:${src}`, '--node', 'n1', '--socket', join(dir, 'xds.sock'), '--state-dir', join(dir, 'state'), '--datapath', '--bpf-root', bpfRoot, '--cgroup-dir', w.cgroupDir, ...LOOPBACK], { stdio: ['ignore', 'pipe', 'pipe'] });
   agent.stdout!.on('data', (d) => (output += d));
   agent.stderr!.on('data', (d) => (output += d));
   await eventually(() => /snapshot published/.test(output) || agent!.exitCode !== null, 30_000, 'the agent to publish');
@@ -84,7 +88,7 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
   await new Promise((r) => agent!.once('exit', r));
   t.ok(vip().every((r) => /^b[12]$/.test(r.backend)), 'with the agent stopped the VIP still works (pins hold the datapath)');
   const mapIds = readdirSync(pinDir).filter((f) => f.startsWith('sluice_')).map((f) => JSON.parse(execFileSync('bpftool', ['map', 'show', 'pinned', join(pinDir, f), '-j'], { encoding: 'utf8' })).id as number);
-  t.equal(mapIds.length, 5, 'five pinned maps');
+  t.ok(mapIds.length >= 5, `the maps are pinned (${mapIds.length})`);
 
   // The chart's objects (no controllers run: the DaemonSet makes no pods), and a token for its ServiceAccount.
   const { kubectl, kubectlOk } = cluster;
@@ -103,7 +107,7 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
   t.equal(hook[0], 'sluice');
   const marker = join(dir, 'uninstalling');
   const preStop = (config = asAgent, args = hook.slice(1).map((a) => (a === '/sys/fs/bpf/sluice' ? pinDir : a === '/var/run/sluice/uninstalling' ? marker : a))) => {
-    const r = spawnSync(process.execPath, [cli, ...args, '--kubeconfig', config], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [cli, ...args, '--kubeconfig', config, ...LOOPBACK], { encoding: 'utf8', timeout: 30_000 });
     return { code: r.status, out: r.stdout, err: r.stderr };
   };
   const intact = (t: Parameters<Parameters<typeof t.test>[0]>[0], why: string) => {
@@ -145,7 +149,7 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
     const r = preStop();
     t.equal(r.code, 0, r.err);
     t.match(r.out, new RegExp(`daemonset ${NS}/sluice is being deleted: removing the datapath`));
-    t.match(r.out, /detached 8 programs, removed 13 pins/, '8 links and 5 maps');
+    t.match(r.out, new RegExp(`detached 8 programs, removed ${8 + mapIds.length} pins`), `8 links and ${mapIds.length} maps`);
     t.equal(attached(), 0, 'no sluice program is attached to the cgroup');
     t.notOk(existsSync(pinDir), 'the pin dir is gone');
     // Newer kernels populate a bpffs root with their own preload iterators (maps.debug, progs.debug).
@@ -166,7 +170,7 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
     const gone = preStop();
     t.equal(gone.code, 0, gone.err);
     t.match(gone.out, new RegExp(`daemonset ${NS}/sluice is gone: removing the datapath\\nnothing to do`), 'a deleted DaemonSet (404) counts as gone');
-    const plain = spawnSync(process.execPath, [cli, 'cleanup', '--bpf-root', bpfRoot], { encoding: 'utf8' });
+    const plain = spawnSync(process.execPath, [cli, 'cleanup', '--bpf-root', bpfRoot, ...LOOPBACK], { encoding: 'utf8' });
     t.equal(plain.status, 0, plain.stderr);
     t.match(plain.stdout, /^nothing to do: .*sluice does not exist$/m);
   });
@@ -177,7 +181,7 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
     t.equal(flag('--uninstall-marker'), '/var/run/sluice/uninstalling', "the chart's agent writes the marker its hook reads");
     kubectlOk(['apply', '-f', '-'], { input: yamlOf([ds]) });
     output = '';
-    agent = spawn(process.execPath, [cli, 'agent', '--source', `dir:${src}`, '--node', 'n1', '--socket', join(dir, 'xds.sock'), '--state-dir', join(dir, 'state'), '--datapath', '--bpf-root', bpfRoot, '--cgroup-dir', w.cgroupDir, '--kubeconfig', asAgent, '--daemonset', flag('--daemonset'), '--uninstall-marker', marker, '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    agent = spawn(process.execPath, [cli, 'agent', '--source', `dir:${src}`, '--node', 'n1', '--socket', join(dir, 'xds.sock'), '--state-dir', join(dir, 'state'), '--datapath', '--bpf-root', bpfRoot, '--cgroup-dir', w.cgroupDir, ...LOOPBACK, '--kubeconfig', asAgent, '--daemonset', flag('--daemonset'), '--uninstall-marker', marker, '--log-level', 'debug'], { stdio: ['ignore', 'pipe', 'pipe'] });
     agent.stdout!.on('data', (d) => (output += d));
     agent.stderr!.on('data', (d) => (output += d));
     await eventually(() => vip().every((r) => /^b[12]$/.test(r.backend)), 30_000, 'the VIP to work again');
@@ -196,7 +200,7 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
     t.equal(attached(), 8, 'and leaves the datapath');
     const r = preStop();
     t.equal(r.code, 0, r.err);
-    t.match(r.out, /being deleted: removing the datapath\ndetached 8 programs, removed 13 pins/);
+    t.match(r.out, new RegExp(`being deleted: removing the datapath\\ndetached 8 programs, removed ${8 + mapIds.length} pins`));
     t.equal(attached(), 0, 'no program attached');
     t.ok(vip(3).every((x) => x.error), 'the VIP no longer translates');
     agent.kill('SIGTERM');
@@ -204,11 +208,22 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
     t.notOk(existsSync(pinDir), 'the agent stopping after its hook leaves nothing behind');
   });
 
+  t.test("the node proxy addresses the agent put on a node's lo go too (in the test netns)", async (t) => {
+    const lo = () => w.sh('ip', ['addr', 'show', 'dev', 'lo']);
+    const added = addProxyAddresses(PROXY, (args) => void w.sh('ip', args));
+    t.same(added, [], 'added in the netns');
+    t.match(lo(), PROXY.v4);
+    const r = execFileSync('nsenter', [`--net=/var/run/netns/${w.ns}`, process.execPath, cli, 'cleanup', '--bpf-root', bpfRoot], { encoding: 'utf8' });
+    t.match(r, /nothing to do/);
+    t.notMatch(lo(), PROXY.v4, `${PROXY.v4} is gone from lo`);
+    t.notMatch(lo(), PROXY.v6, `${PROXY.v6} too`);
+  });
+
   t.test('a --bpf-dir that is not on bpffs is refused, and nothing in it removed', async (t) => {
     const plain = join(dir, 'not-bpffs');
     mkdirSync(plain);
     writeFileSync(join(plain, 'keep'), 'x');
-    const r = spawnSync(process.execPath, [cli, 'cleanup', '--bpf-dir', plain], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [cli, 'cleanup', '--bpf-dir', plain, ...LOOPBACK], { encoding: 'utf8' });
     t.equal(r.status, 1);
     t.match(r.stderr, new RegExp(`^sluice: ${plain} is not on a bpffs mount; it holds no pins, and nothing was removed\\n$`));
     t.ok(existsSync(join(plain, 'keep')), 'the file is still there');

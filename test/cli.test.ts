@@ -19,12 +19,13 @@ t.test('sluice bootstrap prints a bootstrap Envoy accepts', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   for (const ads of ['sotw', 'delta']) {
-    const out = sluice('bootstrap', '--node', 'worker-1', '--ads', ads, '--socket', '/run/test/xds.sock', '--admin-port', '19901');
+    const out = sluice('bootstrap', '--node', 'worker-1', '--ads', ads, '--socket', '/run/test/xds.sock', '--health-port', '19901');
     const b = parse(out);
     t.equal(b.node.id, 'worker-1');
     t.equal(b.dynamic_resources.ads_config.api_type, ads === 'delta' ? 'DELTA_GRPC' : 'GRPC');
     t.equal(b.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.pipe.path, '/run/test/xds.sock');
-    t.equal(b.admin.address.socket_address.address, '127.0.0.1', 'admin only on loopback');
+    t.same(b.admin.address, { pipe: { path: '/run/test/envoy-admin.sock', mode: 0o600 } }, 'admin only on a unix socket beside the xDS one, for its owner');
+    t.same(b.static_resources.listeners.map((l: any) => l.address.socket_address), [{ address: '127.0.0.1', port_value: 19901 }], 'the one TCP listener: the probes, on loopback');
     const file = join(dir, `${ads}.yaml`);
     writeFileSync(file, out);
     const v = execFileSync(envoyBinary(), ['--mode', 'validate', '-c', file, '--use-dynamic-base-id'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -53,8 +54,8 @@ t.test('sluice agent serves a directory to Envoy and reports bad documents by fi
     agent.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });
   });
-  await eventually(() => existsSync(socket), 10_000, 'the agent socket');
-  const b = parse(sluice('bootstrap', '--node', 'cli-node', '--socket', socket, '--admin-port', '0'));
+  await eventually(() => existsSync(socket), 60_000, 'the agent socket'); // a deadline, not a latency claim: start-up on a loaded machine takes seconds
+  const b = parse(sluice('bootstrap', '--node', 'cli-node', '--socket', socket, '--health-port', '0'));
   await startEnvoy(t, b);
   const r = await eventually(async () => {
     const res = await httpGet(port, '/');

@@ -6,11 +6,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { preflight, SockLb, SOCK_LB_OBJECT } from '../src/redirect/datapath.js';
+import { CGROUP2, requireDatapathPrerequisites } from './helpers/netns.js';
 
 /** A (sub)test, as tap hands it to a test function. */
 type T = Parameters<Parameters<typeof t.test>[0]>[0];
 
-const CGROUP2 = process.env.SLUICE_CGROUP2 ?? '/sys/fs/cgroup/unified';
 const mounts = () =>
   readFileSync('/proc/mounts', 'utf8')
     .split('\n')
@@ -50,8 +50,9 @@ function bpffs(t: T, name = 'sluice-preflight-'): string {
   return dir;
 }
 
-const root = process.getuid?.() === 0;
-const cgroup2 = mounts().some((f) => f[1] === CGROUP2 && f[2] === 'cgroup2');
+// Mounting bpffs and tmpfs needs root, and the cgroup checks a real cgroup v2
+// hierarchy: without them this file fails, naming what is missing.
+requireDatapathPrerequisites();
 
 t.test('a pin dir not on bpffs', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-not-bpffs-'));
@@ -62,7 +63,7 @@ t.test('a pin dir not on bpffs', async (t) => {
   t.notOk(existsSync(pinDir), 'nothing was created');
 });
 
-t.test('a pin dir on a tmpfs mounted inside a bpffs mount is not on bpffs', { skip: !root && 'needs root to mount' }, async (t) => {
+t.test('a pin dir on a tmpfs mounted inside a bpffs mount is not on bpffs', async (t) => {
   const bpf = bpffs(t);
   mkdirSync(join(bpf, 'sub'));
   execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', join(bpf, 'sub')]);
@@ -72,12 +73,12 @@ t.test('a pin dir on a tmpfs mounted inside a bpffs mount is not on bpffs', { sk
   t.doesNotThrow(() => preflight({ pinDir: join(bpf, 'sluice'), cgroupDir: CGROUP2 }), 'a pin dir on the bpffs mount itself passes');
 });
 
-t.test('a bpffs mount whose path has a space in it is a bpffs mount', { skip: !root && 'needs root to mount' }, async (t) => {
+t.test('a bpffs mount whose path has a space in it is a bpffs mount', async (t) => {
   const bpf = bpffs(t, 'sluice preflight ');
   t.doesNotThrow(() => preflight({ pinDir: join(bpf, 'sluice'), cgroupDir: CGROUP2 }), `/proc/mounts escapes the space; ${bpf} is still bpffs`);
 });
 
-t.test('a cgroup dir not on cgroup v2', { skip: !root && 'needs root to mount' }, async (t) => {
+t.test('a cgroup dir not on cgroup v2', async (t) => {
   const pinDir = join(bpffs(t), 'sluice');
   const plain = mkdtempSync(join(tmpdir(), 'sluice-not-cgroup-'));
   t.teardown(() => rmSync(plain, { recursive: true, force: true }));
@@ -88,14 +89,14 @@ t.test('a cgroup dir not on cgroup v2', { skip: !root && 'needs root to mount' }
   if (v1) clear(t, failure(t, () => preflight({ pinDir, cgroupDir: v1 })), v1, /not in a cgroup v2 hierarchy/);
 });
 
-t.test('a cgroup dir that does not exist', { skip: (!root || !cgroup2) && `needs root and cgroup v2 at ${CGROUP2}` }, async (t) => {
+t.test('a cgroup dir that does not exist', async (t) => {
   const pinDir = join(bpffs(t), 'sluice');
   const cgroupDir = join(CGROUP2, `sluice-preflight-missing-${process.pid}`);
   clear(t, failure(t, () => SockLb.open({ pinDir, cgroupDir })), cgroupDir, /does not exist/);
   t.notOk(existsSync(pinDir), 'nothing was created');
 });
 
-t.test('a missing BPF object', { skip: (!root || !cgroup2) && `needs root and cgroup v2 at ${CGROUP2}` }, async (t) => {
+t.test('a missing BPF object', async (t) => {
   const pinDir = join(bpffs(t), 'sluice');
   const objectPath = join(tmpdir(), `sluice-no-such-dir-${process.pid}`, 'sock_lb.o');
   clear(t, failure(t, () => SockLb.open({ pinDir, cgroupDir: CGROUP2, objectPath })), objectPath, /is missing.*scripts\/setup\.sh/);
@@ -103,7 +104,7 @@ t.test('a missing BPF object', { skip: (!root || !cgroup2) && `needs root and cg
   t.ok(SOCK_LB_OBJECT.endsWith('build/bpf/sock_lb.o'), 'the default object is the one scripts/setup.sh builds');
 });
 
-t.test('a BPF object that is not one', { skip: (!root || !cgroup2) && `needs root and cgroup v2 at ${CGROUP2}` }, async (t) => {
+t.test('a BPF object that is not one', async (t) => {
   const pinDir = join(bpffs(t), 'sluice');
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bad-object-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -4,6 +4,7 @@ import { startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
 import { closeHttpAgents, httpGet, startBackend } from './helpers/net.js';
 import { endpointSlice, httpRoute, service } from './helpers/kube.js';
+import { assertSplit } from './helpers/stats.js';
 
 t.teardown(closeHttpAgents);
 
@@ -47,16 +48,15 @@ t.test('HTTPRoute on a Service: 70/30 split, header match, unmatched rejected', 
   await agent.agent.cache.waitForAck(node, agent.agent.currentVersion, 20_000);
   await eventually(async () => (await envoy.configDump()).listeners['gamma/default/echo:8080'], 5000, 'the GAMMA listener');
 
-  t.test('70/30 weights over 500 requests land within 5 points', async (t) => {
-    let v1n = 0;
-    for (let i = 0; i < 500; i++) {
+  t.test('70/30 weights split 1000 requests within binomial bounds', async (t) => {
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 1000; i++) {
       const r = await httpGet(port, `/api/items/${i}`);
       if (r.status !== 200) t.fail(`status ${r.status}`);
-      if (r.backend === 'v1') v1n++;
+      counts[r.backend!] = (counts[r.backend!] ?? 0) + 1;
       if (i === 0) t.equal(JSON.parse(r.body).headers['x-routed-by'], 'sluice', 'RequestHeaderModifier applied');
     }
-    const share = (v1n / 500) * 100;
-    t.ok(Math.abs(share - 70) <= 5, `v1 got ${share}% (want 70 ± 5)`);
+    assertSplit(t, counts, { v1: 70, v2: 30 }, '70/30');
   });
 
   t.test('a header match routes to v2; a longer path prefix outranks it, as Gateway API orders matches', async (t) => {

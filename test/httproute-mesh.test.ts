@@ -116,3 +116,13 @@ t.test('two routes on one Service port merge; a parent without a port attaches t
   t.same(rc('Service default/web:80').virtualHosts[0].routes.map((r: any) => r.match.path).slice(0, 2), ['/a', '/b']);
   t.same(rc('Service default/web:9000').virtualHosts[0].routes.map((r: any) => r.match.path).slice(0, 1), ['/b']);
 });
+
+t.test("the Service's listener binds the node proxy addresses", async (t) => {
+  const proxyAddresses = { v4: '169.254.90.1', v6: 'fd5c:1ce0:7e11::1' };
+  const units = translateHttpRoutes(model(...services, httpRoute('r', { ...parent, rules: [{ backendRefs: [{ name: 'v1', port: 8080 }] }] })), { ...ctx, proxyAddresses });
+  const l = (units.find((u) => u.object === 'Service default/web:80')?.resources ?? []).map(anyToJson).find((r: any) => r['@type'].endsWith('Listener')) as any;
+  const port = ctx.proxyPort('gamma/default/web:80');
+  t.same(l.address, { socketAddress: { address: proxyAddresses.v4, portValue: port } });
+  t.same(l.additionalAddresses, [{ address: { socketAddress: { address: proxyAddresses.v6, portValue: port } } }]);
+  t.equal(l.freebind, true);
+});

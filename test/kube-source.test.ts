@@ -1,20 +1,30 @@
 // Cluster mode against a real etcd and kube-apiserver: the agent's informers
-// feed a real Envoy, survive an API server restart, and write status and Events.
+// feed a real Envoy, survive an API server restart, and write status and Events,
+// all as the chart's ServiceAccount with the chart's RBAC, never as an admin.
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeApiSource } from '../src/sources/kube-api.js';
 import { silentLogger, type Logger } from '../src/log.js';
 import { recordingLogger, startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
-import { GATEWAY_API_CRDS, startKubeCluster, type KubeCluster } from './helpers/kube-apiserver.js';
+import { chartIdentity } from './helpers/chart-rbac.js';
+import { GATEWAY_API_CRDS, KUBE_BIN, startKubeCluster, type KubeCluster } from './helpers/kube-apiserver.js';
 import { cec, endpointSlice, httpRoute, service, splitResources } from './helpers/kube.js';
 import { freePort } from './helpers/net.js';
 
 const cluster: KubeCluster = await startKubeCluster(t);
 cluster.kubectlOk(['apply', '--server-side', '-f', 'crds/', '-f', join(GATEWAY_API_CRDS, 'gateway.networking.k8s.io_httproutes.yaml')]);
 cluster.kubectlOk(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
+const identity = await chartIdentity(cluster);
+
+t.test("the agents here log in as the chart's ServiceAccount, with the chart's RBAC", async (t) => {
+  const as = (args: string[]) => spawnSync(join(KUBE_BIN, 'kubectl'), ['--kubeconfig', identity.kubeconfig, ...args], { encoding: 'utf8' }).stdout.trim();
+  t.equal(as(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']), identity.user);
+  t.equal(as(['auth', 'can-i', 'list', 'services', '-A']), 'yes', 'it reads Services');
+  t.equal(as(['auth', 'can-i', 'create', 'services', '-A']), 'no', 'but is no admin');
+});
 
 /** The API server allocates ClusterIPs; fixtures pin one for standalone mode. */
 function allocated(svc: object): object {
@@ -25,7 +35,7 @@ function allocated(svc: object): object {
 
 function kubeSource(node: string, log: Logger = silentLogger): KubeApiSource {
   const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(cluster.kubeconfig);
+  kubeConfig.loadFromFile(identity.kubeconfig);
   return new KubeApiSource({ kubeConfig, nodeName: node, log, debounceMs: 20, maxBackoffMs: 1000 });
 }
 
@@ -87,7 +97,7 @@ t.test('Services, EndpointSlices and a CEC from the API server reach Envoy; edit
     cluster.apply([slice('echo-v2', ['10.244.2.4'])]);
     await eventually(async () => (await hosts(`${ns}/echo-v2`)) === '10.244.2.4:8080', 30_000, 'the slice created after the restart to reach Envoy');
     t.pass('watches resumed after the restart');
-    t.ok(sourceLog.lines.some((l) => /list\/watch of \w+ failed; retrying/.test(l.msg ?? '')), 'the outage was logged');
+    t.ok(sourceLog.lines.some((l) => /list\/watch of \w+ failed; .*; retrying$/.test(l.msg ?? '')), 'the outage was logged');
     t.ok(sourceLog.lines.some((l) => /watch re-established/.test(l.msg ?? '')), 'and the recovery');
   });
 
@@ -144,7 +154,7 @@ t.test('sluice agent --source kube as a process: readiness, metrics, and a clear
   const node = 'kube-node-c';
   const dir = join(cluster.dir, 'cli-agent');
   const cli = new URL('../dist/cli.js', import.meta.url).pathname;
-  const args = [cli, 'agent', '--source', 'kube', '--kubeconfig', cluster.kubeconfig, '--node', node, '--socket', join(dir, 'xds.sock'), '--state-dir', dir, '--metrics-port', String(metricsPort), '--proxy-ports', '20000-20099'];
+  const args = [cli, 'agent', '--source', 'kube', '--kubeconfig', identity.kubeconfig, '--node', node, '--socket', join(dir, 'xds.sock'), '--state-dir', dir, '--metrics-port', String(metricsPort), '--proxy-ports', '20000-20099'];
   const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   p.stdout.on('data', (d) => (out += d));

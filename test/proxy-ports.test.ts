@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../src/agent/agent.js';
-import { StableIds } from '../src/agent/stable-ids.js';
+import { StableIds } from '../src/ids/stable-ids.js';
 import { silentLogger } from '../src/log.js';
 
 t.test('ports are unique and survive a restart through the state file', async (t) => {

@@ -1,11 +1,12 @@
 // Socket LB features on the real kernel, each in its own test netns, cgroup
 // and bpffs (test/helpers/netns.ts): Maglev, NodePort/LoadBalancer/externalIPs
-// reached from the node itself, and the L7 redirect to the node-local proxy.
+// reached from the node itself, the L7 redirect from a pod to the node proxy
+// address, dual stack, refusing Services without backends, traffic policies.
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { StableIds } from '../src/agent/stable-ids.js';
+import { StableIds } from '../src/ids/stable-ids.js';
 import { Model } from '../src/model/model.js';
 import type { ModelObject } from '../src/model/objects.js';
 import { SockLbApplier } from '../src/redirect/apply.js';
@@ -15,6 +16,7 @@ import { MAGLEV_M } from '../src/redirect/maps.js';
 import type { ServiceRedirect } from '../src/translate/output.js';
 import { service } from './helpers/kube.js';
 import { netnsWorld } from './helpers/netns.js';
+import { addProxyAddresses, DEFAULT_PROXY_ADDRESSES as PROXY } from '../src/redirect/proxy-address.js';
 
 interface SlicePort {
   name: string;
@@ -45,8 +47,13 @@ async function datapath(t: Parameters<typeof netnsWorld>[0], addresses: string[]
   const lb = SockLb.open({ pinDir: w.pinDir, cgroupDir: w.cgroupDir });
   t.teardown(() => lb.close());
   const applier = new SockLbApplier(lb.maps, ids);
-  const desired = (objs: object[], redirects: ServiceRedirect[] = [], nodeIPs: string[] = []) => desiredServices(model(objs), redirects, { nodeIPs });
-  return { w, lb, desired, apply: (objs: object[], redirects: ServiceRedirect[] = [], nodeIPs: string[] = []) => applier.apply(desired(objs, redirects, nodeIPs)) };
+  const desired = (objs: object[], redirects: ServiceRedirect[] = [], nodeIPs: string[] = [], nodeName?: string) => desiredServices(model(objs), redirects, { nodeIPs, nodeName });
+  return {
+    w,
+    lb,
+    desired,
+    apply: (objs: object[], redirects: ServiceRedirect[] = [], nodeIPs: string[] = [], nodeName?: string) => applier.apply(desired(objs, redirects, nodeIPs, nodeName)),
+  };
 }
 
 const backendsOf = (res: any[]) => res.map((r) => r.backend ?? `error: ${r.error}`);
@@ -163,13 +170,17 @@ t.test('NodePort, LoadBalancer and externalIPs reached from the node itself', as
   t.match(cipPort[0].error, /ECONNREFUSED/, "a ClusterIP Service's stray nodePort is not opened");
 });
 
-t.test('L7 redirect: TCP to the VIP goes to the node-local proxy port, UDP of the same Service to its backends', async (t) => {
+t.test("L7 redirect: a pod's TCP to the VIP goes to the node proxy address, UDP of the same Service to its backends", async (t) => {
   const B = '10.244.4.1';
-  const { w, apply } = await datapath(t, [B]);
+  const { w, lb, apply } = await datapath(t, [B]);
+  // The "node" netns holds the proxy (on the proxy addresses, as Envoy) and the backend; the client is a pod.
+  t.same(addProxyAddresses(PROXY, (args) => void w.sh('ip', args)), []);
+  lb.setProxyAddresses(PROXY.v4, PROXY.v6);
+  const pod = w.peer();
   await w.servers({
     tcp: [
-      { ip: '127.0.0.1', port: 13080, name: 'proxy' },
-      { ip: '::1', port: 13080, name: 'proxy6' },
+      { ip: PROXY.v4, port: 13080, name: 'proxy' },
+      { ip: PROXY.v6, port: 13080, name: 'proxy6' },
       { ip: B, port: 8080, name: 'web' },
       { ip: B, port: 8081, name: 'admin' },
     ],
@@ -208,14 +219,14 @@ t.test('L7 redirect: TCP to the VIP goes to the node-local proxy port, UDP of th
   ];
 
   apply(objs);
-  const [http0, admin0, dns0] = w.client(plan.slice(0, 3));
+  const [http0, admin0, dns0] = pod.client(plan.slice(0, 3));
   t.same(backendsOf(http0), Array(10).fill('web'), 'without a redirect the VIP reaches its backend');
   t.same(backendsOf(admin0), Array(5).fill('admin'));
   t.same(backendsOf(dns0), Array(3).fill('dns'));
 
   apply(objs, [redirect('default/l7', 80), redirect('default/l7v6')]);
-  const [http, admin, dns, http6] = w.client(plan);
-  t.same(backendsOf(http), Array(10).fill('proxy'), 'TCP to the redirected port goes to the proxy on 127.0.0.1:13080');
+  const [http, admin, dns, http6] = pod.client(plan);
+  t.same(backendsOf(http), Array(10).fill('proxy'), `TCP to the redirected port goes to the proxy on ${PROXY.v4}:13080 in the node netns`);
   t.ok(
     http.every((r: any) => r.peer?.address === '10.96.0.40' && r.peer?.port === 80),
     'the application still sees the VIP as its peer',
@@ -226,23 +237,146 @@ t.test('L7 redirect: TCP to the VIP goes to the node-local proxy port, UDP of th
     Array(3).fill(['dns', '10.96.0.40', 53]),
     'UDP of the same Service goes to its backend, replies from the VIP',
   );
-  t.same(backendsOf(http6), Array(5).fill('proxy6'), 'IPv6: TCP to the redirected VIP goes to the proxy on [::1]:13080');
+  t.same(backendsOf(http6), Array(5).fill('proxy6'), `IPv6: TCP to the redirected VIP goes to the proxy on [${PROXY.v6}]:13080`);
   t.ok(
     http6.every((r: any) => r.peer?.address === 'fd00:96::40'),
     'IPv6: the peer is still the VIP',
   );
 
   apply(objs, [redirect('default/l7')]);
-  const [httpAll, adminAll, dnsAll, http6Off] = w.client(plan);
+  const [httpAll, adminAll, dnsAll, http6Off] = pod.client(plan);
   t.same(backendsOf(httpAll), Array(10).fill('proxy'), 'a redirect of every port takes port 80...');
   t.same(backendsOf(adminAll), Array(5).fill('proxy'), '...and port 81');
   t.same(backendsOf(dnsAll), Array(3).fill('dns'), 'but never UDP');
-  t.ok(
-    http6Off.every((r: any) => r.error),
-    'the IPv6 Service without a redirect or endpoints is no longer steered to the proxy',
+  t.same(
+    http6Off.map((r: any) => r.code),
+    Array(5).fill('ECONNREFUSED'),
+    'the IPv6 Service without a redirect or endpoints is refused, not steered to the proxy',
   );
 
   apply(objs);
-  const [httpOff] = w.client(plan.slice(0, 1));
+  const [httpOff] = pod.client(plan.slice(0, 1));
   t.same(backendsOf(httpOff), Array(10).fill('web'), 'removing the redirect sends the VIP back to its backend');
+});
+
+t.test('dual stack: v4-mapped IPv6 is load balanced; v4 and v6 frontends keep their own Maglev tables and affinity', async (t) => {
+  const B4 = ['10.244.6.1', '10.244.6.2', '10.244.6.3'];
+  const B6 = ['fd00:244::6:1', 'fd00:244::6:2', 'fd00:244::6:3'];
+  const { w, lb, desired, apply } = await datapath(t, [...B4, ...B6]);
+  const pod = w.peer();
+  await w.servers({
+    tcp: [...B4.map((ip, i) => ({ ip, port: 8080, name: `v4-${i + 1}` })), ...B6.map((ip, i) => ({ ip, port: 8080, name: `v6-${i + 1}` }))],
+    udp: [{ ip: B4[0], port: 5353, name: 'u4' }],
+  });
+  const dual = (name: string, v4: string, v6: string, opts: { maglev?: boolean; affinity?: boolean } = {}) => {
+    const s = service(name, [{ port: 80, name: 'p' }], { clusterIP: v4 }) as any;
+    s.spec.clusterIPs = [v4, v6];
+    s.spec.ipFamilies = ['IPv4', 'IPv6'];
+    if (opts.maglev) s.metadata.annotations = { [LB_ALGORITHM_ANNOTATION]: 'maglev' };
+    if (opts.affinity) s.spec.sessionAffinity = 'ClientIP';
+    return [s, { ...slice(name, [{ name: 'p', port: 8080 }], B4), metadata: { name: `${name}-v4`, namespace: 'default', labels: { 'kubernetes.io/service-name': name } } }, { ...slice(name, [{ name: 'p', port: 8080 }], B6, 'IPv6'), metadata: { name: `${name}-v6`, namespace: 'default', labels: { 'kubernetes.io/service-name': name } } }];
+  };
+  const dns = service('dns4', [{ port: 53, name: 'd', protocol: 'UDP' } as any], { clusterIP: '10.96.0.63' });
+  const objs = [...dual('mg', '10.96.0.60', 'fd00:96::60', { maglev: true }), ...dual('aff', '10.96.0.61', 'fd00:96::61', { affinity: true }), dns, slice('dns4', [{ name: 'd', port: 5353, protocol: 'UDP' }], [B4[0]])];
+
+  const d = desired(objs);
+  const keys = (svc: string) => d.filter((x) => x.serviceKey.startsWith(`default/${svc}:`)).map((x) => [x.frontend.vip, x.serviceKey]);
+  t.same(keys('mg'), [['10.96.0.60', 'default/mg:80/TCP/v4'], ['fd00:96::60', 'default/mg:80/TCP/v6']], "a Service's v4 and v6 frontends have their own rev-NAT identity");
+  apply(objs);
+  t.equal(lb.maps.maglev.entries().length, 2 * MAGLEV_M, 'two Maglev tables, one a family');
+
+  const [mg4, mg6, mapped, mappedUdp, aff4, aff6] = pod.client([
+    { op: 'tcp', host: '10.96.0.60', port: 80, count: 5 },
+    { op: 'tcp', host: 'fd00:96::60', port: 80, count: 5 },
+    { op: 'tcp', host: '::ffff:10.96.0.60', port: 80, count: 5 },
+    { op: 'udp6', host: '::ffff:10.96.0.63', port: 53, count: 3 },
+    { op: 'tcp', host: '10.96.0.61', port: 80, count: 5 },
+    { op: 'tcp', host: 'fd00:96::61', port: 80, count: 5 },
+  ]);
+  t.ok(backendsOf(mg4).every((b) => /^v4-/.test(b)) && new Set(backendsOf(mg4)).size === 1, `Maglev over IPv4: one v4 backend (${backendsOf(mg4)})`);
+  t.ok(backendsOf(mg6).every((b) => /^v6-/.test(b)) && new Set(backendsOf(mg6)).size === 1, `Maglev over IPv6: one v6 backend (${backendsOf(mg6)})`);
+  t.same(backendsOf(mapped), backendsOf(mg4), 'a v4-mapped connect on an IPv6 socket is the IPv4 Service: the same Maglev backend');
+  t.ok(mapped.every((r: any) => r.peer?.address === '::ffff:10.96.0.60' && r.peer?.port === 80), 'getpeername on the IPv6 socket shows the v4-mapped VIP');
+  t.same(
+    mappedUdp.map((r: any) => [r.backend ?? r.error, r.from?.address, r.from?.port]),
+    Array(3).fill(['u4', '::ffff:10.96.0.63', 53]),
+    'UDP from a dual-stack socket to a v4-mapped VIP reaches the backend; replies come from the mapped VIP',
+  );
+  t.ok(backendsOf(aff4).every((b) => b === backendsOf(aff4)[0] && /^v4-/.test(b)), `affinity over IPv4 holds one v4 backend (${backendsOf(aff4)})`);
+  t.ok(backendsOf(aff6).every((b) => b === backendsOf(aff6)[0] && /^v6-/.test(b)), `affinity over IPv6, after IPv4 from the same pod, holds one v6 backend (${backendsOf(aff6)})`);
+});
+
+t.test('a Service with no backends refuses connections (ECONNREFUSED), as kube-proxy does', async (t) => {
+  const { w, apply } = await datapath(t, []);
+  const pod = w.peer();
+  const empty = service('empty', [{ port: 80, name: 'p' }], { clusterIP: '10.96.0.70' }) as any;
+  const empty6 = service('empty6', [{ port: 80, name: 'p' }], { clusterIP: 'fd00:96::70' }) as any;
+  const emptyUdp = service('emptyudp', [{ port: 53, name: 'p', protocol: 'UDP' } as any], { clusterIP: '10.96.0.71' });
+  const plan = [
+    { op: 'tcp', host: '10.96.0.70', port: 80, count: 3 },
+    { op: 'tcp', host: 'fd00:96::70', port: 80, count: 3 },
+    { op: 'tcp', host: '::ffff:10.96.0.70', port: 80, count: 3 },
+    { op: 'udp', host: '10.96.0.71', port: 53, count: 3 },
+  ];
+  const [before] = pod.client([{ ...plan[0], count: 1 }]);
+  t.ok(before[0].error && before[0].code !== 'ECONNREFUSED', `control: before the Service exists the connect is not refused (${before[0].error})`);
+  apply([empty, empty6, emptyUdp]);
+  const [v4, v6, mapped, udp] = pod.client(plan);
+  t.same(v4.map((r: any) => r.code), Array(3).fill('ECONNREFUSED'), 'IPv4 connect()');
+  t.same(v6.map((r: any) => r.code), Array(3).fill('ECONNREFUSED'), 'IPv6 connect()');
+  t.same(mapped.map((r: any) => r.code), Array(3).fill('ECONNREFUSED'), 'v4-mapped connect() on an IPv6 socket');
+  t.same(udp.map((r: any) => r.code), Array(3).fill('ECONNREFUSED'), 'UDP sendmsg()');
+});
+
+t.test('internalTrafficPolicy Local keeps ClusterIP traffic on this node; externalTrafficPolicy gives node traffic every endpoint', async (t) => {
+  const LOCAL = '10.244.8.1';
+  const REMOTE = '10.244.8.2'; // an endpoint the slice places on another node (served here so a wrong pick is seen)
+  const NODE_IP = '192.168.50.8';
+  const { w, apply } = await datapath(t, [LOCAL, REMOTE, NODE_IP]);
+  const pod = w.peer();
+  await w.servers({ tcp: [{ ip: LOCAL, port: 8080, name: 'local' }, { ip: REMOTE, port: 8080, name: 'remote' }] });
+  const svc = (name: string, clusterIP: string, nodePort: number, policy: { internal?: 'Local'; external?: 'Local' }) => {
+    const s = service(name, [{ port: 80, name: 'p' }], { clusterIP }) as any;
+    s.spec.type = 'NodePort';
+    s.spec.ports[0].nodePort = nodePort;
+    if (policy.internal) s.spec.internalTrafficPolicy = policy.internal;
+    if (policy.external) s.spec.externalTrafficPolicy = policy.external;
+    return s;
+  };
+  const placed = (name: string, eps: [string, string][]) => ({
+    ...slice(name, [{ name: 'p', port: 8080 }], []),
+    endpoints: eps.map(([ip, nodeName]) => ({ addresses: [ip], conditions: { ready: true }, nodeName })),
+  });
+  const objs = [
+    svc('itp', '10.96.0.80', 30180, { internal: 'Local' }),
+    placed('itp', [[LOCAL, 'this-node'], [REMOTE, 'other-node']]),
+    svc('etp', '10.96.0.81', 30181, { external: 'Local' }),
+    placed('etp', [[LOCAL, 'this-node'], [REMOTE, 'other-node']]),
+    svc('away', '10.96.0.82', 30182, { internal: 'Local', external: 'Local' }),
+    placed('away', [[REMOTE, 'other-node']]),
+    svc('plain', '10.96.0.83', 30183, {}),
+    placed('plain', [[LOCAL, 'this-node'], [REMOTE, 'other-node']]),
+  ];
+  const d = desiredServices(model(objs), [], { nodeIPs: [NODE_IP], nodeName: 'this-node' });
+  const keyOf = (vip: string, port: number) => d.find((x) => x.frontend.vip === vip && x.frontend.port === port)?.serviceKey;
+  t.equal(keyOf('10.96.0.80', 80), 'default/itp:80/TCP/v4/local', 'a node-local backend set has its own rev-NAT id...');
+  t.equal(keyOf(NODE_IP, 30180), 'default/itp:80/TCP/v4', '...apart from the same port picking from every endpoint');
+  apply(objs, [], [NODE_IP], 'this-node');
+  const [itp, itpNode, etp, etpNode, away, awayNode, plain] = pod.client([
+    { op: 'tcp', host: '10.96.0.80', port: 80, count: 20 },
+    { op: 'tcp', host: NODE_IP, port: 30180, count: 20 },
+    { op: 'tcp', host: '10.96.0.81', port: 80, count: 20 },
+    { op: 'tcp', host: NODE_IP, port: 30181, count: 20 },
+    { op: 'tcp', host: '10.96.0.82', port: 80, count: 3 },
+    { op: 'tcp', host: NODE_IP, port: 30182, count: 20 },
+    { op: 'tcp', host: '10.96.0.83', port: 80, count: 20 },
+  ]);
+  const spread = (res: any[]) => [...new Set(backendsOf(res))].sort();
+  t.same(spread(itp), ['local'], 'internalTrafficPolicy Local: the ClusterIP uses only this node\'s endpoint');
+  t.same(spread(itpNode), ['local', 'remote'], '...its NodePort, reached from the node, every endpoint');
+  t.same(spread(etp), ['local', 'remote'], 'externalTrafficPolicy Local: the ClusterIP uses every endpoint');
+  t.same(spread(etpNode), ['local', 'remote'], "...and so does its NodePort from the node's own pods, as kube-proxy does");
+  t.same(away.map((r: any) => r.code), Array(3).fill('ECONNREFUSED'), 'internalTrafficPolicy Local with no endpoint on this node: refused');
+  t.same(spread(awayNode), ['remote'], '...while its NodePort from the node still reaches the remote endpoint');
+  t.same(spread(plain), ['local', 'remote'], 'control: no policy, every endpoint');
 });

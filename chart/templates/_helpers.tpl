@@ -30,4 +30,5 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* Paths inside the pod. */}}
 {{- define "sluice.socketDir" -}}/var/run/sluice{{- end -}}
 {{- define "sluice.socketPath" -}}{{ include "sluice.socketDir" . }}/xds.sock{{- end -}}
+{{- define "sluice.adminSocketPath" -}}{{ include "sluice.socketDir" . }}/envoy-admin.sock{{- end -}}
 {{- define "sluice.cgroupMount" -}}/run/sluice/cgroupv2{{- end -}}

@@ -14,8 +14,12 @@ import { toXdsResource } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
 import { AgentMetrics } from './metrics.js';
+import { DEFAULT_PROXY_ADDRESSES, LOOPBACK_PROXY_ADDRESSES, type ProxyAddresses } from '../redirect/proxy-address.js';
 import { ServiceDatapath, type ServiceDatapathOptions } from './service-datapath.js';
-import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap, StableIds } from './stable-ids.js';
+import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap } from '../ids/stable-ids.js';
+import type { Unplaced } from '../redirect/apply.js';
+import { TypeUrl } from '../xds/resource-types.js';
+import { ProxyPorts } from './proxy-ports.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -37,6 +41,11 @@ export interface AgentOptions {
   ackTimeoutMs?: number;
   /** Socket load balancing for this node's cgroup; absent means xDS only. */
   datapath?: ServiceDatapathOptions;
+  /**
+   * Where listeners without an address listen and L7 redirects go. Default: the
+   * node proxy addresses with the datapath (pods reach them), loopback without.
+   */
+  proxyAddresses?: ProxyAddresses;
 }
 
 const RAW_RESOURCES = 'Envoy resources directory';
@@ -54,7 +63,8 @@ export class Agent {
   private readonly sources: ModelSource[] = [];
   private readonly rawDirs: EnvoyResourceDir[];
   private readonly unwatch: (() => void)[] = [];
-  private readonly proxyPorts: StableIds;
+  private readonly proxyPorts: ProxyPorts;
+  private readonly proxyAddresses: ProxyAddresses;
   private readonly lastGood = new LastGood();
   private readonly memo = new TranslationMemo();
   private model = Model.empty();
@@ -73,6 +83,10 @@ export class Agent {
   private datapath: ServiceDatapath | undefined;
   /** What the maps were last made from, so an apply that would change nothing is skipped. */
   private datapathInputs: { model: Model; live: string } | undefined;
+  /** Service ports the datapath left out (no free id), as issues on their Services. */
+  private datapathIssues: TranslationIssue[] = [];
+  /** A failed apply is tried again after this backoff, even if nothing changes. */
+  private datapathRetry: { timer?: NodeJS.Timeout; failures: number } = { failures: 0 };
   readonly metrics = new AgentMetrics();
   /** Sources have delivered their first model and xDS is being served. */
   ready = false;
@@ -85,7 +99,8 @@ export class Agent {
     const range = opts.proxyPortRange ?? DEFAULT_PROXY_PORT_RANGE;
     const eph = ephemeralOverlap(range);
     if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
-    this.proxyPorts = new StableIds(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
+    this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
+    this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
   }
 
   get currentVersion(): number {
@@ -99,7 +114,8 @@ export class Agent {
 
   async start(): Promise<XdsServerAddresses> {
     if (this.opts.datapath) {
-      this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, ...this.opts.datapath });
+      this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, proxyAddresses: this.proxyAddresses, ...this.opts.datapath });
+      for (const w of this.datapath.warnings) this.opts.log.error(w);
       if (this.datapath.adopted.length) this.opts.log.info({ programs: this.datapath.adopted }, 'adopted the datapath a previous agent left pinned');
       const { replaced, awaitingFill } = this.datapath.migration;
       if (replaced.length) this.opts.log.info({ maps: replaced, awaitingFill }, 'map definitions changed since the pinned ones: new maps replace them, the old ones serve until then');
@@ -136,8 +152,9 @@ export class Agent {
   /** Translates the current model and publishes a snapshot; returns its version. */
   publish(): number {
     const { log } = this.opts;
+    let portFreed = false;
     try {
-      const ctx = { nodeName: this.opts.nodeName, proxyPort: (k: string) => this.proxyPorts.idFor(k) };
+      const ctx = { nodeName: this.opts.nodeName, proxyPort: this.proxyPorts.port, proxyAddresses: this.proxyAddresses };
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));
@@ -149,12 +166,19 @@ export class Agent {
       this.currentRedirects = redirects;
       log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length }, 'snapshot published');
       this.metrics.published(this.version, snapshot.size, allIssues.length);
-      this.followAck(this.version, this.units);
+      const listeners = new Set(snapshot.get(TypeUrl.Listener).keys());
+      const ports = this.proxyPorts.settle(listeners);
+      // A translation that met the port shortage is not to be reused once a port frees.
+      if (ports.short) this.memo.clear();
+      portFreed = ports.retry;
+      this.followAck(this.version, this.units, listeners);
       this.applyDatapath();
-      for (const s of this.sources) s.report?.({ model: this.model, issues: allIssues });
+      for (const s of this.sources) s.report?.({ model: this.model, issues: [...allIssues, ...this.datapathIssues] });
     } catch (e) {
       log.error({ err: e }, 'publish failed; the previous snapshot keeps serving');
     }
+    // A listener went without a proxy port that this publish freed: translate it again.
+    if (portFreed) return this.publish();
     return this.version;
   }
 
@@ -170,7 +194,7 @@ export class Agent {
     return { ...(accepted ?? { ...u, resources: [], redirects: [] }), issues: [...u.issues, issue] };
   }
 
-  private followAck(version: number, units: Map<string, ObjectTranslation>): void {
+  private followAck(version: number, units: Map<string, ObjectTranslation>, listeners: Set<string>): void {
     this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).then(
       () => {
         if (version === this.version || version > this.ackedVersion) {
@@ -179,6 +203,7 @@ export class Agent {
           this.ackedRedirects = [...units.values()].flatMap((u) => u.redirects);
           this.metrics.acked(version);
           this.applyDatapath();
+          if (this.proxyPorts.acked(listeners)) this.publish();
         }
       },
       (e: unknown) => {
@@ -212,6 +237,8 @@ export class Agent {
    */
   private applyDatapath(): void {
     if (!this.datapath) return;
+    clearTimeout(this.datapathRetry.timer);
+    this.datapathRetry.timer = undefined;
     const live = this.currentRedirects.filter((r) =>
       this.ackedRedirects.some((a) => a.service === r.service && a.port === r.port && a.proxyPort === r.proxyPort),
     );
@@ -219,14 +246,49 @@ export class Agent {
     // usually changes nothing, and a 10,000-Service model is not free to walk.
     const liveKey = JSON.stringify(live);
     if (this.datapathInputs?.model === this.model && this.datapathInputs.live === liveKey) return;
+    const { log } = this.opts;
     try {
-      const stats = this.datapath.apply(this.model, live, this.opts.nodeName);
-      this.metrics.datapathApplied(stats.services);
-      if (stats.upserts || stats.deletes) this.opts.log.info({ ...stats, redirected: live.length }, 'datapath updated');
+      const r = this.datapath.apply(this.model, live, this.opts.nodeName);
+      this.metrics.datapathApplied(r.services);
+      this.noteUnplaced(r.unplaced);
+      const stats = { upserts: r.upserts, deletes: r.deletes, services: r.services, redirected: live.length };
+      if (r.failed || r.undeleted) {
+        const retryInMs = this.retryDatapath();
+        log.error(
+          { ...stats, failedFrontends: r.failed, undeleted: r.undeleted, errors: r.errors, retryInMs },
+          `datapath partly updated: the kernel refused some writes; frontends keeping their previous entries: ${r.failed}, stale entries waiting for deletion: ${r.undeleted}; retrying`,
+        );
+        return;
+      }
+      this.datapathRetry.failures = 0;
+      if (r.upserts || r.deletes) log.info(stats, 'datapath updated');
       this.datapathInputs = { model: this.model, live: liveKey };
     } catch (e) {
-      this.opts.log.error({ err: e }, 'datapath update failed; the maps keep their previous contents');
+      const retryInMs = this.retryDatapath();
+      log.error({ err: e, retryInMs }, 'datapath update failed partway: the maps hold what was written before the error, each service on its old or new entries; the retry re-reads them');
     }
+  }
+
+  /** Schedules another apply, backing off from 1 s to a minute; returns the delay. */
+  private retryDatapath(): number {
+    this.datapathInputs = undefined;
+    const delay = Math.min(60_000, 1000 * 2 ** this.datapathRetry.failures++);
+    this.datapathRetry.timer = setTimeout(() => this.applyDatapath(), delay);
+    this.datapathRetry.timer.unref();
+    return delay;
+  }
+
+  /** Service ports without a datapath id become issues on their Services, logged once. */
+  private noteUnplaced(unplaced: Unplaced[]): void {
+    const before = new Set(this.datapathIssues.map(formatIssue));
+    const byText = new Map<string, TranslationIssue>();
+    for (const u of unplaced) {
+      const at = u.serviceKey.lastIndexOf(':');
+      const issue = { object: `Service ${u.serviceKey.slice(0, at)}`, field: `spec.ports (${u.serviceKey.slice(at + 1)})`, message: u.message };
+      byText.set(formatIssue(issue), issue);
+    }
+    this.datapathIssues = [...byText.values()];
+    for (const [text, i] of byText) if (!before.has(text)) this.opts.log.error({ object: i.object, field: i.field, error: i.message }, text);
   }
 
   private reportIssues(issues: TranslationIssue[]): void {
@@ -238,13 +300,19 @@ export class Agent {
     this.loggedIssues = now;
   }
 
+  /** Why the agent is not ready yet, as the sources tell it. */
+  waitingFor(): string[] {
+    return this.ready ? [] : this.sources.flatMap((s) => s.pending?.() ?? []);
+  }
+
   /** The issues of the current version, formatted. */
   issues(): string[] {
-    return [...this.loggedIssues];
+    return [...this.loggedIssues, ...this.datapathIssues.map(formatIssue)];
   }
 
   async stop(): Promise<void> {
     this.ready = false;
+    clearTimeout(this.datapathRetry.timer);
     this.datapath?.close();
     for (const u of this.unwatch) u();
     for (const s of this.sources) await s.stop();

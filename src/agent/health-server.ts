@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 
 export interface HealthTarget {
   readonly ready: boolean;
+  waitingFor?(): string[];
   readonly metrics: { registry: Registry };
 }
 
@@ -13,8 +14,10 @@ export async function startHealthServer(target: HealthTarget, port: number, host
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') return void res.end('ok\n');
     if (path === '/readyz') {
-      res.statusCode = target.ready ? 200 : 503;
-      return void res.end(target.ready ? 'ready\n' : 'not ready: waiting for the first model from the sources\n');
+      if (target.ready) return void res.end('ready\n');
+      res.statusCode = 503;
+      const waiting = target.waitingFor?.() ?? [];
+      return void res.end(`not ready: waiting for the first model from the sources${waiting.map((w) => `\n  ${w}`).join('')}\n`);
     }
     if (path === '/metrics') {
       target.metrics.registry.metrics().then(

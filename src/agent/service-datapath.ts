@@ -2,11 +2,12 @@
 // datapath, and keep its maps equal to what the model and the redirects say.
 import { join } from 'node:path';
 import type { Model } from '../model/model.js';
-import { SockLbApplier, type ApplyStats } from '../redirect/apply.js';
+import { SockLbApplier, type ApplyResult } from '../redirect/apply.js';
 import { SockLb } from '../redirect/datapath.js';
 import { desiredServices } from '../redirect/desired.js';
+import { addProxyAddresses, type ProxyAddresses } from '../redirect/proxy-address.js';
 import type { ServiceRedirect } from '../translate/output.js';
-import { StableIds } from './stable-ids.js';
+import { StableIds } from '../ids/stable-ids.js';
 
 export interface ServiceDatapathOptions {
   /** On a bpffs mount, e.g. /sys/fs/bpf/sluice. */
@@ -17,7 +18,15 @@ export interface ServiceDatapathOptions {
   bpfRoot?: string;
   /** Where service and backend ids are kept, so a restarted agent writes the same keys. */
   stateDir?: string;
+  /** Where L7 redirects go; put on this network namespace's `lo` unless loopback. */
+  proxyAddresses?: ProxyAddresses;
+  /** Smaller id pools than the maps allow, to exercise exhaustion in tests. */
+  idRanges?: { services?: [number, number]; backends?: [number, number] };
 }
+
+/** Rev-NAT ids are u16 in the maps; 0 means none. */
+export const SERVICE_ID_RANGE: [number, number] = [1, 65535];
+export const BACKEND_ID_RANGE: [number, number] = [1, 2 ** 30];
 
 /** The node's addresses, for NodePort frontends reached from the node itself. */
 export function nodeIPs(model: Model, nodeName: string): string[] {
@@ -28,13 +37,19 @@ export function nodeIPs(model: Model, nodeName: string): string[] {
 export class ServiceDatapath {
   private readonly lb: SockLb;
   private readonly applier: SockLbApplier;
+  /** Proxy addresses that could not be added; their family's L7 redirects will fail to connect. */
+  readonly warnings: string[] = [];
 
   constructor(opts: ServiceDatapathOptions) {
     this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir, bpfRoot: opts.bpfRoot });
+    if (opts.proxyAddresses) {
+      this.warnings.push(...addProxyAddresses(opts.proxyAddresses));
+      this.lb.setProxyAddresses(opts.proxyAddresses.v4, opts.proxyAddresses.v6);
+    }
     const state = (f: string) => (opts.stateDir ? join(opts.stateDir, f) : undefined);
     this.applier = new SockLbApplier(this.lb.maps, {
-      services: new StableIds(state('service-ids.json'), [1, 65535]),
-      backends: new StableIds(state('backend-ids.json'), [1, 2 ** 30]),
+      services: new StableIds(state('service-ids.json'), opts.idRanges?.services ?? SERVICE_ID_RANGE),
+      backends: new StableIds(state('backend-ids.json'), opts.idRanges?.backends ?? BACKEND_ID_RANGE),
     });
   }
 
@@ -52,12 +67,12 @@ export class ServiceDatapath {
     return this.lb.adopted;
   }
 
-  apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyStats & { services: number } {
-    const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName) });
-    const stats = this.applier.apply(desired);
+  apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyResult & { services: number } {
+    const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName), nodeName });
+    const result = this.applier.apply(desired);
     // Replaced maps now hold the desired state: only now may the programs move onto them.
     this.lb.commit();
-    return { ...stats, services: desired.length };
+    return { ...result, services: desired.length };
   }
 
   /** Lets go; the pinned programs and maps keep serving connections while no agent runs. */

@@ -46,8 +46,29 @@ export function addon(): Addon {
   return loaded;
 }
 
+/** A write the kernel refused part of: the first `written` entries are in the map, the rest are not. */
+export class MapWriteError extends Error {
+  constructor(
+    readonly map: string,
+    readonly written: number,
+    override readonly cause: Error,
+  ) {
+    super(`${map}: ${cause.message}`);
+  }
+}
+
+/** What the socket-LB applier needs of a map; a BpfMap, or a stand-in in unit tests. */
+export interface MapIo {
+  readonly name: string;
+  /** Writes in order; throws MapWriteError saying how many made it. */
+  updateMany(entries: [Buffer, Buffer][]): void;
+  /** False when the key was not there. */
+  delete(key: Buffer): boolean;
+  entries(): [Buffer, Buffer][];
+}
+
 /** A BPF map by fd, with fixed key and value sizes. */
-export class BpfMap {
+export class BpfMap implements MapIo {
   constructor(
     readonly name: string,
     readonly fd: number,
@@ -61,7 +82,12 @@ export class BpfMap {
 
   updateMany(entries: [Buffer, Buffer][]): void {
     if (!entries.length) return;
-    addon().mapUpdateBatch(this.fd, Buffer.concat(entries.map((e) => e[0])), Buffer.concat(entries.map((e) => e[1])), entries.length);
+    try {
+      addon().mapUpdateBatch(this.fd, Buffer.concat(entries.map((e) => e[0])), Buffer.concat(entries.map((e) => e[1])), entries.length);
+    } catch (e) {
+      const written = (e as { written?: unknown }).written;
+      throw new MapWriteError(this.name, typeof written === 'number' ? written : 0, e as Error);
+    }
   }
 
   delete(key: Buffer): boolean {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { addon, BpfMap } from './bpf.js';
 import { removePins } from './cleanup.js';
 import { BPF_FS_MAGIC, CGROUP2_SUPER_MAGIC, ensureBpffs, fsType, isInside, resolveCgroup2 } from './host.js';
-import { SIZES } from './maps.js';
+import { config, SIZES } from './maps.js';
 import type { SockLbMaps } from './apply.js';
 
 export const SOCK_LB_OBJECT = fileURLToPath(new URL('../../build/bpf/sock_lb.o', import.meta.url));
@@ -34,8 +34,11 @@ export interface SockLbOptions {
   objectPath?: string;
 }
 
-/** The maps userspace fills from desired state; the others are caches the programs write. */
-const DESIRED_MAPS: Record<keyof SockLbMaps, string> = { services: 'sluice_services', backends: 'sluice_backends', maglev: 'sluice_maglev' };
+/**
+ * The maps userspace fills from desired state (the config map with the proxy
+ * addresses among them); the others are caches the programs write.
+ */
+const DESIRED_MAPS = { services: 'sluice_services', backends: 'sluice_backends', maglev: 'sluice_maglev', config: 'sluice_config' } as const;
 
 function isElf(path: string): boolean {
   const fd = openSync(path, 'r');
@@ -68,7 +71,8 @@ export class SockLb {
 
   private constructor(
     private readonly handle: number,
-    readonly maps: SockLbMaps,
+    readonly maps: SockLbMaps & Record<keyof SockLbMaps, BpfMap>,
+    private readonly configMap: BpfMap,
     readonly pinDir: string,
     readonly cgroupDir: string,
     /** Maps made fresh because the pinned ones no longer fit this object; they take the pins at commit(). */
@@ -96,10 +100,11 @@ export class SockLb {
         services: map(DESIRED_MAPS.services, SIZES.svcKey, SIZES.svcVal),
         backends: map(DESIRED_MAPS.backends, SIZES.backendId, SIZES.backend),
         maglev: map(DESIRED_MAPS.maglev, SIZES.maglevKey, SIZES.maglevVal),
+        affinity: map('sluice_affinity', SIZES.affinityKey, SIZES.affinityVal),
       };
       const replaced = bpf.replacedMaps(handle);
       const carried = replaced.filter((name) => carry(handle, opts.pinDir, name));
-      const lb = new SockLb(handle, maps, opts.pinDir, cgroupDir, replaced, carried);
+      const lb = new SockLb(handle, maps, map(DESIRED_MAPS.config, 4, SIZES.config), opts.pinDir, cgroupDir, replaced, carried);
       // Until a desired-state map that could not be carried is filled, the old programs keep serving.
       if (!lb.awaitingFill.length) lb.commit();
       return lb;
@@ -138,6 +143,11 @@ export class SockLb {
     // Renaming over the old pin swaps the map a reader finds by name in one step; the old map goes with its last user.
     for (const [next, pin] of staged) renameSync(next, pin);
     this.switched = true;
+  }
+
+  /** Where L7-redirected connections go: Envoy's listeners on these node addresses. */
+  setProxyAddresses(v4: string, v6: string): void {
+    this.configMap.update(Buffer.alloc(4), config(v4, v6));
   }
 
   /** Lets go of the object; the pinned links and maps keep the datapath running without us. */

@@ -17,7 +17,11 @@ export interface Frontend {
 
 export interface DesiredService {
   frontend: Frontend;
-  /** "ns/name:port/proto": one reverse-NAT identity for every frontend of a Service port. */
+  /**
+   * "ns/name:port/proto/v4" (or v6, and "/local" for node-local endpoints only):
+   * the reverse-NAT id, which keys Maglev tables and affinity, so frontends
+   * share one only when they pick from the same backends.
+   */
   serviceKey: string;
   backends: { ip: string; port: number }[];
   affinityTimeout?: number;
@@ -29,6 +33,8 @@ export interface DesiredService {
 export interface NodeAddresses {
   /** The node's own addresses, for NodePort frontends reached from the node itself. */
   nodeIPs: string[];
+  /** This node's name: the endpoints an internalTrafficPolicy of Local keeps. */
+  nodeName?: string;
 }
 
 function clusterIPs(svc: Service): string[] {
@@ -36,6 +42,14 @@ function clusterIPs(svc: Service): string[] {
   return ips.filter((ip) => ip !== 'None' && (isIPv4(ip) || isIPv6(ip)));
 }
 
+/**
+ * Every frontend a Service port has on this node, each with the backends it
+ * picks from. Only connections made on this node reach the socket LB, so:
+ * internalTrafficPolicy Local narrows ClusterIPs to this node's endpoints, and
+ * externalTrafficPolicy does not apply: Kubernetes gives traffic from the node
+ * and its pods to a NodePort, LoadBalancer or external IP every endpoint, as if
+ * it had gone out to the load balancer and come back (kube-proxy does the same).
+ */
 export function desiredServices(model: Model, redirects: readonly ServiceRedirect[], node: NodeAddresses): DesiredService[] {
   const out: DesiredService[] = [];
   for (const svc of model.services()) {
@@ -44,20 +58,31 @@ export function desiredServices(model: Model, redirects: readonly ServiceRedirec
     const id = `${ns}/${svc.metadata.name}`;
     const affinity = svc.spec.sessionAffinity === 'ClientIP' ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : undefined;
     const maglev = svc.metadata.annotations?.[LB_ALGORITHM_ANNOTATION] === 'maglev';
+    // Without a node name no endpoint is known to be local: a Local policy then refuses, as with no local endpoint.
+    const internalLocal = svc.spec.internalTrafficPolicy === 'Local';
     for (const port of svc.spec.ports ?? []) {
       const proto = port.protocol ?? 'TCP';
       if (proto !== 'TCP' && proto !== 'UDP') continue;
       const redirect = redirects.find((r) => r.service === id && (r.port === undefined || r.port === port.port));
       // L7 redirects carry TCP; UDP keeps going straight to backends.
       const l7Port = proto === 'TCP' ? redirect?.proxyPort : undefined;
-      const backends = readyBackends(model, svc, port);
-      const serviceKey = `${id}:${port.port}/${proto}`;
-      const frontends: Frontend[] = clusterIPs(svc).map((vip) => ({ vip, port: port.port, proto }));
-      for (const vip of svc.spec.externalIPs ?? []) if (isIPv4(vip) || isIPv6(vip)) frontends.push({ vip, port: port.port, proto });
+      const all = readyBackends(model, svc, port);
+      const local = internalLocal ? readyBackends(model, svc, port, node.nodeName ?? '') : all;
+      const frontends: { vip: string; port: number; local: boolean }[] = clusterIPs(svc).map((vip) => ({ vip, port: port.port, local: internalLocal }));
+      for (const vip of svc.spec.externalIPs ?? []) if (isIPv4(vip) || isIPv6(vip)) frontends.push({ vip, port: port.port, local: false });
       if (port.nodePort && (svc.spec.type === 'NodePort' || svc.spec.type === 'LoadBalancer'))
-        for (const vip of ['127.0.0.1', ...node.nodeIPs]) frontends.push({ vip, port: port.nodePort, proto });
-      for (const frontend of frontends)
-        out.push({ frontend, serviceKey, backends: backends.filter((b) => isIPv4(b.ip) === isIPv4(frontend.vip)), affinityTimeout: affinity, maglev, l7Port });
+        for (const vip of ['127.0.0.1', ...node.nodeIPs]) frontends.push({ vip, port: port.nodePort, local: false });
+      for (const f of frontends) {
+        const v4 = isIPv4(f.vip);
+        out.push({
+          frontend: { vip: f.vip, port: f.port, proto },
+          serviceKey: `${id}:${port.port}/${proto}/${v4 ? 'v4' : 'v6'}${f.local ? '/local' : ''}`,
+          backends: (f.local ? local : all).filter((b) => isIPv4(b.ip) === v4),
+          affinityTimeout: affinity,
+          maglev,
+          l7Port,
+        });
+      }
     }
   }
   return out;

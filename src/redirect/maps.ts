@@ -17,6 +17,7 @@ export const SIZES = {
   revNatVal: 24,
   affinityKey: 16,
   affinityVal: 8,
+  config: 32,
 } as const;
 
 export const PROTO = { TCP: 6, UDP: 17 } as const;
@@ -95,5 +96,13 @@ export function maglevKey(revNatId: number, index: number): Buffer {
   const b = Buffer.alloc(SIZES.maglevKey);
   b.writeUInt16LE(revNatId, 0);
   b.writeUInt32LE(index, 4);
+  return b;
+}
+
+/** The one entry of sluice_config: the node proxy addresses L7 redirects go to. */
+export function config(proxy4: string, proxy6: string): Buffer {
+  const b = Buffer.alloc(SIZES.config);
+  if (encodeAddr(proxy4, b, 0) !== 4) throw new Error(`the IPv4 proxy address ${proxy4} is not IPv4`);
+  if (encodeAddr(proxy6, b, 16) !== 6) throw new Error(`the IPv6 proxy address ${proxy6} is not IPv6`);
   return b;
 }

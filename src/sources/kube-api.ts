@@ -47,18 +47,57 @@ interface Informer {
   watched: Watched;
   lw: ListWatch<KubernetesObject>;
   synced: boolean;
+  /** Listed, or known not to be served: start() need not wait for it. */
+  settled: boolean;
   failures: number;
   retry?: NodeJS.Timeout;
   lastError?: string;
-  /** Resolves once the kind is listed, or the API server has answered that it cannot be. */
+  /** Resolves once the kind is listed, or the API server has answered that it does not serve it. */
   settle: () => void;
 }
 
+/** The HTTP status of a failed list (ApiException.code) or watch (statusCode); NaN without one. */
+function statusOf(e: unknown): number {
+  const err = e as { statusCode?: unknown; code?: unknown };
+  return Number(err.statusCode ?? err.code);
+}
+
+/**
+ * The API server says it does not serve this kind at all (a CRD not installed):
+ * the one failure that may count as an empty collection. Forbidden, throttled or
+ * unavailable says nothing about what exists, and reading it as "none" would
+ * withdraw every such object from the node.
+ */
+export function notServed(e: unknown): boolean {
+  if (statusOf(e) === 404) return true;
+  // Discovery found the group and version, but no such kind in it.
+  return /^Unrecognized API version and kind/.test(String((e as { message?: unknown }).message ?? ''));
+}
+
+/** What an operator can do about a refusal: fix the credentials (401) or grant the kind (403). */
+function refusalHint(status: number, path: string): string {
+  if (status === 401) return "; the API server does not accept the agent's credentials (an expired or revoked token?)";
+  if (status !== 403) return '';
+  const parts = path.split('/');
+  const group = parts[1] === 'apis' ? parts[2] : '""';
+  return `; the agent's ServiceAccount needs list and watch on ${parts[parts.length - 1]} (apiGroup ${group})`;
+}
+
+/** One line: the status and the API server's own reason (a Status object's message) when it gave one. */
 function describeError(e: unknown): string {
-  const err = e as { code?: number | string; statusCode?: number; body?: unknown; message?: string };
-  const status = err.statusCode ?? err.code;
-  const body = typeof err.body === 'string' ? err.body : err.body ? JSON.stringify(err.body) : '';
-  return `${status ? `${status} ` : ''}${err.message ?? String(e)}${body ? ` ${body.slice(0, 300)}` : ''}`;
+  const err = e as { body?: unknown; message?: string };
+  const status = statusOf(e);
+  let body = err.body;
+  if (typeof body === 'string')
+    try {
+      body = JSON.parse(body);
+    } catch {
+      /* not a Status object */
+    }
+  const reason = (body as { message?: unknown } | undefined)?.message;
+  // ApiException's own message spans lines and carries the response headers.
+  const text = typeof reason === 'string' ? reason : (err.message ?? String(e)).split('\n')[0];
+  return `${status ? `${status} ` : ''}${text}`.slice(0, 300);
 }
 
 /** Cluster state from the Kubernetes API: what `sluice agent --source kube` reads. */
@@ -68,6 +107,8 @@ export class KubeApiSource implements ModelSource {
   private onChange: ((u: ModelUpdate) => void) | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Every kind has settled: from here on a change is a new model. Before, a model would be missing whole kinds. */
+  private delivering = false;
 
   constructor(private readonly opts: KubeApiSourceOptions) {
     this.status = new KubeStatusWriter(opts.kubeConfig, opts.nodeName, opts.log);
@@ -88,17 +129,25 @@ export class KubeApiSource implements ModelSource {
       const fieldSelector = watched.fieldSelector?.(nodeName);
       const list = () => objects.list(apiVersion, watched.kind, undefined, undefined, undefined, undefined, fieldSelector);
       const lw = new ListWatch<KubernetesObject>(watched.path, new Watch(kubeConfig), list, false, undefined, fieldSelector);
-      const inf: Informer = { watched, lw, synced: false, failures: 0, settle: () => {} };
-      settled.push(new Promise<void>((r) => (inf.settle = r)));
+      const inf: Informer = { watched, lw, synced: false, settled: false, failures: 0, settle: () => {} };
+      settled.push(
+        new Promise<void>((r) => {
+          inf.settle = () => {
+            inf.settled = true;
+            r();
+          };
+        }),
+      );
       for (const verb of [ADD, UPDATE, DELETE] as const) lw.on(verb, () => this.changed(inf));
       lw.on(ERROR, (e) => this.failed(inf, e));
       this.informers.push(inf);
     }
     for (const inf of this.informers) void this.connect(inf);
     // Serving a model from caches that never filled would wipe the node's config, so wait
-    // while the API server is unreachable; a kind it refuses (its CRD not installed, say)
-    // must not hold up the rest.
+    // while the API server is unreachable or refuses a kind; only a kind it does not
+    // serve (its CRD not installed) may count as empty and not hold up the rest.
     await Promise.all(settled);
+    this.delivering = true;
     this.emit();
   }
 
@@ -130,12 +179,20 @@ export class KubeApiSource implements ModelSource {
     if (this.stopped || inf.retry) return;
     inf.failures++;
     const message = describeError(e);
-    const status = Number((e as { statusCode?: number; code?: unknown }).statusCode ?? (e as { code?: unknown }).code);
-    if (status >= 400) inf.settle();
+    const absent = notServed(e);
+    if (absent && !inf.settled) inf.settle();
     // Say it once per distinct failure, not on every retry of an outage.
     if (message !== inf.lastError) {
-      const hint = /\b404\b/.test(message) ? `; is the ${API_VERSIONS[inf.watched.kind][0]} ${inf.watched.kind} CRD installed?` : '';
-      this.opts.log.warn({ kind: inf.watched.kind, path: inf.watched.path, error: message }, `list/watch of ${inf.watched.kind} failed; retrying${hint}`);
+      const { kind, path } = inf.watched;
+      const hint = refusalHint(statusOf(e), path);
+      const meanwhile = inf.synced
+        ? `the ${inf.lw.list().length} cached ${kind} objects keep serving until it recovers${hint}`
+        : absent
+          ? `counted as none for now; is the ${API_VERSIONS[kind][0]} ${kind} CRD installed?`
+          : inf.settled
+            ? `still counted as none (it was not served before) until it is listed${hint}`
+            : `not ready, and nothing published or removed, until it is listed${hint}`;
+      this.opts.log.warn({ kind, path, error: message }, `list/watch of ${kind} failed; ${meanwhile}; retrying`);
       inf.lastError = message;
     }
     const delay = Math.min(this.opts.maxBackoffMs ?? 30_000, 250 * 2 ** Math.min(inf.failures, 10));
@@ -146,9 +203,14 @@ export class KubeApiSource implements ModelSource {
   }
 
   private changed(inf: Informer): void {
-    if (!inf.synced || !this.onChange || this.stopped) return;
+    if (!inf.synced || !this.delivering || this.stopped) return;
     clearTimeout(this.debounce);
     this.debounce = setTimeout(() => this.emit(), this.opts.debounceMs ?? 50);
+  }
+
+  /** The kinds start() still waits for, each with the API server's last answer. */
+  pending(): string[] {
+    return this.informers.filter((i) => !i.settled).map((i) => `${i.watched.kind}${i.lastError ? ` (${i.lastError})` : ''}`);
   }
 
   /** The current model, built from every watch cache. */

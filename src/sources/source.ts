@@ -18,6 +18,8 @@ export interface StatusReport {
 export interface ModelSource {
   start(onChange: (update: ModelUpdate) => void): Promise<void>;
   stop(): Promise<void>;
+  /** Before the first model: what the source still waits for, said so an operator can act on it. */
+  pending?(): string[];
   /** Called after each published version; the Kubernetes source turns it into status and Events. */
   report?(report: StatusReport): void;
 }

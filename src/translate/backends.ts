@@ -19,9 +19,10 @@ export interface BackendAddress {
 
 /**
  * Ready backends of one Service port: endpoints that are ready and not
- * terminating, at the target port their EndpointSlice names for that port.
+ * terminating, at the target port their EndpointSlice names for that port;
+ * with `onNode`, only the endpoints that slice places on that node.
  */
-export function readyBackends(model: Model, svc: Service, port: ServicePort): BackendAddress[] {
+export function readyBackends(model: Model, svc: Service, port: ServicePort, onNode?: string): BackendAddress[] {
   const ns = svc.metadata.namespace ?? 'default';
   const out: BackendAddress[] = [];
   const seen = new Set<string>();
@@ -31,6 +32,7 @@ export function readyBackends(model: Model, svc: Service, port: ServicePort): Ba
     if (target === undefined) continue;
     for (const ep of slice.endpoints ?? []) {
       if (ep.conditions?.ready === false || ep.conditions?.terminating === true) continue;
+      if (onNode !== undefined && ep.nodeName !== onNode) continue;
       for (const ip of ep.addresses) {
         const key = `${ip}:${target}`;
         if (seen.has(key)) continue;

@@ -3,8 +3,13 @@ export interface TranslateContext {
   /** The node whose Envoy is served (for nodeSelector). */
   nodeName: string;
   /**
-   * The loopback port for a listener that has no address of its own. Must return
+   * The node-local port for a listener that has no address of its own. Must return
    * the same port for the same key on every call and across agent restarts.
    */
   proxyPort(listenerKey: string): number;
+  /**
+   * The node addresses such listeners bind (IPv4, plus IPv6 as an additional
+   * address): where the datapath sends L7-redirected connections. Default loopback.
+   */
+  proxyAddresses?: { v4: string; v6: string };
 }

@@ -7,6 +7,7 @@ import { ProtoJsonError } from '../proto/json.js';
 import { isServedType, SERVED_TYPES, TypeUrl } from '../xds/resource-types.js';
 import { backendClusterName, loadAssignment, readyBackends } from './backends.js';
 import type { TranslateContext } from './context.js';
+import { proxyListenerAddress } from './envoy-json.js';
 import type { TranslationMemo } from './memo.js';
 import { selects } from './node-selector.js';
 import type { ObjectTranslation } from './output.js';
@@ -100,9 +101,9 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
   return out;
 }
 
-/** A listener with no address listens on a stable node-local proxy port. */
+/** A listener with no address listens on the node proxy addresses, at a stable proxy port. */
 function assignListenerAddress(ctx: TranslateContext, json: Record<string, any>, ports: Map<string, number>): void {
-  if (!json.address && !json.internalListener) json.address = { socketAddress: { address: '127.0.0.1', portValue: ctx.proxyPort(json.name) } };
+  if (!json.address && !json.internalListener) Object.assign(json, proxyListenerAddress(ctx, ctx.proxyPort(json.name)));
   const port = json.address?.socketAddress?.portValue;
   if (typeof port === 'number') ports.set(json.name, port);
 }

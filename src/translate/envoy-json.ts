@@ -1,12 +1,27 @@
 // Envoy resources that translators build, in proto3 JSON.
+import type { TranslateContext } from './context.js';
+
 const T = 'type.googleapis.com/';
 
-/** A listener on 127.0.0.1:port whose HTTP connection manager takes routes over RDS from the agent's ADS. */
-export function httpListener(name: string, port: number, routeConfigName: string): Record<string, unknown> {
+/**
+ * Where a node-local listener listens: the proxy address of each family on one
+ * port. freebind lets Envoy bind before the agent has put the address on the node.
+ */
+export function proxyListenerAddress(ctx: TranslateContext, port: number): Record<string, unknown> {
+  const { v4, v6 } = ctx.proxyAddresses ?? { v4: '127.0.0.1', v6: '::1' };
+  return {
+    address: { socketAddress: { address: v4, portValue: port } },
+    additionalAddresses: [{ address: { socketAddress: { address: v6, portValue: port } } }],
+    freebind: true,
+  };
+}
+
+/** A node-local listener whose HTTP connection manager takes routes over RDS from the agent's ADS. */
+export function httpListener(ctx: TranslateContext, name: string, port: number, routeConfigName: string): Record<string, unknown> {
   return {
     '@type': `${T}envoy.config.listener.v3.Listener`,
     name,
-    address: { socket_address: { address: '127.0.0.1', port_value: port } },
+    ...proxyListenerAddress(ctx, port),
     filter_chains: [
       {
         filters: [

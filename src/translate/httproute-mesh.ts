@@ -3,7 +3,7 @@
 // routes attached gets a node-local listener and one RouteConfiguration that
 // merges all its routes in Gateway API precedence order, ending in a 404 for
 // requests no rule matches. The Service's traffic is redirected there.
-import type { Model } from '../model/model.js';
+import type { Model, Origin } from '../model/model.js';
 import type { HTTPBackendRef, HTTPHeaderFilter, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, Service, ServicePort } from '../model/objects.js';
 import { describeObject } from '../model/objects.js';
 import { anyFromJson } from '../proto/any.js';
@@ -34,6 +34,8 @@ interface Attachment {
   svc: Service;
   port: ServicePort;
   entries: Entry[];
+  /** The issue lists of the routes attached, so a problem of the listener reaches them. */
+  routeIssues: { object: string; origin?: Origin; issues: TranslationIssue[] }[];
 }
 
 export function translateHttpRoutes(model: Model, ctx: TranslateContext): ObjectTranslation[] {
@@ -49,8 +51,9 @@ export function translateHttpRoutes(model: Model, ctx: TranslateContext): Object
       const entries = routeEntries(model, route, problem);
       for (const { svc, port } of parents) {
         const key = `${svc.metadata.namespace}/${svc.metadata.name}:${port.port}`;
-        const a = attached.get(key) ?? { svc, port, entries: [] };
+        const a = attached.get(key) ?? { svc, port, entries: [], routeIssues: [] };
         a.entries.push(...entries);
+        a.routeIssues.push({ object, origin, issues });
         attached.set(key, a);
       }
     }
@@ -246,11 +249,19 @@ function serviceUnit(model: Model, ctx: TranslateContext, key: string, a: Attach
   // One unit per Service port: two ports of one Service are independent listeners.
   const object = `Service ${key}`;
   const name = `gamma/${key}`;
-  const proxyPort = ctx.proxyPort(name);
+  let proxyPort: number;
+  try {
+    proxyPort = ctx.proxyPort(name);
+  } catch (e) {
+    // No port for this Service port's listener: its routes say so, and other Services keep theirs.
+    const message = (e as Error).message;
+    for (const r of a.routeIssues) r.issues.push({ object: r.object, origin: r.origin, field: 'spec.parentRefs', message: `Service ${key}: ${message}` });
+    return { object, resources: [], redirects: [], issues: [], rejected: true };
+  }
   const routes = [...a.entries].sort((x, y) => compareKeys(x.key, y.key)).map((e) => e.route);
   routes.push({ match: { prefix: '/' }, direct_response: { status: 404 } });
   const docs: Json[] = [
-    httpListener(name, proxyPort, name),
+    httpListener(ctx, name, proxyPort, name),
     { '@type': `${T}envoy.config.route.v3.RouteConfiguration`, name, virtual_hosts: [{ name, domains: ['*'], routes }] },
   ];
   const seen = new Set<string>();

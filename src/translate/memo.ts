@@ -19,6 +19,11 @@ export class TranslationMemo {
     return unit;
   }
 
+  /** Forgets everything, e.g. translations that met a shortage which has since ended. */
+  clear(): void {
+    this.entries.clear();
+  }
+
   /** Forgets objects not asked for since the last sweep. */
   sweep(): void {
     for (const k of this.entries.keys()) if (!this.seen.has(k)) this.entries.delete(k);

@@ -7,6 +7,8 @@
 //
 // Works on canonical proto3 JSON (camelCase, every Any expanded with @type).
 
+import { applyWellKnown } from './well-known.js';
+
 type Json = Record<string, any>;
 
 const T = 'type.googleapis.com/';
@@ -77,6 +79,7 @@ function typedConfigs(q: Qualifier, node: unknown): void {
 
 /** Rewrites one resource in place. */
 export function qualifyResource(q: Qualifier, r: Json): void {
+  applyWellKnown(q, r);
   switch (r['@type']) {
     case `${T}envoy.config.listener.v3.Listener`:
       r.name = qualify(q, r.name ?? '');

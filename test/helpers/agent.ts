@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { Agent } from '../../src/agent/agent.js';
+import type { ServiceDatapathOptions } from '../../src/agent/service-datapath.js';
 import type { Logger } from '../../src/log.js';
 import type { ModelSource } from '../../src/sources/source.js';
 import { renderBootstrap, type AdsFlavour } from '../../src/envoy/bootstrap.js';
@@ -32,6 +33,11 @@ export interface StartOptions {
   nodeName?: string;
   /** Read cluster state from this source (the Kubernetes API, say) instead of files. */
   source?: ModelSource;
+  /** Where address-less listeners bind (default loopback: the agent runs without a datapath). */
+  proxyAddresses?: { v4: string; v6: string };
+  proxyPortRange?: [number, number];
+  /** Socket load balancing in a test world's cgroup (test/helpers/netns.ts). */
+  datapath?: ServiceDatapathOptions;
 }
 
 /** A port range for listeners without an address, unlikely to meet another test's. */
@@ -68,7 +74,9 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     nodeName: opts.nodeName ?? 'test-node',
     ...(opts.source ? { source: opts.source } : opts.kube ? { kubeDirs: [resources] } : { resourceDirs: [resources] }),
     stateDir: join(dir, 'state'),
-    proxyPortRange: proxyPortRange(),
+    proxyPortRange: opts.proxyPortRange ?? proxyPortRange(),
+    datapath: opts.datapath,
+    proxyAddresses: opts.proxyAddresses,
     socketPath,
     tcpAddress: opts.tcp ? '127.0.0.1:0' : undefined,
     log,
@@ -85,6 +93,6 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     tcpPort: addresses.tcpPort,
     logs,
     write,
-    bootstrap: (nodeId, ads) => renderBootstrap({ nodeId, ads, socketPath, adminPort: 0 }),
+    bootstrap: (nodeId, ads) => renderBootstrap({ nodeId, ads, socketPath, healthPort: 0 }),
   };
 }

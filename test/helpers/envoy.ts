@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +14,10 @@ export function envoyBinary(): string {
 
 export interface EnvoyHandle {
   readonly pid: number;
+  /** "http://127.0.0.1:PORT" for a TCP admin, "unix:PATH" for the bootstrap's admin socket. */
   readonly adminUrl: string;
+  /** GET on the admin API, whichever way it listens. */
+  adminGet(path: string): Promise<{ status: number; body: string }>;
   readonly logs: () => string;
   configDump(): Promise<ConfigDump>;
   stats(filter: string): Promise<Record<string, number>>;
@@ -34,18 +38,38 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-/** Starts a real Envoy from `bootstrap` (admin port 0) and stops it, by PID, at teardown. */
-export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: string[] = []): Promise<EnvoyHandle> {
+/** A GET to an admin API at "host:port" or, when it starts with "/", at a unix socket. */
+function adminRequest(address: string, path: string): Promise<{ status: number; body: string }> {
+  const [host, port] = address.startsWith('/') ? [undefined, undefined] : address.split(/:(?=\d+$)/);
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: address.startsWith('/') ? address : undefined, host, port, path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Starts a real Envoy from `bootstrap` (its admin on a unix socket, or TCP port
+ * 0) and stops it, by PID, at teardown. With `netns` it runs in that test
+ * network namespace, its admin API on a unix socket the test reaches from outside.
+ */
+export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: string[] = [], netns?: string): Promise<EnvoyHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-envoy-'));
   const config = join(dir, 'bootstrap.json');
   const adminPath = join(dir, 'admin-address');
-  writeFileSync(config, JSON.stringify(bootstrap));
+  const admin = netns ? { admin: { address: { pipe: { path: join(dir, 'admin.sock') } } } } : {};
+  writeFileSync(config, JSON.stringify({ ...bootstrap, ...admin }));
   let output = '';
-  const child: ChildProcess = spawn(
-    envoyBinary(),
-    ['-c', config, '--admin-address-path', adminPath, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'warn', ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const args = ['-c', config, '--admin-address-path', adminPath, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'warn', ...extraArgs];
+  // nsenter enters the namespace and execs Envoy: the child's PID is Envoy's.
+  const child: ChildProcess = netns
+    ? spawn('nsenter', [`--net=/var/run/netns/${netns}`, envoyBinary(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(envoyBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
   let exited = false;
@@ -64,17 +88,19 @@ export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: stri
     if (i > 200) throw new Error(`envoy admin did not come up in 20 s:\n${output}`);
     await sleep(100);
   }
-  const adminUrl = `http://${readFileSync(adminPath, 'utf8').trim()}`;
+  const address = readFileSync(adminPath, 'utf8').trim();
+  const adminGet = (path: string) => adminRequest(address, path);
+  const json = async (path: string) => JSON.parse((await adminGet(path)).body);
   const handle: EnvoyHandle = {
     pid: child.pid!,
-    adminUrl,
+    adminUrl: address.startsWith('/') ? `unix:${address}` : `http://${address}`,
+    adminGet,
     logs: () => output,
     async configDump() {
-      const raw = await (await fetch(`${adminUrl}/config_dump?include_eds`)).json();
-      return parseConfigDump(raw);
+      return parseConfigDump(await json('/config_dump?include_eds'));
     },
     async stats(filter: string) {
-      const text = await (await fetch(`${adminUrl}/stats?filter=${encodeURIComponent(filter)}`)).text();
+      const text = (await adminGet(`/stats?filter=${encodeURIComponent(filter)}`)).body;
       const out: Record<string, number> = {};
       for (const line of text.split('\n')) {
         const m = /^(\S+): (\d+)$/.exec(line);
@@ -83,7 +109,7 @@ export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: stri
       return out;
     },
     async clusterHosts(cluster: string) {
-      const j = await (await fetch(`${adminUrl}/clusters?format=json`)).json();
+      const j = await json('/clusters?format=json');
       const c = (j.cluster_statuses ?? []).find((s: any) => s.name === cluster);
       return (c?.host_statuses ?? []).map((h: any) => `${h.address.socket_address.address}:${h.address.socket_address.port_value}`).sort();
     },

@@ -73,6 +73,21 @@ function stopProcess(p: ChildProcess | undefined): Promise<void> {
   });
 }
 
+/** A kubeconfig for one bearer token against the test API server (its certificate is self-signed, on loopback). */
+export function writeKubeconfig(file: string, url: string, user: string, token: string): void {
+  writeFileSync(
+    file,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'test', cluster: { server: url, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: user, user: { token } }],
+      contexts: [{ name: 'test', context: { cluster: 'test', user } }],
+      'current-context': 'test',
+    }),
+  );
+}
+
 /** Starts etcd and kube-apiserver; both are stopped and their data removed at teardown. */
 export async function startKubeCluster(t: Teardown): Promise<KubeCluster> {
   const bin = binaries();
@@ -85,17 +100,7 @@ export async function startKubeCluster(t: Teardown): Promise<KubeCluster> {
   writeFileSync(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`);
   const url = `https://127.0.0.1:${apiPort}`;
   const kubeconfig = join(dir, 'kubeconfig');
-  writeFileSync(
-    kubeconfig,
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'test', cluster: { server: url, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'admin', user: { token } }],
-      contexts: [{ name: 'test', context: { cluster: 'test', user: 'admin' } }],
-      'current-context': 'test',
-    }),
-  );
+  writeKubeconfig(kubeconfig, url, 'admin', token);
 
   let etcdLog = '';
   const etcd = spawn(

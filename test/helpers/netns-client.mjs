@@ -2,6 +2,7 @@
 // connects, datagrams and DNS lookups, and prints what it saw as JSON.
 import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
+import { request } from 'node:http';
 import { connect } from 'node:net';
 
 const plan = JSON.parse(process.argv[2]);
@@ -19,16 +20,33 @@ function tcp(host, port) {
   });
 }
 
-function udp(host, port) {
+// One HTTP/1.1 GET on a fresh connection; the body is the backend's name.
+function http(host, port) {
   return new Promise((resolve, reject) => {
-    const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
-    const timer = setTimeout(() => (s.close(), reject(new Error('udp timeout'))), 3000);
+    let peer;
+    const req = request({ host, port, path: '/', agent: false, timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, backend: body, peer, via: res.headers['x-envoy-upstream-service-time'] !== undefined ? 'envoy' : undefined }));
+    });
+    req.on('socket', (s) => s.on('connect', () => (peer = { address: s.remoteAddress, port: s.remotePort })));
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function udp(host, port, type = host.includes(':') ? 'udp6' : 'udp4') {
+  return new Promise((resolve, reject) => {
+    const s = createSocket(type);
+    const fail = (e) => (clearTimeout(timer), s.close(), reject(e));
+    const timer = setTimeout(() => fail(new Error('udp timeout')), 3000);
     s.on('message', (m, r) => {
       clearTimeout(timer);
       s.close();
       resolve({ backend: String(m), from: { address: r.address, port: r.port } });
     });
-    s.send('who', port, host);
+    s.send('who', port, host, (e) => e && fail(e));
   });
 }
 
@@ -39,13 +57,15 @@ for (const step of plan) {
     try {
       if (step.op === 'tcp') results.push(await tcp(step.host, step.port));
       else if (step.op === 'udp') results.push(await udp(step.host, step.port));
+      else if (step.op === 'udp6') results.push(await udp(step.host, step.port, 'udp6'));
+      else if (step.op === 'http') results.push(await http(step.host, step.port));
       else if (step.op === 'dns') {
         const r = new Resolver({ timeout: 2000, tries: 1 });
         r.setServers([`${step.server}:${step.port ?? 53}`]);
         results.push({ addresses: await r.resolve4(step.name) });
       }
     } catch (e) {
-      results.push({ error: e.message });
+      results.push({ error: e.message, code: e.code });
     }
   }
   out.push(results);

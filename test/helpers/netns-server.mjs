@@ -1,6 +1,7 @@
 // Runs inside a test network namespace: TCP and UDP servers that answer with
 // their name, and a minimal DNS server answering A queries with one address.
 import { createSocket } from 'node:dgram';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 
 const cfg = JSON.parse(process.argv[2]);
@@ -10,6 +11,10 @@ const ready = () => --pending === 0 && console.log('ready');
 for (const s of cfg.tcp ?? []) {
   pending++;
   createServer((c) => c.end(s.name)).listen(s.port, s.ip, ready);
+}
+for (const s of cfg.http ?? []) {
+  pending++;
+  createHttpServer((_req, res) => res.end(s.name)).listen(s.port, s.ip, ready);
 }
 for (const s of cfg.udp ?? []) {
   pending++;

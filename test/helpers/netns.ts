@@ -10,7 +10,7 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-const CGROUP2 = process.env.SLUICE_CGROUP2 ?? '/sys/fs/cgroup/unified';
+export const CGROUP2 = process.env.SLUICE_CGROUP2 ?? '/sys/fs/cgroup/unified';
 const here = new URL('.', import.meta.url).pathname;
 
 export interface NetnsWorld {
@@ -27,14 +27,18 @@ export interface NetnsWorld {
   netnsCookie(): bigint;
   /**
    * Another network namespace whose only link is a veth pair into this one
-   * (10.250.K.2 there, 10.250.K.1 here, default route through it): a second
-   * client of the same node, with its own netns cookie. Removed at teardown.
+   * (10.250.K.2 and fd00:250:K::2 there, 10.250.K.1 and fd00:250:K::1 here,
+   * default routes through it): a pod of the node this namespace plays, with
+   * its own netns cookie. Removed at teardown.
    */
   peer(): PeerNetns;
 }
 
 export interface PeerNetns {
   ns: string;
+  /** Its addresses on the veth. */
+  ip4: string;
+  ip6: string;
   /** Runs netns-client.mjs in the peer namespace, inside the world's cgroup. */
   client(plan: object[]): any[][];
   netnsCookie(): bigint;
@@ -43,10 +47,15 @@ export interface PeerNetns {
 // SO_NETNS_COOKIE (Linux 5.14+) is 71; Node has no getsockopt, python3 (a Debian base package) does.
 const COOKIE_PY = 'import socket; s = socket.socket(); print(int.from_bytes(s.getsockopt(socket.SOL_SOCKET, 71, 8), "little"))';
 
-export async function netnsWorld(t: Teardown, addresses: string[]): Promise<NetnsWorld> {
+/** Throws, naming what is missing, unless this process is root with cgroup v2 at CGROUP2: datapath tests fail rather than skip. */
+export function requireDatapathPrerequisites(): void {
   if (process.getuid?.() !== 0) throw new Error('datapath tests need root');
   if (!readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === CGROUP2 && l.split(' ')[2] === 'cgroup2'))
     throw new Error(`no cgroup v2 mount at ${CGROUP2} (set SLUICE_CGROUP2)`);
+}
+
+export async function netnsWorld(t: Teardown, addresses: string[]): Promise<NetnsWorld> {
+  requireDatapathPrerequisites();
   const id = `${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
   const ns = `sluice-t-${id}`;
   const cgroupDir = join(CGROUP2, `sluice-test-${id}`);
@@ -114,12 +123,16 @@ export async function netnsWorld(t: Teardown, addresses: string[]): Promise<Netn
       // Created from inside the world, its other end moved straight into the peer: nothing touches the host namespace.
       sh('ip', ['link', 'add', `vw${k}`, 'type', 'veth', 'peer', 'name', `vp${k}`, 'netns', name]);
       sh('ip', ['addr', 'add', `10.250.${k}.1/24`, 'dev', `vw${k}`]);
+      // nodad: usable at once, not after duplicate address detection's second or two.
+      sh('ip', ['addr', 'add', `fd00:250:${k}::1/64`, 'dev', `vw${k}`, 'nodad']);
       sh('ip', ['link', 'set', `vw${k}`, 'up']);
       psh('ip', ['link', 'set', 'lo', 'up']);
       psh('ip', ['addr', 'add', `10.250.${k}.2/24`, 'dev', `vp${k}`]);
+      psh('ip', ['addr', 'add', `fd00:250:${k}::2/64`, 'dev', `vp${k}`, 'nodad']);
       psh('ip', ['link', 'set', `vp${k}`, 'up']);
       psh('ip', ['route', 'add', 'default', 'via', `10.250.${k}.1`]);
-      return { ns: name, client: (plan) => clientIn(name, plan), netnsCookie: () => cookieOf(name) };
+      psh('ip', ['-6', 'route', 'add', 'default', 'via', `fd00:250:${k}::1`]);
+      return { ns: name, ip4: `10.250.${k}.2`, ip6: `fd00:250:${k}::2`, client: (plan) => clientIn(name, plan), netnsCookie: () => cookieOf(name) };
     },
   };
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -20,20 +19,31 @@ export function ephemeralOverlap([lo, hi]: [number, number]): [number, number] |
   return lo <= eph[1] && hi >= eph[0] ? eph : undefined;
 }
 
+/** No number of the range is free: the caller reports the object that asked and leaves it out. */
+export class IdsExhausted extends Error {}
+
 /**
  * Numbers from a range handed out by key, kept in a state file: node-local
  * proxy ports for listeners without an address, and the datapath's service
- * and backend ids. A key keeps its number for as long as the file lives, so
- * Envoy's listeners and the BPF maps survive agent restarts unchanged.
+ * and backend ids. A key keeps its number until released, and across restarts
+ * through the file, so Envoy's listeners and the BPF maps survive restarts.
+ *
+ * New numbers come from a cursor that only moves forward and wraps at the end
+ * of the range. A released number therefore comes back as late as the range
+ * allows, not at once: a number can outlive its key in places the owner does
+ * not control (an LRU map entry naming a rev-NAT id, a listener Envoy is still
+ * draining), and quick reuse would hand those to a stranger.
  */
 export class StableIds {
   private readonly byKey = new Map<string, number>();
   private readonly used = new Set<number>();
+  private cursor: number;
 
   constructor(
     private readonly stateFile: string | undefined,
-    private readonly range: [number, number] = DEFAULT_PROXY_PORT_RANGE,
+    readonly range: [number, number] = DEFAULT_PROXY_PORT_RANGE,
   ) {
+    this.cursor = range[0];
     if (!stateFile) return;
     let saved: Record<string, number> = {};
     try {
@@ -42,6 +52,14 @@ export class StableIds {
       /* first start, or unreadable: start afresh */
     }
     for (const [k, p] of Object.entries(saved)) if (Number.isInteger(p) && p >= range[0] && p <= range[1] && !this.used.has(p)) this.remember(k, p);
+    // Without the cursor in the file, resume past the highest number held: released ones are still not first in line.
+    let highest: number | undefined;
+    for (const id of this.used) if (highest === undefined || id > highest) highest = id;
+    if (highest !== undefined) this.cursor = this.step(highest);
+  }
+
+  private step(id: number): number {
+    return id >= this.range[1] ? this.range[0] : id + 1;
   }
 
   private remember(key: string, id: number): void {
@@ -49,16 +67,38 @@ export class StableIds {
     this.used.add(id);
   }
 
+  /** The key's number, if it has one, without taking a new one. */
+  peek(key: string): number | undefined {
+    return this.byKey.get(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.byKey.keys();
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
   idFor(key: string): number {
     const known = this.byKey.get(key);
     if (known !== undefined) return known;
     const [lo, hi] = this.range;
-    const size = hi - lo + 1;
-    if (this.used.size >= size) throw new Error(`range ${lo}-${hi} is exhausted`);
-    // Start from a hash of the key so that, even without the state file, ports rarely move.
-    let id = lo + (createHash('sha256').update(key).digest().readUInt32BE(0) % size);
-    while (this.used.has(id)) id = id === hi ? lo : id + 1;
+    if (this.used.size >= hi - lo + 1) throw new IdsExhausted(`range ${lo}-${hi} is exhausted: all ${hi - lo + 1} numbers are in use`);
+    let id = this.cursor;
+    while (this.used.has(id)) id = this.step(id);
+    this.cursor = this.step(id);
     this.remember(key, id);
+    this.scheduleSave();
+    return id;
+  }
+
+  /** Gives the key's number back; the caller has made sure nothing uses it any more. */
+  release(key: string): number | undefined {
+    const id = this.byKey.get(key);
+    if (id === undefined) return undefined;
+    this.byKey.delete(key);
+    this.used.delete(id);
     this.scheduleSave();
     return id;
   }
