@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
-import { Agent } from './agent/agent.js';
+import { Agent, DEFAULT_ENVOY_GONE_GRACE_MS } from './agent/agent.js';
 import { StableIds } from './ids/stable-ids.js';
 import { KubeYamlDir } from './sources/kube-yaml-dir.js';
 import { assemble, translateModel } from './translate/assemble.js';
@@ -21,6 +21,12 @@ import { checkProxyAddresses, DEFAULT_PROXY_ADDRESSES, removeProxyAddresses, typ
 function port(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('want a port number 0-65535');
+  return n;
+}
+
+function milliseconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('want a whole number of milliseconds');
   return n;
 }
 
@@ -98,6 +104,7 @@ program
     `where listeners without an address listen and L7 redirects go; with --datapath the agent adds them to lo (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6} with --datapath, 127.0.0.1,::1 without)`,
     proxyAddresses,
   )
+  .option('--envoy-grace <ms>', "with --datapath: how long Services stay steered into Envoy after its xDS stream went, before they go straight to their backends", milliseconds, DEFAULT_ENVOY_GONE_GRACE_MS)
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
   .option('--daemonset <namespace/name>', "with --uninstall-marker: this agent's DaemonSet, watched for its deletion", namespacedName)
   .option('--uninstall-marker <file>', 'created once --daemonset is deleted, for `sluice cleanup --if-daemonset-gone` (keep it in a pod-scoped directory)')
@@ -119,6 +126,7 @@ program
       stateDir: o.stateDir,
       proxyPortRange: o.proxyPorts,
       proxyAddresses: o.proxyAddress,
+      envoyGoneGraceMs: o.envoyGrace,
       log,
     });
     log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, kube, dirs, datapath: !!o.datapath }, 'starting');

@@ -18,6 +18,7 @@ import { DEFAULT_PROXY_ADDRESSES as PROXY } from '../src/redirect/proxy-address.
 
 const BACKENDS = ['10.244.3.1', '10.244.3.2'];
 const PROXY_PORT = 20577;
+const ENVOY_GRACE_MS = 1000;
 const cli = new URL('../dist/cli.js', import.meta.url).pathname;
 
 t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts hitlessly', async (t) => {
@@ -43,7 +44,7 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
   let output = '';
   const startAgentProcess = async () => {
     output = '';
-    const args = [cli, 'agent', '--source', `dir:${src}`, '--node', 'dp-node', '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', `${PROXY_PORT}-${PROXY_PORT}`, '--datapath', '--bpf-dir', w.pinDir, '--cgroup-dir', w.cgroupDir];
+    const args = [cli, 'agent', '--source', `dir:${src}`, '--node', 'dp-node', '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', `${PROXY_PORT}-${PROXY_PORT}`, '--datapath', '--bpf-dir', w.pinDir, '--cgroup-dir', w.cgroupDir, '--envoy-grace', String(ENVOY_GRACE_MS), '--log-level', 'debug'];
     // In the node netns (nsenter execs node: the child's PID is the agent's), so the proxy address goes on its lo.
     const p = spawn('nsenter', [`--net=/var/run/netns/${w.ns}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     p.stdout!.on('data', (d) => (output += d));
@@ -79,6 +80,35 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     write('cec.yaml', []);
     await eventually(() => backends(10) === 'b2', 10_000, 'the redirect to go with the CEC');
     t.pass('deleting the CEC sends the Service straight to its backends again');
+  });
+
+  t.test("when Envoy dies its Services go back to their backends; a new Envoy gets them once it ACKs listeners", async (t) => {
+    const bootstrap = () => renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, adminPort: 0 });
+    write('cec.yaml', [cec('l7', { services: [{ name: 'web', ports: [80] }], backendServices: [{ name: 'web' }], resources: splitResources({ 'default/web': 100 }) })]);
+    const first = await startEnvoy(t, bootstrap(), [], w.ns);
+    await eventually(() => backends(10) === 'envoy>b2', 20_000, 'the redirect once Envoy ACKs');
+    process.kill(first.pid, 'SIGKILL');
+    await eventually(() => backends(10) === 'b2', 10_000, 'the redirect to go once the grace is over');
+    t.pass('with no Envoy stream past the grace, the VIP goes straight to its backend');
+
+    // A real Envoy that takes clusters over ADS but no listeners: connected and ACKing, yet nothing listens at the proxy address.
+    const noListeners = bootstrap();
+    delete noListeners.dynamic_resources.lds_config;
+    const mark = output.length;
+    const clustersOnly = await startEnvoy(t, noListeners, [], w.ns);
+    await eventually(async () => (await clustersOnly.configDump()).clusters['default/web'], 20_000, 'the clusters-only Envoy to take the clusters');
+    await eventually(() => output.slice(mark).split('\n').some((l) => l.includes('"msg":"ACK"') && l.includes('cluster.v3.Cluster"')), 10_000, 'its clusters ACK');
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, ENVOY_GRACE_MS / 2));
+      t.equal(backends(10), 'b2', 'an Envoy that has ACKed no listener gets no traffic', { diagnostic: false });
+    }
+    await clustersOnly.stop();
+
+    await startEnvoy(t, bootstrap(), [], w.ns);
+    await eventually(() => backends(10) === 'envoy>b2', 20_000, 'the redirect once the new Envoy ACKs listeners');
+    t.pass("the new Envoy's listener ACK steers the Service back");
+    write('cec.yaml', []);
+    await eventually(() => backends(10) === 'b2', 10_000, 'the redirect to go with the CEC');
   });
 
   t.test('killing the agent leaves connections working; a restart adopts without duplicates or leaks', async (t) => {

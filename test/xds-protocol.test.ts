@@ -60,7 +60,11 @@ t.test('sotw: make-before-break order, removals last, NACKed version not resent'
   await s.nth(4);
   for (const r of s.received) s.send(request({ typeUrl: r.typeUrl, versionInfo: r.versionInfo, responseNonce: r.nonce, resourceNames: r.typeUrl === TypeUrl.ClusterLoadAssignment ? ['old', 'new'] : r.typeUrl === TypeUrl.RouteConfiguration ? ['r'] : [] }));
   const v = set(listener('l', 2, 'r'), route('r', 'new'), edsCluster('new'), endpoints('new', [2]));
-  const got = [await s.nth(5), await s.nth(6), await s.nth(7), await s.nth(8), await s.nth(9)];
+  const upserts = [await s.nth(5), await s.nth(6), await s.nth(7), await s.nth(8)];
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(s.received.length, 8, 'the removal waits: one CDS response in flight at a time');
+  s.send(request({ typeUrl: TypeUrl.Cluster, versionInfo: upserts[0].versionInfo, responseNonce: upserts[0].nonce }));
+  const got = [...upserts, await s.nth(9)];
   t.same(got.map(typeOf), ['Cluster', 'ClusterLoadAssignment', 'Listener', 'RouteConfiguration', 'Cluster'], 'CDS, EDS, LDS, RDS, then the removal');
   t.same(names(got[0]).sort(), ['new', 'old'], 'the old cluster stays until routes have moved');
   t.same(names(got[4]), ['new'], 'then it goes');
@@ -89,6 +93,7 @@ t.test('delta: reconnect with initial_resource_versions gets only what changed',
   d2.send(deltaRequest({ node, typeUrl: TypeUrl.Cluster, initialResourceVersions: versions }));
   const up = await d2.nth(1);
   t.same(up.resources.map((r) => r.name).sort(), ['added', 'change'], 'only changed and new resources are sent');
+  d2.send(deltaRequest({ typeUrl: TypeUrl.Cluster, responseNonce: up.nonce }));
   const rm = await d2.nth(2);
   t.same(rm.removedResources, ['drop'], 'what the client held but is gone is removed');
 });
@@ -118,10 +123,59 @@ t.test('per-node snapshots: a node-specific snapshot overrides the shared one fo
   plain.send(request({ node: { id: 'plain' } as any, typeUrl: TypeUrl.Cluster }));
   const special = sotw(t, client);
   special.send(request({ node: { id: 'special' } as any, typeUrl: TypeUrl.Cluster }));
-  t.same(names(await plain.nth(1)), ['shared']);
-  t.same(names(await special.nth(1)), ['mine']);
+  const [p1, s1] = [await plain.nth(1), await special.nth(1)];
+  t.same(names(p1), ['shared']);
+  t.same(names(s1), ['mine']);
+  plain.send(request({ typeUrl: TypeUrl.Cluster, versionInfo: p1.versionInfo, responseNonce: p1.nonce }));
+  special.send(request({ typeUrl: TypeUrl.Cluster, versionInfo: s1.versionInfo, responseNonce: s1.nonce }));
   set(edsCluster('shared'), edsCluster('shared-2'));
   t.same(names(await plain.nth(2)).sort(), ['shared', 'shared-2'], 'the shared update reaches the plain node');
   await new Promise((r) => setTimeout(r, 200));
   t.equal(special.received.length, 1, 'and not the node with its own snapshot');
+});
+
+t.test('waitForAck: a stream that has not taken the listeners has not taken a snapshot with listeners', async (t) => {
+  const { set, client, cache } = await serve(t);
+  const v = set(listener('l', 1, 'r'), edsCluster('a'));
+  const s = sotw(t, client);
+  s.send(request({ node, typeUrl: TypeUrl.Cluster }));
+  const cds = await s.nth(1);
+  s.send(request({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce }));
+  await t.rejects(cache.waitForAck('raw', v, 500), /did not ACK version/, 'clusters alone are not the snapshot');
+  t.notOk(cache.holdsListeners('raw'), 'and the node holds no listeners');
+  s.send(request({ typeUrl: TypeUrl.Listener }));
+  const lds = await s.nth(2);
+  const acked = cache.waitForAck('raw', v, 3000);
+  s.send(request({ typeUrl: TypeUrl.Listener, versionInfo: lds.versionInfo, responseNonce: lds.nonce }));
+  await acked;
+  t.ok(cache.holdsListeners('raw'), 'the ACK of the listeners completes it');
+});
+
+t.test('waitForAck: one stream of a node NACKing does not overrule another that ACKs; all NACKing rejects', async (t) => {
+  const { set, client, cache } = await serve(t);
+  set(edsCluster('a'));
+  const streams = [sotw(t, client), sotw(t, client)];
+  const answer = (i: number, n: number, nack?: string) => {
+    const r = streams[i].received[n - 1];
+    streams[i].send(request({ typeUrl: r.typeUrl, versionInfo: r.versionInfo, responseNonce: r.nonce, errorDetail: nack ? { code: 3, message: nack, details: [] } : undefined }));
+  };
+  for (const s of streams) s.send(request({ node, typeUrl: TypeUrl.Cluster }));
+  for (const s of streams) await s.nth(1);
+  answer(0, 1);
+  answer(1, 1);
+  const v2 = set(edsCluster('a'), edsCluster('b'));
+  for (const s of streams) await s.nth(2);
+  const outcome = cache.waitForAck('raw', v2, 3000).then(() => 'accepted', (e: Error) => e.message);
+  answer(1, 2, "cluster 'b' is bad");
+  await new Promise((r) => setTimeout(r, 200));
+  answer(0, 2);
+  t.equal(await outcome, 'accepted', 'the stream that took it decides, not the one that refused it');
+
+  const v3 = set(edsCluster('a'), edsCluster('b'), edsCluster('c'));
+  for (const s of streams) await s.nth(3);
+  const rejected = cache.waitForAck('raw', v3, 3000).then(() => 'accepted', (e: Error) => e.message);
+  answer(0, 3, 'no');
+  await new Promise((r) => setTimeout(r, 200));
+  answer(1, 3, 'no either');
+  t.match(await rejected, /rejected .*Cluster version/, 'every stream NACKing rejects the version');
 });

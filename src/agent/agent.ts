@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { Model } from '../model/model.js';
@@ -10,11 +9,11 @@ import { assemble, translateModel } from '../translate/assemble.js';
 import { TranslationMemo } from '../translate/memo.js';
 import { formatIssue, type ObjectTranslation, type ServiceRedirect, type TranslationIssue } from '../translate/output.js';
 import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
-import { toXdsResource } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
 import { AgentMetrics } from './metrics.js';
 import { DEFAULT_PROXY_ADDRESSES, LOOPBACK_PROXY_ADDRESSES, type ProxyAddresses } from '../redirect/proxy-address.js';
+import { changedSince, fingerprint, namedCulprits } from './nack-blame.js';
 import { ServiceDatapath, type ServiceDatapathOptions } from './service-datapath.js';
 import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap } from '../ids/stable-ids.js';
 import type { Unplaced } from '../redirect/apply.js';
@@ -46,15 +45,16 @@ export interface AgentOptions {
    * node proxy addresses with the datapath (pods reach them), loopback without.
    */
   proxyAddresses?: ProxyAddresses;
+  /**
+   * How long Services stay steered into Envoy after its last xDS stream went,
+   * so a hot restart or a reconnect does not flap the datapath.
+   */
+  envoyGoneGraceMs?: number;
 }
+
+export const DEFAULT_ENVOY_GONE_GRACE_MS = 3000;
 
 const RAW_RESOURCES = 'Envoy resources directory';
-
-function fingerprint(u: ObjectTranslation): string {
-  const h = createHash('sha256');
-  for (const r of u.resources) h.update(r.typeUrl).update(r.value);
-  return h.digest('base64url');
-}
 
 /** Serves the node's Envoy what the sources say, re-translating when they change. */
 export class Agent {
@@ -74,12 +74,22 @@ export class Agent {
   private units = new Map<string, ObjectTranslation>();
   private acked = new Map<string, ObjectTranslation>();
   private ackedVersion = 0;
-  /** Objects whose current translation the node rejected: served as last accepted until they change. */
-  private readonly nacked = new Map<string, { fingerprint: string; message: string }>();
+  /**
+   * Objects whose current translation the node rejected, until they change.
+   * Pinned ones (named by the NACK) serve their last accepted translation;
+   * the others (a NACK that named nothing) keep serving and carry the issue.
+   */
+  private readonly nacked = new Map<string, { fingerprint: string; message: string; pinned: boolean }>();
   private loggedIssues = new Set<string>();
   private currentRedirects: ServiceRedirect[] = [];
   /** Redirects whose listener the node's Envoy has accepted: only these steer traffic. */
   private ackedRedirects: ServiceRedirect[] = [];
+  /** Runs while the node has no stream holding listeners and redirects still steer into Envoy. */
+  private envoyGone: NodeJS.Timeout | undefined;
+  /** A wait for the current version armed because a stream came, so only one is pending. */
+  private rearmed = false;
+  /** The listeners of the current version: their ports are released only once no accepted version has them. */
+  private listeners = new Set<string>();
   private datapath: ServiceDatapath | undefined;
   /** What the maps were last made from, so an apply that would change nothing is skipped. */
   private datapathInputs: { model: Model; live: string } | undefined;
@@ -101,6 +111,7 @@ export class Agent {
     if (eph) throw new Error(`proxy port range ${range.join('-')} overlaps the kernel's ephemeral ports ${eph.join('-')} (net.ipv4.ip_local_port_range); choose ports outside it`);
     this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
     this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
+    this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 
   get currentVersion(): number {
@@ -166,7 +177,7 @@ export class Agent {
       this.currentRedirects = redirects;
       log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length }, 'snapshot published');
       this.metrics.published(this.version, snapshot.size, allIssues.length);
-      const listeners = new Set(snapshot.get(TypeUrl.Listener).keys());
+      const listeners = (this.listeners = new Set(snapshot.get(TypeUrl.Listener).keys()));
       const ports = this.proxyPorts.settle(listeners);
       // A translation that met the port shortage is not to be reused once a port frees.
       if (ports.short) this.memo.clear();
@@ -189,13 +200,17 @@ export class Agent {
       this.nacked.delete(u.object);
       return u;
     }
+    if (!bad.pinned) {
+      const message = `Envoy rejected a version that changed this object, without naming the resource; the current config keeps serving and goes to Envoy again with the next change: ${bad.message}`;
+      return { ...u, issues: [...u.issues, { object: u.object, field: 'resources', reason: 'EnvoyRejected', message }] };
+    }
     const accepted = this.acked.get(u.object);
     const issue: TranslationIssue = { object: u.object, field: 'resources', reason: 'EnvoyRejected', message: `Envoy rejected this config, so its last accepted version keeps serving: ${bad.message}` };
     return { ...(accepted ?? { ...u, resources: [], redirects: [] }), issues: [...u.issues, issue] };
   }
 
-  private followAck(version: number, units: Map<string, ObjectTranslation>, listeners: Set<string>): void {
-    this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).then(
+  private followAck(version: number, units: Map<string, ObjectTranslation>, listeners: Set<string>): Promise<void> {
+    return this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).then(
       () => {
         if (version === this.version || version > this.ackedVersion) {
           this.ackedVersion = version;
@@ -203,6 +218,7 @@ export class Agent {
           this.ackedRedirects = [...units.values()].flatMap((u) => u.redirects);
           this.metrics.acked(version);
           this.applyDatapath();
+          this.clearAccepted(units);
           if (this.proxyPorts.acked(listeners)) this.publish();
         }
       },
@@ -215,20 +231,71 @@ export class Agent {
   }
 
   /**
-   * The node rejected the newest version. Blame the objects that changed since
-   * the version it last accepted (narrowed to those Envoy's message names), and
-   * serve their last accepted translations until they change again.
+   * The node rejected the newest version. Objects that changed since the version
+   * it last accepted and that Envoy's message names serve their last accepted
+   * translations until they change again. A NACK that names none of them pins
+   * nothing: withdrawing every change would take from Envoy what it serves
+   * (everything, before the first ACK), so the NACK is reported on each changed
+   * object while the current set keeps serving, and the next change tries again.
    */
   private rollBack(e: NackError, units: Map<string, ObjectTranslation>): void {
-    const changed = [...units.values()].filter((u) => {
-      const prior = this.acked.get(u.object);
-      return !prior || fingerprint(prior) !== fingerprint(u);
+    const { log } = this.opts;
+    const changed = changedSince(this.acked, units.values());
+    const named = namedCulprits(changed, e.nack);
+    if (named.length) {
+      for (const u of named) this.nacked.set(u.object, { fingerprint: fingerprint(u), message: e.nack.message, pinned: true });
+      log.error({ node: e.nack.nodeId, objects: named.map((u) => u.object), error: e.nack.message }, 'Envoy rejected config; rolling these objects back to their last accepted version');
+      this.publish();
+      return;
+    }
+    // The same rejection stands for every later version until something changes; report it once.
+    const fresh = changed.filter((u) => {
+      const known = this.nacked.get(u.object);
+      return !known || known.fingerprint !== fingerprint(u) || known.message !== e.nack.message;
     });
-    const named = changed.filter((u) => u.resources.some((r) => e.nack.message.includes(toXdsResource(r).name)));
-    const culprits = named.length ? named : changed;
-    for (const u of culprits) this.nacked.set(u.object, { fingerprint: fingerprint(u), message: e.nack.message });
-    this.opts.log.error({ node: e.nack.nodeId, objects: culprits.map((u) => u.object), error: e.nack.message }, 'Envoy rejected config; rolling these objects back to their last accepted version');
-    if (culprits.length) this.publish();
+    if (!fresh.length) return;
+    for (const u of fresh) this.nacked.set(u.object, { fingerprint: fingerprint(u), message: e.nack.message, pinned: false });
+    log.error(
+      { node: e.nack.nodeId, type: e.nack.typeUrl, objects: changed.map((u) => u.object), error: e.nack.message },
+      'Envoy rejected config without naming a resource; nothing is rolled back, the NACK is reported on every object changed since its last ACK',
+    );
+    // Only to report the issues: the resources are the same, so Envoy is sent nothing.
+    this.publish();
+  }
+
+  /** The node took these translations after all: their rejection no longer stands. */
+  private clearAccepted(units: Map<string, ObjectTranslation>): void {
+    let cleared = false;
+    for (const [object, bad] of this.nacked) {
+      const u = units.get(object);
+      if (!bad.pinned && u && fingerprint(u) === bad.fingerprint) cleared = this.nacked.delete(object);
+    }
+    if (cleared) this.publish();
+  }
+
+  /**
+   * The node's Envoy streams changed. When none holds listeners any more, its
+   * redirects stay through a short grace (a hot restart or a reconnect must not
+   * flap the datapath), then Services go straight to their backends until a
+   * live stream ACKs listeners again.
+   */
+  private onEnvoyStreams(): void {
+    const node = this.opts.nodeName;
+    if (!this.ready || this.cache.holdsListeners(node)) return;
+    // A stream that just came has to ACK the current version before it gets traffic.
+    if (!this.rearmed) {
+      this.rearmed = true;
+      void this.followAck(this.version, this.units, this.listeners).finally(() => (this.rearmed = false));
+    }
+    if (this.envoyGone || this.ackedRedirects.length === 0) return;
+    this.envoyGone = setTimeout(() => {
+      this.envoyGone = undefined;
+      if (!this.ready || this.cache.holdsListeners(node) || this.ackedRedirects.length === 0) return;
+      this.opts.log.warn({ node, redirects: this.ackedRedirects.length }, "no xDS stream of this node's Envoy holds listeners; Services go straight to their backends until one ACKs listeners again");
+      this.ackedRedirects = [];
+      this.applyDatapath();
+    }, this.opts.envoyGoneGraceMs ?? DEFAULT_ENVOY_GONE_GRACE_MS);
+    this.envoyGone.unref?.();
   }
 
   /**
@@ -313,6 +380,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.ready = false;
     clearTimeout(this.datapathRetry.timer);
+    clearTimeout(this.envoyGone);
     this.datapath?.close();
     for (const u of this.unwatch) u();
     for (const s of this.sources) await s.stop();

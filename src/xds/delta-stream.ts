@@ -1,7 +1,7 @@
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource } from '../gen/envoy/service/discovery/v3/discovery.js';
-import { AdsStream, CONTROL_PLANE_ID, newTypeState, type TypeState } from './ads-stream.js';
+import { AdsStream, CONTROL_PLANE_ID, newTypeState, type Send, type TypeState } from './ads-stream.js';
 import { unpackAny } from '../proto/any.js';
-import { APPLY_ORDER, edsNameOfCluster, isFullStateType, REMOVE_ORDER, TypeUrl, type XdsTypeUrl } from './resource-types.js';
+import { edsNameOfCluster, isFullStateType, TypeUrl, type XdsTypeUrl } from './resource-types.js';
 import type { Snapshot, XdsResource } from './snapshot.js';
 
 interface DeltaState extends TypeState {
@@ -67,28 +67,28 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
     return st.wildcard || st.names.has(name);
   }
 
-  protected reconcile({ version, snapshot }: { version: number; snapshot: Snapshot }): void {
-    for (const typeUrl of APPLY_ORDER) {
-      const st = this.types.get(typeUrl);
-      if (!st) continue;
-      const all = snapshot.get(typeUrl);
-      const candidates = st.wildcard ? all.values() : [...st.names].map((n) => all.get(n)).filter((r) => r !== undefined);
-      const upserts: XdsResource[] = [];
-      for (const r of candidates) if (st.known.get(r.name) !== r.version) upserts.push(r);
-      if (upserts.length === 0 && st.responded) continue;
+  protected upserts(typeUrl: XdsTypeUrl, st: DeltaState, snapshot: Snapshot): Send | undefined {
+    const all = snapshot.get(typeUrl);
+    const candidates = st.wildcard ? all.values() : [...st.names].map((n) => all.get(n)).filter((r) => r !== undefined);
+    const upserts: XdsResource[] = [];
+    for (const r of candidates) if (st.known.get(r.name) !== r.version) upserts.push(r);
+    // The first response of a type goes out even if empty: the client waits for it.
+    if (upserts.length === 0 && st.responded) return undefined;
+    return (v) => {
       for (const r of upserts) st.known.set(r.name, r.version);
-      this.sendDelta(typeUrl, st, version, upserts, []);
+      this.sendDelta(typeUrl, st, v, upserts, []);
       if (typeUrl === TypeUrl.Cluster) this.rewarmEndpoints(upserts);
-    }
-    for (const typeUrl of REMOVE_ORDER) {
-      const st = this.types.get(typeUrl);
-      if (!st) continue;
-      const all = snapshot.get(typeUrl);
-      const removed = [...st.known.keys()].filter((n) => !all.has(n) || !this.wants(st, n));
-      if (removed.length === 0) continue;
+    };
+  }
+
+  protected removals(typeUrl: XdsTypeUrl, st: DeltaState, snapshot: Snapshot): Send | undefined {
+    const all = snapshot.get(typeUrl);
+    const removed = [...st.known.keys()].filter((n) => !all.has(n) || !this.wants(st, n));
+    if (removed.length === 0) return undefined;
+    return (v) => {
       for (const n of removed) st.known.delete(n);
-      this.sendDelta(typeUrl, st, version, [], removed);
-    }
+      this.sendDelta(typeUrl, st, v, [], removed);
+    };
   }
 
   /**

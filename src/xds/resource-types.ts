@@ -26,6 +26,19 @@ export const APPLY_ORDER: readonly XdsTypeUrl[] = [
 ];
 export const REMOVE_ORDER: readonly XdsTypeUrl[] = [...APPLY_ORDER].reverse();
 
+/**
+ * Types whose resources point at resources of types earlier in APPLY_ORDER
+ * (listeners and routes name clusters), so they must not reach a client ahead
+ * of a change of those. Endpoints and secrets are not among them: a client gets
+ * them only by a name it asked for, that is for something it already holds, so
+ * they can never arrive too early; and Envoy withholds a CDS ACK until the
+ * endpoints and secrets of the clusters it warms have come, so holding those
+ * back behind a pending CDS change would never end.
+ */
+export function waitsForEarlierTypes(typeUrl: XdsTypeUrl): boolean {
+  return typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.RouteConfiguration;
+}
+
 /** Types whose state-of-the-world responses carry every resource, so omission means removal. */
 export function isFullStateType(typeUrl: string): boolean {
   return typeUrl === TypeUrl.Listener || typeUrl === TypeUrl.Cluster;

@@ -1,15 +1,13 @@
 import { EventEmitter } from 'node:events';
+import { nodeVerdict, streamVerdict, type TypeAck } from './ack-verdict.js';
+import { isFullStateType, SERVED_TYPES, TypeUrl } from './resource-types.js';
 import { Snapshot } from './snapshot.js';
 
 /** Where one ADS stream stands against the snapshots it has been given. */
 export interface StreamStatus {
   readonly nodeId: string;
-  /** The newest snapshot version the stream has sent everything for. */
-  readonly reconciledVersion: number;
-  /** Some response has been sent and neither ACKed nor NACKed yet. */
-  readonly pending: boolean;
-  /** The latest rejection still standing for some type (a later ACK of that type clears it). */
-  readonly nack: NackInfo | undefined;
+  /** Per type the stream subscribed to. */
+  readonly types: ReadonlyMap<string, TypeAck>;
 }
 
 export interface NackInfo {
@@ -52,6 +50,8 @@ export interface SnapshotCacheEvents {
   ack: [AckInfo];
   nack: [NackInfo];
   snapshot: [string, number];
+  /** A stream of this node came or went. */
+  streams: [string];
 }
 
 /** The key for the snapshot served to nodes that have none of their own. */
@@ -87,11 +87,22 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
 
   attach(stream: CacheStream): void {
     this.streams.add(stream);
+    if (stream.nodeId !== undefined) this.emit('streams', stream.nodeId);
   }
 
   detach(stream: CacheStream): void {
     this.streams.delete(stream);
     this.checkWaiters();
+    if (stream.nodeId !== undefined) this.emit('streams', stream.nodeId);
+  }
+
+  /** Some live stream of the node has ACKed listeners: it can take traffic steered to them. */
+  holdsListeners(nodeId: string): boolean {
+    return this.statusesOf(nodeId).some((s) => (s.types.get(TypeUrl.Listener)?.ackedThrough ?? 0) > 0);
+  }
+
+  private statusesOf(nodeId: string): StreamStatus[] {
+    return [...this.streams].filter((s) => s.nodeId === nodeId).map((s) => s.status());
   }
 
   connectedNodes(): string[] {
@@ -112,9 +123,11 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   }
 
   /**
-   * Resolves once every stream of `nodeId` (at least one) has sent and had
-   * ACKed all it has for `version` or later. Rejects with NackError if the node
-   * rejects that config, or after `timeoutMs`.
+   * Resolves once some stream of `nodeId` has ACKed `version` (or a later one
+   * with the same content) of every type it subscribed to, listeners and
+   * clusters included when the snapshot has any. Rejects with NackError once
+   * every stream of the node has rejected it, or at `timeoutMs` if some stream
+   * rejected it and none accepted it; otherwise rejects with a timeout.
    */
   waitForAck(nodeId: string, version: number, timeoutMs = 30_000): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -133,7 +146,8 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
       };
       timer = setTimeout(() => {
         this.waiters.delete(waiter);
-        reject(new Error(`node ${nodeId} did not ACK version ${version} within ${timeoutMs} ms`));
+        const nack = this.verdicts(nodeId, version).find((v) => v.kind === 'rejected');
+        reject(nack?.kind === 'rejected' ? new NackError(nack.nack) : new Error(`node ${nodeId} did not ACK version ${version} within ${timeoutMs} ms`));
       }, timeoutMs);
       timer.unref?.();
       this.waiters.add(waiter);
@@ -141,18 +155,29 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
     });
   }
 
+  /**
+   * Listeners and clusters are what every Envoy subscribes to as a whole; a
+   * stream that has not taken them has not taken the snapshot.
+   */
+  private requiredTypes(nodeId: string): string[] {
+    const snapshot = this.getSnapshot(nodeId)?.snapshot;
+    return snapshot ? SERVED_TYPES.filter((t) => isFullStateType(t) && snapshot.get(t).size > 0) : [];
+  }
+
+  private verdicts(nodeId: string, version: number) {
+    const required = this.requiredTypes(nodeId);
+    return this.statusesOf(nodeId).map((s) => streamVerdict(s.types, version, required));
+  }
+
   private checkWaiters(): void {
     for (const w of this.waiters) {
-      const statuses = [...this.streams].filter((s) => s.nodeId === w.nodeId).map((s) => s.status());
-      if (statuses.length === 0) continue;
-      const reconciled = statuses.filter((s) => s.reconciledVersion >= w.version);
-      const nack = reconciled.find((s) => s.nack)?.nack;
-      if (nack) {
-        this.waiters.delete(w);
-        w.reject(new NackError(nack));
-      } else if (reconciled.length === statuses.length && statuses.every((s) => !s.pending)) {
+      const verdict = nodeVerdict(this.verdicts(w.nodeId, w.version));
+      if (verdict.kind === 'accepted') {
         this.waiters.delete(w);
         w.resolve();
+      } else if (verdict.kind === 'rejected') {
+        this.waiters.delete(w);
+        w.reject(new NackError(verdict.nack));
       }
     }
   }

@@ -1,6 +1,6 @@
 import type { DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery.js';
-import { AdsStream, CONTROL_PLANE_ID, newTypeState, type RequestKind, type TypeState } from './ads-stream.js';
-import { APPLY_ORDER, isFullStateType, REMOVE_ORDER, type XdsTypeUrl } from './resource-types.js';
+import { AdsStream, CONTROL_PLANE_ID, newTypeState, type RequestKind, type Send, type TypeState } from './ads-stream.js';
+import { isFullStateType, type XdsTypeUrl } from './resource-types.js';
 import type { Snapshot, XdsResource } from './snapshot.js';
 
 interface SotwState extends TypeState {
@@ -49,30 +49,23 @@ export class SotwStream extends AdsStream<DiscoveryRequest, DiscoveryResponse, S
     return out;
   }
 
-  protected reconcile({ version, snapshot }: { version: number; snapshot: Snapshot }): void {
-    const finals = new Map<XdsTypeUrl, Selection>();
-    // Upserts first, in dependency order. For full-state types a removal has to
-    // wait until the types that reference the resource have moved off it, so
-    // phase one keeps the old resources alongside the new ones.
-    for (const typeUrl of APPLY_ORDER) {
-      const st = this.types.get(typeUrl);
-      if (!st) continue;
-      const desired = this.select(snapshot, typeUrl, st);
-      if (keyOf(desired) === st.sentKey) continue;
-      const removes = isFullStateType(typeUrl) && [...st.sent.keys()].some((n) => !desired.has(n));
-      if (!removes) {
-        this.sendSotw(typeUrl, st, desired, version);
-        continue;
-      }
-      finals.set(typeUrl, desired);
-      const union = new Map(st.sent);
-      for (const [n, r] of desired) union.set(n, r);
-      if (keyOf(union) !== st.sentKey) this.sendSotw(typeUrl, st, union, version);
-    }
-    for (const typeUrl of REMOVE_ORDER) {
-      const desired = finals.get(typeUrl);
-      if (desired) this.sendSotw(typeUrl, this.types.get(typeUrl)!, desired, version);
-    }
+  protected upserts(typeUrl: XdsTypeUrl, st: SotwState, snapshot: Snapshot): Send | undefined {
+    const desired = this.select(snapshot, typeUrl, st);
+    if (keyOf(desired) === st.sentKey) return undefined;
+    // A full-state response omitting a resource removes it, so while types that
+    // reference it may not have moved off it yet, the old ones stay alongside the new.
+    if (!isFullStateType(typeUrl) || [...st.sent.keys()].every((n) => desired.has(n))) return (v) => this.sendSotw(typeUrl, st, desired, v);
+    const union = new Map(st.sent);
+    for (const [n, r] of desired) union.set(n, r);
+    if (keyOf(union) === st.sentKey) return undefined;
+    return (v) => this.sendSotw(typeUrl, st, union, v);
+  }
+
+  protected removals(typeUrl: XdsTypeUrl, st: SotwState, snapshot: Snapshot): Send | undefined {
+    if (!isFullStateType(typeUrl)) return undefined;
+    const desired = this.select(snapshot, typeUrl, st);
+    if (keyOf(desired) === st.sentKey) return undefined;
+    return (v) => this.sendSotw(typeUrl, st, desired, v);
   }
 
   private sendSotw(typeUrl: XdsTypeUrl, st: SotwState, resources: Selection, version: number): void {

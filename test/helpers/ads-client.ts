@@ -11,9 +11,11 @@ interface Teardown {
 export class RawAds<Q, R> {
   readonly received: R[] = [];
   private waiters: (() => void)[] = [];
+  private readonly listeners: ((r: R) => void)[] = [];
   constructor(private readonly stream: grpc.ClientDuplexStream<Q, R>) {
     stream.on('data', (r: R) => {
       this.received.push(r);
+      for (const l of this.listeners) l(r);
       for (const w of this.waiters.splice(0)) w();
     });
     stream.on('error', () => undefined);
@@ -32,6 +34,17 @@ export class RawAds<Q, R> {
       });
     }
     return this.received[n - 1];
+  }
+  /** Calls `fn` with every response from now on, in order. */
+  each(fn: (r: R) => void): void {
+    this.listeners.push(fn);
+  }
+  /** Stops reading: gRPC flow control then holds the server's writes back. */
+  pause(): void {
+    this.stream.pause();
+  }
+  resume(): void {
+    this.stream.resume();
   }
   close(): void {
     this.stream.cancel();

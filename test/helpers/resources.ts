@@ -4,7 +4,7 @@ const T = 'type.googleapis.com/';
 
 /** Tests build listeners the way the translators do. */
 export function listener(name: string, port: number, routeName: string): object {
-  return httpListener(name, port, routeName);
+  return httpListener({ nodeName: '', proxyPort: () => port }, name, port, routeName);
 }
 
 export function route(name: string, cluster: string | Record<string, number>): object {
