@@ -33,6 +33,22 @@
 #define SYS_REJECT 0
 #define SYS_PROCEED 1
 
+/*
+ * Builds with changed map definitions, for the upgrade test only
+ * (test/map-migration.test.ts): 1 resizes the services map and reshapes the
+ * rev-NAT value; 2 shrinks the backends map below what the test fills it with.
+ */
+#if SLUICE_TEST_MAP_VARIANT == 1
+#define SERVICES_MAX 131072
+#else
+#define SERVICES_MAX 262144
+#endif
+#if SLUICE_TEST_MAP_VARIANT == 2
+#define BACKENDS_MAX 2
+#else
+#define BACKENDS_MAX 262144
+#endif
+
 struct addr {
 	__u32 a[4]; /* IPv4 in a[0]; network byte order */
 };
@@ -75,6 +91,9 @@ struct rev_nat_val {
 	__u16 port;
 	__u16 rev_nat_id;
 	__u32 pad;
+#if SLUICE_TEST_MAP_VARIANT == 1
+	__u64 variant;
+#endif
 };
 
 struct affinity_key {
@@ -106,7 +125,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct svc_key);
 	__type(value, struct svc_val);
-	__uint(max_entries, 262144);
+	__uint(max_entries, SERVICES_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_services SEC(".maps");
@@ -115,7 +134,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
 	__type(value, struct backend);
-	__uint(max_entries, 262144);
+	__uint(max_entries, BACKENDS_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_backends SEC(".maps");

@@ -12,11 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_OBJECTS 64
+#define MAX_REPLACED 16
 static struct bpf_object *objects[MAX_OBJECTS];
+/* Per object: maps loaded fresh because the map pinned under their name no longer fits the object. */
+static char replaced[MAX_OBJECTS][MAX_REPLACED][64];
 
 static napi_value throw_errno(napi_env env, const char *what, int err)
 {
@@ -72,13 +76,48 @@ static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list 
 	return vfprintf(stderr, fmt, args);
 }
 
-/* openObject(path, pinRoot) -> handle. Maps marked for pinning are reused from pinRoot when present. */
+/*
+ * Whether the map pinned at `pin` can stand in for `map`, as libbpf judges
+ * reuse; a pin that is missing or not a map counts as compatible, so that
+ * libbpf makes the decision (and the error) itself.
+ */
+static bool pinned_map_fits(struct bpf_map *map, const char *pin)
+{
+	int fd = bpf_obj_get(pin);
+	if (fd < 0)
+		return true;
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
+	close(fd);
+	if (rc)
+		return true;
+	return info.type == bpf_map__type(map) && info.key_size == bpf_map__key_size(map) && info.value_size == bpf_map__value_size(map) &&
+	       info.max_entries == bpf_map__max_entries(map) && info.map_flags == bpf_map__map_flags(map);
+}
+
+/*
+ * openObject(path, pinRoot, replaceChanged?) -> handle. Maps marked for
+ * pinning are reused from pinRoot when present. With replaceChanged, a pinned
+ * map whose definition differs from the object's (an upgrade changed it) is
+ * left alone: the object gets a fresh, unpinned map instead, named by
+ * replacedMaps(), for the caller to fill and swap in once the programs have
+ * moved over. Without it, such a map fails the load, as libbpf has it.
+ */
 static napi_value open_object(napi_env env, napi_callback_info info)
 {
-	napi_value argv[2];
+	napi_value argv[3];
 	char path[4096], pin_root[4096];
-	if (get_args(env, info, 2, argv) || get_string(env, argv[0], path, sizeof(path)) || get_string(env, argv[1], pin_root, sizeof(pin_root)))
+	bool replace_changed = false;
+	size_t argc = 3;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+		napi_throw_type_error(env, NULL, "missing arguments");
 		return NULL;
+	}
+	if (get_string(env, argv[0], path, sizeof(path)) || get_string(env, argv[1], pin_root, sizeof(pin_root)))
+		return NULL;
+	if (argc > 2)
+		napi_get_value_bool(env, argv[2], &replace_changed);
 	int slot = -1;
 	for (int i = 0; i < MAX_OBJECTS; i++)
 		if (!objects[i]) {
@@ -91,6 +130,21 @@ static napi_value open_object(napi_env env, napi_callback_info info)
 	struct bpf_object *obj = bpf_object__open_file(path, &opts);
 	if (!obj)
 		return throw_errno(env, "openObject: open", errno);
+	memset(replaced[slot], 0, sizeof(replaced[slot]));
+	int n = 0;
+	struct bpf_map *map;
+	bpf_object__for_each_map(map, obj)
+	{
+		const char *pin = bpf_map__pin_path(map);
+		if (!replace_changed || !pin || pinned_map_fits(map, pin))
+			continue;
+		if (n == MAX_REPLACED) {
+			bpf_object__close(obj);
+			return throw_errno(env, "openObject: too many changed maps", E2BIG);
+		}
+		snprintf(replaced[slot][n++], sizeof(replaced[slot][0]), "%s", bpf_map__name(map));
+		bpf_map__set_pin_path(map, NULL);
+	}
 	int err = bpf_object__load(obj);
 	if (err) {
 		bpf_object__close(obj);
@@ -110,6 +164,22 @@ static napi_value close_object(napi_env env, napi_callback_info info)
 	bpf_object__close(objects[h]);
 	objects[h] = NULL;
 	return NULL;
+}
+
+/* replacedMaps(handle) -> names of the maps openObject made fresh rather than reuse from their pins */
+static napi_value replaced_maps(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1], out, name;
+	int32_t h;
+	if (get_args(env, info, 1, argv) || !object_arg(env, argv[0]))
+		return NULL;
+	napi_get_value_int32(env, argv[0], &h);
+	napi_create_array(env, &out);
+	for (uint32_t i = 0; i < MAX_REPLACED && replaced[h][i][0]; i++) {
+		napi_create_string_utf8(env, replaced[h][i], NAPI_AUTO_LENGTH, &name);
+		napi_set_element(env, out, i, name);
+	}
+	return out;
 }
 
 static struct bpf_program *program_arg(napi_env env, struct bpf_object *obj, napi_value v)
@@ -442,6 +512,126 @@ static napi_value link_info(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/* objPin(fd, path): pins a map (or any BPF object) by fd */
+static napi_value obj_pin(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2];
+	char path[4096];
+	int fd;
+	if (get_args(env, info, 2, argv) || fd_arg(env, argv[0], &fd) || get_string(env, argv[1], path, sizeof(path)))
+		return NULL;
+	if (bpf_obj_pin(fd, path))
+		return throw_errno(env, "objPin", errno);
+	return NULL;
+}
+
+/* mapInfo(fd) -> { id, type, keySize, valueSize, maxEntries, flags } */
+static napi_value map_info(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1], out, v;
+	int fd;
+	if (get_args(env, info, 1, argv) || fd_arg(env, argv[0], &fd))
+		return NULL;
+	struct bpf_map_info mi = {};
+	__u32 len = sizeof(mi);
+	if (bpf_obj_get_info_by_fd(fd, &mi, &len))
+		return throw_errno(env, "mapInfo", errno);
+	napi_create_object(env, &out);
+	struct {
+		const char *name;
+		__u32 value;
+	} fields[] = {
+		{ "id", mi.id }, { "type", mi.type }, { "keySize", mi.key_size },
+		{ "valueSize", mi.value_size }, { "maxEntries", mi.max_entries }, { "flags", mi.map_flags },
+	};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		napi_create_uint32(env, fields[i].value, &v);
+		napi_set_named_property(env, out, fields[i].name, v);
+	}
+	return out;
+}
+
+/*
+ * mapCopy(fromFd, toFd, keySize, valueSize) -> entries copied. For carrying a
+ * map's contents into its replacement when only its size or flags changed.
+ */
+static napi_value map_copy(napi_env env, napi_callback_info info)
+{
+	napi_value argv[4];
+	int from, to;
+	int32_t ks, vs;
+	if (get_args(env, info, 4, argv) || fd_arg(env, argv[0], &from) || fd_arg(env, argv[1], &to) ||
+	    napi_get_value_int32(env, argv[2], &ks) != napi_ok || napi_get_value_int32(env, argv[3], &vs) != napi_ok)
+		return NULL;
+	char *key = malloc(ks), *next = malloc(ks), *value = malloc(vs);
+	int64_t n = 0;
+	int err = 0;
+	if (!key || !next || !value)
+		err = ENOMEM;
+	/* A key deleted under the walk restarts it from the top: bound it. */
+	struct bpf_map_info mi = {};
+	__u32 len = sizeof(mi);
+	uint64_t steps = bpf_obj_get_info_by_fd(from, &mi, &len) ? 0 : 2ULL * mi.max_entries + 1;
+	for (char *prev = NULL; !err && steps-- && bpf_map_get_next_key(from, prev, next) == 0; prev = key) {
+		memcpy(key, next, ks);
+		if (bpf_map_lookup_elem(from, key, value))
+			continue; /* gone since (an LRU evicted it) */
+		if (bpf_map_update_elem(to, key, value, BPF_ANY))
+			err = errno;
+		else
+			n++;
+	}
+	free(key);
+	free(next);
+	free(value);
+	if (err)
+		return throw_errno(env, "mapCopy", err);
+	return make_int(env, n);
+}
+
+/*
+ * linkDetach(pinPath) -> whether a link was detached. Detaching, rather than
+ * only unpinning, takes the program off its hook even while some other
+ * process still holds the link open.
+ */
+static napi_value link_detach(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1], out;
+	char path[4096], fdpath[64], kind[64] = "";
+	if (get_args(env, info, 1, argv) || get_string(env, argv[0], path, sizeof(path)))
+		return NULL;
+	int fd = bpf_obj_get(path);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return throw_errno(env, "linkDetach", errno);
+		napi_get_boolean(env, false, &out);
+		return out;
+	}
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	ssize_t len = readlink(fdpath, kind, sizeof(kind) - 1);
+	bool is_link = len > 0 && (strcmp(kind, "anon_inode:bpf-link") == 0 || strcmp(kind, "anon_inode:bpf_link") == 0);
+	int rc = is_link ? bpf_link_detach(fd) : 0;
+	int err = errno;
+	close(fd);
+	/* A link whose target is already gone (its cgroup removed) has nothing left to detach. */
+	if (rc && err != ENOLINK)
+		return throw_errno(env, "linkDetach", err);
+	napi_get_boolean(env, is_link && rc == 0, &out);
+	return out;
+}
+
+/* mountBpffs(path): mounts a BPF filesystem at path */
+static napi_value mount_bpffs(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	char path[4096];
+	if (get_args(env, info, 1, argv) || get_string(env, argv[0], path, sizeof(path)))
+		return NULL;
+	if (mount("bpf", path, "bpf", 0, "mode=0700"))
+		return throw_errno(env, "mount -t bpf", errno);
+	return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	libbpf_set_print(libbpf_quiet);
@@ -454,7 +644,9 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "attachTcx", attach_tcx_js }, { "mapFd", map_fd }, { "mapUpdate", map_update },
 		{ "mapDelete", map_delete }, { "mapLookup", map_lookup }, { "mapKeys", map_keys },
 		{ "mapUpdateBatch", map_update_batch }, { "objGet", obj_get }, { "closeFd", close_fd },
-		{ "linkInfo", link_info },
+		{ "linkInfo", link_info }, { "replacedMaps", replaced_maps }, { "objPin", obj_pin },
+		{ "mapInfo", map_info }, { "mapCopy", map_copy }, { "linkDetach", link_detach },
+		{ "mountBpffs", mount_bpffs },
 	};
 	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
 		napi_value f;

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { Agent, DEFAULT_ENVOY_GONE_GRACE_MS } from './agent/agent.js';
@@ -12,7 +13,10 @@ import { createLogger } from './log.js';
 import { startHealthServer } from './agent/health-server.js';
 import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
-import { checkProxyAddresses, DEFAULT_PROXY_ADDRESSES, type ProxyAddresses } from './redirect/proxy-address.js';
+import { removePins } from './redirect/cleanup.js';
+import { DEFAULT_BPF_ROOT } from './redirect/host.js';
+import { daemonSetState, watchDaemonSet } from './sources/kube-daemonset.js';
+import { checkProxyAddresses, DEFAULT_PROXY_ADDRESSES, removeProxyAddresses, type ProxyAddresses } from './redirect/proxy-address.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -57,6 +61,15 @@ function portRange(v: string): [number, number] {
   return [lo, hi];
 }
 
+const namespacedName = (v: string) => {
+  if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(v)) throw new InvalidArgumentError('want NAMESPACE/NAME');
+  return v;
+};
+
+const bpfRootOption = () => new Option('--bpf-root <dir>', "the node's bpffs mount point; mounted there if it is not one yet").default(DEFAULT_BPF_ROOT);
+const bpfDirOption = () => new Option('--bpf-dir <dir>', 'where programs and maps are pinned, on a bpffs mount (default: BPF-ROOT/sluice)');
+const pinDirOf = (o: { bpfRoot: string; bpfDir?: string }) => o.bpfDir ?? `${o.bpfRoot.replace(/\/+$/, '')}/sluice`;
+
 /** "IPV4,IPV6": the node proxy addresses. */
 function proxyAddresses(v: string): ProxyAddresses {
   const [v4 = '', v6 = ''] = v.split(',');
@@ -95,8 +108,9 @@ program
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.SLUICE_LOG_LEVEL ?? 'info')
   .option('--datapath', 'also load balance Services in the kernel (cgroup socket programs), replacing kube-proxy')
-  .option('--bpf-dir <dir>', 'with --datapath: where programs and maps are pinned, on a bpffs mount', '/sys/fs/bpf/sluice')
-  .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced', '/sys/fs/cgroup')
+  .addOption(bpfRootOption())
+  .addOption(bpfDirOption())
+  .option('--cgroup-dir <dir>', 'with --datapath: the cgroup v2 directory whose processes are load balanced (default: the cgroup v2 mount, /sys/fs/cgroup or on hybrid hosts /sys/fs/cgroup/unified)')
   .option(
     '--proxy-address <ipv4,ipv6>',
     `where listeners without an address listen and L7 redirects go; with --datapath the agent adds them to lo (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6} with --datapath, 127.0.0.1,::1 without)`,
@@ -105,11 +119,10 @@ program
   .option('--envoy-grace <ms>', "with --datapath: how long Services stay steered into Envoy after its xDS stream went, before they go straight to their backends", milliseconds, DEFAULT_ENVOY_GONE_GRACE_MS)
   .option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0: off)', port, 0)
   .option('--envoy-health-port <port>', "the node Envoy's health listener (its bootstrap's --health-port), which no config's listener may take", port, 9901)
+  .option('--daemonset <namespace/name>', "with --uninstall-marker: this agent's DaemonSet, watched for its deletion", namespacedName)
+  .option('--uninstall-marker <file>', 'created once --daemonset is deleted, for `sluice cleanup --if-daemonset-gone` (keep it in a pod-scoped directory)')
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
-  .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', (v: string) => {
-    if (!/^[a-z0-9-]+\/[a-z0-9.-]+$/.test(v)) throw new InvalidArgumentError('want NAMESPACE/NAME');
-    return v;
-  })
+  .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', namespacedName)
   .action(async (o) => {
     if (!o.source && !o.resources) throw new InvalidArgumentError('give --source kube, --source dir:PATH and/or --resources DIR');
     const log = createLogger(o.logLevel);
@@ -120,7 +133,7 @@ program
       nodeName: o.node,
       kubeDirs: dirs,
       source: kubeConfig ? new KubeApiSource({ kubeConfig, nodeName: o.node, log }) : undefined,
-      datapath: o.datapath ? { pinDir: o.bpfDir, cgroupDir: o.cgroupDir } : undefined,
+      datapath: o.datapath ? { pinDir: pinDirOf(o), bpfRoot: o.bpfRoot, cgroupDir: o.cgroupDir } : undefined,
       resourceDirs: o.resources ? [o.resources] : [],
       socketPath: o.socket,
       tcpAddress: o.tcp,
@@ -137,8 +150,10 @@ program
     // Probes answer from the start: not ready until the sources have delivered a model.
     const health = o.metricsPort ? await startHealthServer(agent, o.metricsPort) : undefined;
     await agent.start();
+    const unwatch = o.daemonset && o.uninstallMarker ? watchUninstall(o.daemonset, o.uninstallMarker, o.kubeconfig, log) : undefined;
     const stop = async (signal: string) => {
       log.info({ signal }, 'stopping');
+      unwatch?.();
       await agent.stop();
       await health?.close();
       process.exit(0);
@@ -171,6 +186,50 @@ program
     const all = [...readIssues, ...issues];
     for (const i of all) process.stderr.write(`error: ${formatIssue(i)}\n`);
     if (all.length) process.exitCode = 1;
+  });
+
+/** Notes the DaemonSet's deletion in `marker`, for the preStop hook that may no longer be allowed to ask. */
+function watchUninstall(daemonset: string, marker: string, kubeconfig: string | undefined, log: ReturnType<typeof createLogger>): () => void {
+  rmSync(marker, { force: true });
+  const [namespace, name] = daemonset.split('/');
+  return watchDaemonSet(
+    loadKubeConfig(kubeconfig),
+    namespace,
+    name,
+    () => {
+      writeFileSync(marker, `${daemonset}\n`);
+      log.info({ daemonset, marker }, 'the DaemonSet is being deleted: the preStop hook will remove the datapath');
+    },
+    (err) => log.debug({ err, daemonset }, 'watching the DaemonSet failed; retrying'),
+  );
+}
+
+program
+  .command('cleanup')
+  .description('uninstall from this node: detach every program the agent attached and remove its pinned links and maps; safe to repeat')
+  .addOption(bpfRootOption())
+  .addOption(bpfDirOption())
+  .option('--if-daemonset-gone <namespace/name>', 'act only if this DaemonSet is deleted or being deleted (for a preStop hook: a pod restart or rolling update leaves the datapath in place)', namespacedName)
+  .option('--kubeconfig <file>', 'with --if-daemonset-gone: the kubeconfig to use (default: in-cluster, then $KUBECONFIG)')
+  .option('--uninstall-marker <file>', "with --if-daemonset-gone: the agent's note that the DaemonSet was deleted, trusted before asking the API server")
+  .option('--proxy-address <ipv4,ipv6>', `the node proxy addresses the agent put on lo, to take off (default: ${DEFAULT_PROXY_ADDRESSES.v4},${DEFAULT_PROXY_ADDRESSES.v6}; loopback ones are left alone)`, proxyAddresses)
+  .action(async (o) => {
+    const pinDir = pinDirOf(o);
+    if (o.ifDaemonsetGone) {
+      const [namespace, name] = o.ifDaemonsetGone.split('/');
+      // An error here exits non-zero with the datapath in place: in doubt, keep serving.
+      const marked = o.uninstallMarker && existsSync(o.uninstallMarker) && readFileSync(o.uninstallMarker, 'utf8').trim() === o.ifDaemonsetGone;
+      const state = marked ? 'deleting' : await daemonSetState(loadKubeConfig(o.kubeconfig), namespace, name);
+      if (state === 'present') {
+        process.stdout.write(`daemonset ${o.ifDaemonsetGone} is still there (a restart or an update): the datapath stays\n`);
+        return;
+      }
+      process.stdout.write(`daemonset ${o.ifDaemonsetGone} is ${state === 'gone' ? 'gone' : 'being deleted'}: removing the datapath\n`);
+    }
+    const r = removePins(pinDir);
+    removeProxyAddresses(o.proxyAddress ?? DEFAULT_PROXY_ADDRESSES);
+    if (!r.removedDir) process.stdout.write(`nothing to do: ${pinDir} does not exist\n`);
+    else process.stdout.write(`detached ${r.detached.length} programs, removed ${r.unpinned.length} pins and ${pinDir}\n`);
   });
 
 program.parseAsync(process.argv).catch((e: Error) => {

@@ -132,7 +132,8 @@ t.test('the DaemonSet: node Envoy on the host network, agent args, probes, mount
   t.match(agent.image, /^ghcr\.io\/sluice-mesh\/sluice:/);
   t.same(agent.args, [
     'agent', '--source', 'kube', '--node', '$(NODE_NAME)', '--socket', SOCKET, '--state-dir', '/var/lib/sluice', '--datapath',
-    '--bpf-dir', '/sys/fs/bpf/sluice', '--cgroup-dir', '/run/sluice/cgroupv2', '--metrics-port', '9962', '--envoy-health-port', '9901', '--log-level', 'info',
+    '--bpf-dir', '/sys/fs/bpf/sluice', '--cgroup-dir', '/run/sluice/cgroupv2', '--metrics-port', '9962', '--envoy-health-port', '9901',
+    '--daemonset', `${NS}/sluice`, '--uninstall-marker', '/var/run/sluice/uninstalling', '--log-level', 'info',
     '--trust-domain', 'cluster.local',
   ]);
   const nodeName = (c: any) => c.env.find((e: any) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath;
@@ -283,7 +284,7 @@ t.test('helm install into the real API server: the CRDs from crds/, every object
     t.same(got.spec.versions[0].schema, file.spec.versions[0].schema, `${crd}: helm installed the schema in crds/ (through chart/crds)`);
   }
   const installed = kubectlOk(['get', 'daemonset,configmap,serviceaccount,role,rolebinding', '-n', NS, '-o', 'name']).split('\n');
-  for (const o of ['daemonset.apps/sluice', 'configmap/sluice-envoy', 'serviceaccount/sluice', 'role.rbac.authorization.k8s.io/sluice-ca', 'rolebinding.rbac.authorization.k8s.io/sluice-ca'])
+  for (const o of ['daemonset.apps/sluice', 'configmap/sluice-envoy', 'serviceaccount/sluice', 'role.rbac.authorization.k8s.io/sluice-ca', 'rolebinding.rbac.authorization.k8s.io/sluice-ca', 'role.rbac.authorization.k8s.io/sluice-lifecycle', 'rolebinding.rbac.authorization.k8s.io/sluice-lifecycle'])
     t.ok(installed.includes(o), `${o} installed`);
   t.equal(kubectl(['get', 'clusterrole/sluice', 'clusterrolebinding/sluice']).code, 0, 'ClusterRole and binding installed');
 });
@@ -383,11 +384,43 @@ t.test("the ServiceAccount's RBAC, installed and impersonated: what the agent ne
 
 t.test('without identity.ca.existingSecret no Secret is readable at all', async (t) => {
   const objs = render();
-  t.notOk(objs.some((o) => o.kind === 'Role' || o.kind === 'RoleBinding'), 'no Role for a Secret');
+  t.notOk(objs.some((o) => o.kind === 'Role' && JSON.stringify(o.rules).includes('secrets')), 'no Role for a Secret');
+  t.notOk(objs.some((o) => o.kind === 'RoleBinding' && o.roleRef.name === 'sluice-ca'), 'nor a binding to one');
   const rules = find(objs, 'ClusterRole').rules;
   t.notOk(JSON.stringify(rules).includes('secrets'), 'the ClusterRole never names secrets');
   t.notOk(JSON.stringify(rules).includes('"*"'), 'no wildcards');
   const withCa = render(['identity.ca.existingSecret=sluice-ca']);
-  t.same(find(withCa, 'Role').rules, [{ apiGroups: [''], resources: ['secrets'], resourceNames: ['sluice-ca'], verbs: ['get', 'list', 'watch'] }], 'the Role names the one Secret');
-  t.equal(find(withCa, 'Role').metadata.namespace, NS, 'in the release namespace');
+  t.same(find(withCa, 'Role', 'sluice-ca').rules, [{ apiGroups: [''], resources: ['secrets'], resourceNames: ['sluice-ca'], verbs: ['get', 'list', 'watch'] }], 'the Role names the one Secret');
+  t.equal(find(withCa, 'Role', 'sluice-ca').metadata.namespace, NS, 'in the release namespace');
+});
+
+t.test('uninstall: a preStop hook cleans the node up only when the DaemonSet goes, within the grace period', async (t) => {
+  const objs = render();
+  const ds = find(objs, 'DaemonSet');
+  const agent = container(ds, 'agent');
+  t.same(agent.lifecycle.preStop.exec.command, ['sluice', 'cleanup', '--bpf-dir', '/sys/fs/bpf/sluice', '--if-daemonset-gone', `${NS}/sluice`, '--uninstall-marker', '/var/run/sluice/uninstalling'], 'cleanup of the pin dir the agent uses, if its own DaemonSet is gone');
+  const arg = (flag: string) => agent.args[agent.args.indexOf(flag) + 1];
+  t.equal(arg('--bpf-dir'), '/sys/fs/bpf/sluice', 'the same --bpf-dir as the agent');
+  t.same([arg('--daemonset'), arg('--uninstall-marker')], [`${NS}/sluice`, '/var/run/sluice/uninstalling'], 'the agent watches the same DaemonSet and writes the marker the hook reads');
+  t.ok(agent.volumeMounts.some((m: any) => m.name === 'xds-socket' && m.mountPath === '/var/run/sluice'), 'in a pod-scoped emptyDir, so no marker outlives its pod');
+  t.notOk(container(ds, 'envoy').lifecycle, 'Envoy has no hook');
+  t.ok(ds.spec.template.spec.terminationGracePeriodSeconds > 10, "the grace period outlasts the hook's 10 s API timeout");
+  const named = find(objs, 'Role', 'sluice-lifecycle');
+  t.same(named.rules, [{ apiGroups: ['apps'], resources: ['daemonsets'], resourceNames: ['sluice'], verbs: ['get', 'list', 'watch'] }], 'the Role: read this one DaemonSet');
+  t.equal(named.metadata.namespace, NS);
+  const renamed = helm(['template', 'edge', CHART, '--namespace', 'mesh', '--kube-version', KUBE_VERSION]);
+  const objs2 = parseAllDocuments(renamed.stdout).map((d) => d.toJS()).filter(Boolean);
+  t.same(container(find(objs2, 'DaemonSet'), 'agent').lifecycle.preStop.exec.command.slice(-3, -2), ['mesh/edge-sluice'], 'another release and namespace name their own DaemonSet');
+  t.same(find(objs2, 'Role', 'edge-sluice-lifecycle').rules[0].resourceNames, ['edge-sluice']);
+
+  // Installed by the helm install above, and impersonated.
+  const canI = (args: string[]) => kubectl(['auth', 'can-i', ...args], { as: SA }).stdout.trim();
+  t.equal(canI(['get', 'daemonset/sluice', '-n', NS]), 'yes', 'can get its own DaemonSet');
+  for (const args of [['get', 'daemonset/other', '-n', NS], ['list', 'daemonsets', '-n', NS], ['watch', 'daemonsets', '-n', NS], ['get', 'daemonset/sluice', '-n', 'other'], ['list', 'daemonsets', '-A'], ['update', 'daemonset/sluice', '-n', NS], ['patch', 'daemonset/sluice', '-n', NS], ['delete', 'daemonset/sluice', '-n', NS], ['get', 'deployments', '-n', NS]])
+    t.equal(canI(args), 'no', `refused: ${args.join(' ')}`);
+  const got = kubectl(['get', 'daemonset', 'sluice', '-n', NS, '-o', 'name'], { as: SA });
+  t.equal(got.stdout.trim(), 'daemonset.apps/sluice', `a real GET as the ServiceAccount: ${got.stderr}`);
+  const watch = kubectl(['get', '--raw', `/apis/apps/v1/namespaces/${NS}/daemonsets?fieldSelector=metadata.name%3Dsluice&watch=true&timeoutSeconds=1`], { as: SA });
+  t.equal(watch.code, 0, `a watch of it by name as the ServiceAccount: ${watch.stderr}`);
+  t.not(kubectl(['get', '--raw', `/apis/apps/v1/namespaces/${NS}/daemonsets?watch=true&timeoutSeconds=1`], { as: SA }).code, 0, 'but not of every DaemonSet');
 });

@@ -132,6 +132,8 @@ export class Agent {
       this.datapath = new ServiceDatapath({ stateDir: this.opts.stateDir, proxyAddresses: this.proxyAddresses, ...this.opts.datapath });
       for (const w of this.datapath.warnings) this.opts.log.error(w);
       if (this.datapath.adopted.length) this.opts.log.info({ programs: this.datapath.adopted }, 'adopted the datapath a previous agent left pinned');
+      const { replaced, awaitingFill } = this.datapath.migration;
+      if (replaced.length) this.opts.log.info({ maps: replaced, awaitingFill }, 'map definitions changed since the pinned ones: new maps replace them, the old ones serve until then');
     }
     this.readRaw(false);
     for (const s of this.sources) await s.start((u) => this.onModel(u));

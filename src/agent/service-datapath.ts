@@ -12,8 +12,10 @@ import { StableIds } from '../ids/stable-ids.js';
 export interface ServiceDatapathOptions {
   /** On a bpffs mount, e.g. /sys/fs/bpf/sluice. */
   pinDir: string;
-  /** The cgroup v2 directory whose processes get service load balancing (the host's root, in a cluster). */
-  cgroupDir: string;
+  /** The cgroup v2 directory whose processes get service load balancing (the host's root, in a cluster); found when unset. */
+  cgroupDir?: string;
+  /** The node's bpffs mount point (e.g. /sys/fs/bpf), mounted if it is not one yet. */
+  bpfRoot?: string;
   /** Where service and backend ids are kept, so a restarted agent writes the same keys. */
   stateDir?: string;
   /** Where L7 redirects go; put on this network namespace's `lo` unless loopback. */
@@ -39,7 +41,7 @@ export class ServiceDatapath {
   readonly warnings: string[] = [];
 
   constructor(opts: ServiceDatapathOptions) {
-    this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir });
+    this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir, bpfRoot: opts.bpfRoot });
     if (opts.proxyAddresses) {
       this.warnings.push(...addProxyAddresses(opts.proxyAddresses));
       this.lb.setProxyAddresses(opts.proxyAddresses.v4, opts.proxyAddresses.v6);
@@ -51,6 +53,15 @@ export class ServiceDatapath {
     });
   }
 
+  /** Maps an upgrade changed, recreated rather than reused, and which of them still wait for the first apply. */
+  get migration(): { replaced: readonly string[]; awaitingFill: string[] } {
+    return { replaced: this.lb.replaced, awaitingFill: this.lb.awaitingFill };
+  }
+
+  get cgroupDir(): string {
+    return this.lb.cgroupDir;
+  }
+
   /** Programs found attached by an earlier agent and adopted rather than attached again. */
   get adopted(): readonly string[] {
     return this.lb.adopted;
@@ -58,7 +69,10 @@ export class ServiceDatapath {
 
   apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyResult & { services: number } {
     const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName), nodeName });
-    return { ...this.applier.apply(desired), services: desired.length };
+    const result = this.applier.apply(desired);
+    // Replaced maps now hold the desired state: only now may the programs move onto them.
+    this.lb.commit();
+    return { ...result, services: desired.length };
   }
 
   /** Lets go; the pinned programs and maps keep serving connections while no agent runs. */

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 interface Addon {
-  openObject(path: string, pinRoot: string): number;
+  openObject(path: string, pinRoot: string, replaceChanged?: boolean): number;
   closeObject(handle: number): void;
   attachCgroup(handle: number, program: string, cgroupDir: string, linkPin: string): boolean;
   attachTcx(handle: number, program: string, ifindex: number, linkPin: string, egress: boolean): boolean;
@@ -17,6 +17,21 @@ interface Addon {
   objGet(path: string): number;
   closeFd(fd: number): void;
   linkInfo(path: string): { id: number; progId: number } | null;
+  replacedMaps(handle: number): string[];
+  objPin(fd: number, path: string): void;
+  mapInfo(fd: number): MapInfo;
+  mapCopy(fromFd: number, toFd: number, keySize: number, valueSize: number): number;
+  linkDetach(path: string): boolean;
+  mountBpffs(path: string): void;
+}
+
+export interface MapInfo {
+  id: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
 }
 
 const ADDON = fileURLToPath(new URL('../../native/build/Release/sluice_bpf.node', import.meta.url));
