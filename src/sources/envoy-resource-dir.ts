@@ -35,7 +35,7 @@ function describe(value: unknown): string | undefined {
 function parseDoc(doc: YamlDoc): Parsed {
   const object = describe(doc.value);
   const base = { file: doc.file, index: doc.index, object };
-  if (doc.error) return { ...base, error: `YAML: ${doc.error}` };
+  if (doc.error) return { ...base, error: doc.error };
   try {
     const any: Any = anyFromJson(doc.value, object ?? `${doc.file}[${doc.index}]`);
     return { ...base, resource: toXdsResource(any) };
@@ -57,12 +57,13 @@ export class EnvoyResourceDir {
     this.tree = new YamlTree(dir, parseDoc);
   }
 
-  load(): ResourceLoad {
+  /** Without `changed` reads every file; with the paths a watcher saw change, only those. */
+  load(changed?: ReadonlySet<string>): ResourceLoad {
     const errors: ResourceError[] = [];
     const good = new Map<string, XdsResource>();
     const byName = new Map<string, string>();
     const resources: XdsResource[] = [];
-    for (const p of this.tree.read()) {
+    for (const p of this.tree.read(changed)) {
       const key = `${p.file}#${p.index}`;
       const where = `${p.file}[${p.index}]`;
       if (p.error) errors.push({ file: p.file, index: p.index, object: p.object, message: p.error });
