@@ -7,11 +7,10 @@
 // N .json files with JSON.parse against the YAML parser that used to read them.
 //
 //   node bench/source-edit.mjs [--sizes 2000,5000] [--edits 7]
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { flags, machine, writeYaml } from './lib.mjs';
-import { writeFileSync, renameSync } from 'node:fs';
 import { KubeYamlDir } from '../dist/sources/kube-yaml-dir.js';
 import { EnvoyResourceDir } from '../dist/sources/envoy-resource-dir.js';
 import { parseYamlText, parseFileText } from '../dist/sources/yaml-files.js';
