@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeApiSource } from '../src/sources/kube-api.js';
+import type { ModelUpdate } from '../src/sources/source.js';
 import { silentLogger, type Logger } from '../src/log.js';
 import { recordingLogger, startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
@@ -195,4 +196,28 @@ t.test('sluice agent --source kube as a process: readiness, metrics, and a clear
   t.equal(code, 1);
   t.match(err, /^sluice: .*nope/m, 'one line naming the kubeconfig, no stack trace');
   t.notMatch(err, /\n\s+at /, 'no stack trace');
+});
+
+t.test('an unchanged informer object is the same object in every model, so translation memos hit', async (t) => {
+  const ns = 'identity';
+  cluster.kubectlOk(['create', 'namespace', ns]);
+  const svc = (name: string, port: number) => allocated(service(name, [{ port, name: 'http' }], { namespace: ns }));
+  cluster.apply([svc('kept', 80), svc('edited', 80), svc('gone', 80)]);
+  const source = kubeSource('kube-node-d');
+  let latest: ModelUpdate | undefined;
+  await source.start((u) => (latest = u));
+  t.teardown(() => source.stop());
+  const first = await eventually(() => (latest?.model.service(ns, 'gone') ? latest.model : undefined), 10_000, 'the Services');
+  t.equal(source.read().model.service(ns, 'kept'), first.service(ns, 'kept'), 'a second read keeps the object');
+
+  cluster.apply([svc('edited', 81)]);
+  cluster.kubectlOk(['delete', 'service', '-n', ns, 'gone']);
+  const second = await eventually(() => (latest && !latest.model.service(ns, 'gone') && latest.model.service(ns, 'edited')?.spec.ports?.[0]?.port === 81 ? latest.model : undefined), 10_000, 'the edit and delete');
+  t.equal(second.service(ns, 'kept'), first.service(ns, 'kept'), 'the untouched Service is the same object');
+  t.not(second.service(ns, 'edited'), first.service(ns, 'edited'), 'the edited one is new');
+  t.equal(second.services().filter((s) => s === first.service(s.metadata.namespace!, s.metadata.name)).length, second.services().length - 1, 'every other Service is the same object');
+
+  cluster.apply([svc('gone', 80)]);
+  const third = await eventually(() => latest?.model.service(ns, 'gone') ? latest.model : undefined, 10_000, 'the re-created Service');
+  t.not(third.service(ns, 'gone'), first.service(ns, 'gone'), 'a re-created object is read afresh');
 });

@@ -140,7 +140,7 @@ export class Agent {
     if (this.sources.length === 0) this.publish();
     const addresses = await this.server.start();
     if (this.opts.watch !== false)
-      for (const d of this.opts.resourceDirs ?? []) this.unwatch.push(watchDir(d, () => this.readRaw(true)));
+      for (const d of this.opts.resourceDirs ?? []) this.unwatch.push(watchDir(d, (changed) => this.readRaw(true, changed)));
     this.ready = true;
     return addresses;
   }
@@ -151,12 +151,12 @@ export class Agent {
     this.publish();
   }
 
-  private readRaw(publish: boolean): void {
+  private readRaw(publish: boolean, changed?: ReadonlySet<string>): void {
     if (this.rawDirs.length === 0) return;
     const resources = [];
     const issues: TranslationIssue[] = [];
     for (const d of this.rawDirs) {
-      const load = d.load();
+      const load = d.load(changed);
       resources.push(...load.resources.map((r) => r.any));
       for (const e of load.errors) issues.push({ object: e.object ?? `${e.file}[${e.index}]`, origin: { file: e.file, index: e.index }, field: '', message: e.message });
     }

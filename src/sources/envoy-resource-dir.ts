@@ -35,7 +35,7 @@ function describe(value: unknown): string | undefined {
 function parseDoc(doc: YamlDoc): Parsed {
   const object = describe(doc.value);
   const base = { file: doc.file, index: doc.index, object };
-  if (doc.error) return { ...base, error: `YAML: ${doc.error}` };
+  if (doc.error) return { ...base, error: doc.error };
   try {
     const any: Any = anyFromJson(doc.value, object ?? `${doc.file}[${doc.index}]`);
     return { ...base, resource: toXdsResource(any) };
@@ -51,31 +51,36 @@ function parseDoc(doc: YamlDoc): Parsed {
  */
 export class EnvoyResourceDir {
   private readonly tree: YamlTree<Parsed>;
-  private lastGood = new Map<string, XdsResource>();
+  /** By file, then document index: what each document last served. */
+  private lastGood = new Map<string, XdsResource[]>();
 
   constructor(dir: string) {
     this.tree = new YamlTree(dir, parseDoc);
   }
 
-  load(): ResourceLoad {
+  /** Without `changed` reads every file; with the paths a watcher saw change, only those. */
+  load(changed?: ReadonlySet<string>): ResourceLoad {
     const errors: ResourceError[] = [];
-    const good = new Map<string, XdsResource>();
-    const byName = new Map<string, string>();
+    const good = new Map<string, XdsResource[]>();
+    // Keyed without building a string per resource: at tens of thousands of resources
+    // the concatenations cost more than the edit itself.
+    const byName = new Map<string, Map<string, Parsed>>();
     const resources: XdsResource[] = [];
-    for (const p of this.tree.read()) {
-      const key = `${p.file}#${p.index}`;
-      const where = `${p.file}[${p.index}]`;
+    for (const p of this.tree.read(changed)) {
       if (p.error) errors.push({ file: p.file, index: p.index, object: p.object, message: p.error });
-      const r = p.resource ?? this.lastGood.get(key);
+      const r = p.resource ?? this.lastGood.get(p.file)?.[p.index];
       if (!r) continue;
-      const id = `${r.typeUrl}/${r.name}`;
-      const first = byName.get(id);
+      let names = byName.get(r.typeUrl);
+      if (!names) byName.set(r.typeUrl, (names = new Map()));
+      const first = names.get(r.name);
       if (first) {
-        errors.push({ file: p.file, index: p.index, object: p.object, message: `duplicate name "${r.name}": already defined at ${first}` });
+        errors.push({ file: p.file, index: p.index, object: p.object, message: `duplicate name "${r.name}": already defined at ${first.file}[${first.index}]` });
         continue;
       }
-      byName.set(id, where);
-      good.set(key, r);
+      names.set(r.name, p);
+      let kept = good.get(p.file);
+      if (!kept) good.set(p.file, (kept = []));
+      kept[p.index] = r;
       resources.push(r);
     }
     this.lastGood = good;

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { Model } from '../model/model.js';
 import { API_VERSIONS, type Kind } from '../model/objects.js';
 import type { TranslationIssue } from '../translate/output.js';
-import { checkKubeObject } from './kube-objects.js';
+import { checkKubeObject, type Checked } from './kube-objects.js';
 import { KubeStatusWriter } from './kube-status.js';
 import type { ModelSource, ModelUpdate, StatusReport } from './source.js';
 
@@ -46,6 +46,12 @@ export interface KubeApiSourceOptions {
 
 interface Informer {
   watched: Watched;
+  /**
+   * Each cached object's check, by uid (or ns/name), while its resourceVersion
+   * stays: an unchanged object stays the same ModelObject, so translation memos
+   * keyed on identity hit, and a relist after a watch gap costs no re-check.
+   */
+  checked: Map<string, { version: string | KubernetesObject; checked: Checked }>;
   lw: ListWatch<KubernetesObject>;
   synced: boolean;
   /** Listed, or known not to be served: start() need not wait for it. */
@@ -130,7 +136,7 @@ export class KubeApiSource implements ModelSource {
       const fieldSelector = watched.fieldSelector?.(nodeName);
       const list = () => objects.list(apiVersion, watched.kind, undefined, undefined, undefined, undefined, fieldSelector);
       const lw = new ListWatch<KubernetesObject>(watched.path, new Watch(kubeConfig), list, false, undefined, fieldSelector);
-      const inf: Informer = { watched, lw, synced: false, settled: false, failures: 0, settle: () => {} };
+      const inf: Informer = { watched, lw, checked: new Map(), synced: false, settled: false, failures: 0, settle: () => {} };
       settled.push(
         new Promise<void>((r) => {
           inf.settle = () => {
@@ -218,17 +224,34 @@ export class KubeApiSource implements ModelSource {
   read(): ModelUpdate {
     const objects = [];
     const issues: TranslationIssue[] = [];
-    for (const { watched, lw } of this.informers) {
-      const apiVersion = API_VERSIONS[watched.kind][0];
-      for (const o of lw.list()) {
-        // List responses leave kind and apiVersion off their items.
-        const { managedFields: _, ...metadata } = o.metadata ?? {};
-        const c = checkKubeObject({ ...o, apiVersion, kind: watched.kind, metadata }, {});
+    for (const inf of this.informers) {
+      const next: Informer['checked'] = new Map();
+      for (const o of inf.lw.list()) {
+        const c = this.check(inf, o, next);
         if ('issue' in c) issues.push(c.issue);
         else if ('object' in c) objects.push(c);
       }
+      // Objects gone from the cache leave the memo with it.
+      inf.checked = next;
     }
     return { model: Model.from(objects), issues };
+  }
+
+  private check(inf: Informer, o: KubernetesObject, next: Informer['checked']): Checked {
+    const m = o.metadata ?? {};
+    const key = m.uid ?? `${m.namespace ?? ''}/${m.name ?? ''}`;
+    // Without a resourceVersion only the very same cached object counts as unchanged.
+    const version = m.resourceVersion ?? o;
+    const hit = inf.checked.get(key);
+    if (hit && hit.version === version) {
+      next.set(key, hit);
+      return hit.checked;
+    }
+    // List responses leave kind and apiVersion off their items.
+    const { managedFields: _, ...metadata } = m;
+    const checked = checkKubeObject({ ...o, apiVersion: API_VERSIONS[inf.watched.kind][0], kind: inf.watched.kind, metadata }, {});
+    next.set(key, { version, checked });
+    return checked;
   }
 
   private emit(): void {

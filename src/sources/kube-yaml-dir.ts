@@ -8,11 +8,11 @@ import { YamlTree, type YamlDoc } from './yaml-files.js';
 
 function checkDoc(doc: YamlDoc): Checked {
   const origin = { file: doc.file, index: doc.index };
-  if (doc.error) return { issue: { object: `${doc.file}[${doc.index}]`, origin, field: '', message: `YAML: ${doc.error}` } };
+  if (doc.error) return { issue: { object: `${doc.file}[${doc.index}]`, origin, field: '', message: doc.error } };
   return checkKubeObject(doc.value, origin);
 }
 
-/** Kubernetes YAML from files: the standalone source. Each read yields a whole new model. */
+/** Kubernetes YAML from files: the standalone source. Each read yields a new model whose unchanged objects are the same objects. */
 export class KubeYamlDir implements ModelSource {
   private readonly trees: YamlTree<Checked>[];
   private unwatch: (() => void)[] = [];
@@ -21,12 +21,16 @@ export class KubeYamlDir implements ModelSource {
     this.trees = paths.map((p) => new YamlTree(p, checkDoc));
   }
 
-  read(): ModelUpdate {
+  /**
+   * Without `changed` reads every file; with the paths a watcher saw change,
+   * re-reads only those and reuses the rest.
+   */
+  read(changed?: ReadonlySet<string>): ModelUpdate {
     const issues: TranslationIssue[] = [];
     const objects = [];
     const seen = new Map<string, string>();
     for (const tree of this.trees) {
-      for (const c of tree.read()) {
+      for (const c of tree.read(changed)) {
         if ('issue' in c) issues.push(c.issue);
         if (!('object' in c)) continue;
         const id = `${c.object.kind}/${objectKey(c.object)}`;
@@ -45,7 +49,7 @@ export class KubeYamlDir implements ModelSource {
 
   async start(onChange: (u: ModelUpdate) => void): Promise<void> {
     onChange(this.read());
-    this.unwatch = this.paths.map((p) => watchDir(p, () => onChange(this.read())));
+    this.unwatch = this.paths.map((p) => watchDir(p, (changed) => onChange(this.read(changed))));
   }
 
   async stop(): Promise<void> {
