@@ -179,3 +179,16 @@ t.test('waitForAck: one stream of a node NACKing does not overrule another that 
   answer(1, 3, 'no either');
   t.match(await rejected, /rejected .*Cluster version/, 'every stream NACKing rejects the version');
 });
+
+t.test('sotw: a first request for a type carrying a nonce this stream never sent is answered with the current state', async (t) => {
+  const { set, client } = await serve(t);
+  const v = set(edsCluster('a'), endpoints('a', [1001]));
+  const s = sotw(t, client);
+  // A client reconnecting may keep the nonce and version of its previous stream.
+  s.send(request({ node, typeUrl: TypeUrl.Cluster, versionInfo: '1', responseNonce: 'from-an-old-stream' }));
+  const r = await s.nth(1);
+  t.equal(r.versionInfo, String(v));
+  t.same(names(r), ['a'], 'the clusters, not an empty response');
+  s.send(request({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['a'], responseNonce: '999' }));
+  t.same(names(await s.nth(2)), ['a'], 'the same for the second type on the stream');
+});

@@ -195,7 +195,9 @@ export abstract class AdsStream<Req extends AdsRequest, Res, S extends TypeState
   }
 
   private handleAck(req: Req, st: S): RequestKind {
-    if (!req.responseNonce) return 'request';
+    // A nonce this stream never sent for the type (a client reusing one from an
+    // earlier stream) answers nothing here: the request asks afresh.
+    if (!req.responseNonce || st.nonce === undefined) return 'request';
     const sent = st.inFlight?.nonce === req.responseNonce ? st.inFlight : undefined;
     if (sent) this.settle(req, st, sent);
     if (req.responseNonce !== st.nonce) return 'stale';
