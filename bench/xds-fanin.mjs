@@ -4,25 +4,31 @@
 // node has not taken yet (as it does under churn): each client asks for
 // clusters and listeners and ACKs both responses.
 //
-//   node bench/xds-fanin.mjs [--sizes 300,1000] [--dist dist] [--label after]
+//   node bench/xds-fanin.mjs [--sizes 300,1000] [--runs 3] [--before /work/main/dist]
 //
-// --dist points at another build (e.g. main's) to compare. Unix socket only.
+// --before names another build (e.g. main's) to compare against dist/; runs
+// alternate between the two and the median per size is shown. Unix socket only.
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { flags } from './lib.mjs';
+import { flags, machine } from './lib.mjs';
 
-const opts = flags({ sizes: '300,1000', dist: 'dist', label: '' });
-const load = (p) => import(pathToFileURL(resolve(opts.dist, p)).href);
-const { SnapshotCache } = await load('xds/snapshot-cache.js');
-const { Snapshot } = await load('xds/snapshot.js');
-const { XdsServer } = await load('xds/server.js');
-const { anyFromJson } = await load('proto/any.js');
-const { silentLogger } = await load('log.js');
-const { AggregatedDiscoveryServiceClient } = await load('gen/envoy/service/discovery/v3/ads.js');
-const { DiscoveryRequest } = await load('gen/envoy/service/discovery/v3/discovery.js');
+const opts = flags({ sizes: '300,1000', runs: '3', before: '' });
+
+async function build(dist) {
+  const load = (p) => import(pathToFileURL(resolve(dist, p)).href);
+  return {
+    ...(await load('xds/snapshot-cache.js')),
+    ...(await load('xds/snapshot.js')),
+    ...(await load('xds/server.js')),
+    ...(await load('proto/any.js')),
+    ...(await load('log.js')),
+    ...(await load('gen/envoy/service/discovery/v3/ads.js')),
+    ...(await load('gen/envoy/service/discovery/v3/discovery.js')),
+  };
+}
 
 const T = 'type.googleapis.com/envoy.config.';
 const CDS = `${T}cluster.v3.Cluster`;
@@ -36,7 +42,7 @@ const PER_CHANNEL = 100;
 
 const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
-async function run(n) {
+async function run(n, { SnapshotCache, Snapshot, XdsServer, anyFromJson, silentLogger, AggregatedDiscoveryServiceClient, DiscoveryRequest }) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-fanin-'));
   const socketPath = join(dir, 'xds.sock');
   const cache = new SnapshotCache();
@@ -75,11 +81,24 @@ async function run(n) {
   await server.stop();
   rmSync(dir, { recursive: true, force: true });
   times.sort((a, b) => a - b);
-  return { n, p50: pct(times, 50), p99: pct(times, 99), total };
+  return { p50: pct(times, 50), p99: pct(times, 99), total };
 }
 
+const builds = { after: await build('dist') };
+if (opts.before) builds.before = await build(opts.before);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ms = (x) => `${Math.round(x)} ms`;
+console.log(`initial sync of N SotW clients sharing one node id (CDS+LDS, 20 each), median of ${opts.runs} runs; ${machine()}`);
+console.log(['N', 'build', 'p50', 'p99', 'all ACKed', ...(opts.before ? ['p99 before/after'] : [])].join('\t'));
 for (const n of opts.sizes.split(',').map(Number)) {
-  const r = await run(n);
-  console.log(JSON.stringify({ label: opts.label, ...r }));
+  const results = Object.fromEntries(Object.keys(builds).map((k) => [k, []]));
+  for (let i = 0; i < Number(opts.runs); i++) for (const [k, b] of Object.entries(builds)) results[k].push(await run(n, b));
+  const row = (k) => ({ p50: median(results[k].map((r) => r.p50)), p99: median(results[k].map((r) => r.p99)), total: median(results[k].map((r) => r.total)) });
+  const after = row('after');
+  if (opts.before) {
+    const before = row('before');
+    console.log([n, 'before', ms(before.p50), ms(before.p99), ms(before.total), ''].join('\t'));
+    console.log([n, 'after', ms(after.p50), ms(after.p99), ms(after.total), `${(before.p99 / after.p99).toFixed(2)}x`].join('\t'));
+  } else console.log([n, 'after', ms(after.p50), ms(after.p99), ms(after.total)].join('\t'));
 }
 process.exit(0);
