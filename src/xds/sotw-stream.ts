@@ -2,6 +2,10 @@ import type { DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/d
 import { AdsStream, CONTROL_PLANE_ID, newTypeState, type RequestKind, type Send, type TypeState } from './ads-stream.js';
 import { isFullStateType, type XdsTypeUrl } from './resource-types.js';
 import type { Snapshot, XdsResource } from './snapshot.js';
+import { EncodedResources, withEncodedResources } from './encoded-resources.js';
+
+/** Shared by every stream: the key names the content, so any stream may reuse another's bytes. */
+const encoded = new EncodedResources();
 
 interface SotwState extends TypeState {
   wildcard: boolean;
@@ -85,17 +89,14 @@ export class SotwStream extends AdsStream<DiscoveryRequest, DiscoveryResponse, S
   }
 
   private sendSotw(typeUrl: XdsTypeUrl, st: SotwState, resources: Selection, version: number): void {
-    st.sentKey = keyOf(resources);
+    const key = st.selected?.resources === resources ? st.selected.key : keyOf(resources);
+    st.sentKey = key;
     st.sent = resources;
     const names = [...resources.keys()];
-    this.send(st, version, names, (nonce) => ({
-      versionInfo: String(version),
-      resources: [...resources.values()].map((r) => r.any),
-      canary: false,
-      typeUrl,
-      nonce,
-      controlPlane: { identifier: CONTROL_PLANE_ID },
-    }));
+    const bytes = encoded.get(`${typeUrl}\u0002${key}`, () => [...resources.values()].map((r) => r.any));
+    this.send(st, version, names, (nonce) =>
+      withEncodedResources({ versionInfo: String(version), resources: [], canary: false, typeUrl, nonce, controlPlane: { identifier: CONTROL_PLANE_ID } }, bytes),
+    );
     this.log.debug({ node: this.nodeId, type: typeUrl, version, count: names.length, nonce: st.nonce }, 'sent');
   }
 }
