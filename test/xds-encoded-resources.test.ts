@@ -22,8 +22,9 @@ t.test('spliced responses decode to the whole response, and the resources are en
   t.same(DiscoveryResponse.decode(serializeDiscoveryResponse(head('3'))).resources, [], 'a plain response still serializes');
 });
 
-t.test('the cache is bounded and drops the least recently used key', async (t) => {
-  const enc = new EncodedResources(2);
+t.test('the cache is bounded in bytes and drops the least recently used key', async (t) => {
+  const size = new EncodedResources().get('probe', () => anys).length;
+  const enc = new EncodedResources(2 * size);
   let encodings = 0;
   const resources = () => (encodings++, anys);
   enc.get('a', resources);
@@ -35,4 +36,8 @@ t.test('the cache is bounded and drops the least recently used key', async (t) =
   t.equal(encodings, 3, 'a was used recently and stays');
   enc.get('b', resources);
   t.equal(encodings, 4, 'b was dropped');
+  const tiny = new EncodedResources(size - 1);
+  tiny.get('big', resources);
+  tiny.get('big', resources);
+  t.equal(encodings, 6, 'what exceeds the budget alone is encoded every time, never kept');
 });

@@ -10,23 +10,34 @@ const RESOURCES = Symbol('encoded resources');
 
 type Tagged = DiscoveryResponse & { [RESOURCES]?: Uint8Array };
 
-/** Encoded resource fields by content key; bounded, since keys of past snapshots are never asked for again. */
+/**
+ * Encoded resource fields by content key, least recently used first. Bounded in
+ * bytes, since keys of past snapshots are never asked for again and a full
+ * set of clusters can run to megabytes.
+ */
 export class EncodedResources {
   private readonly byKey = new Map<string, Uint8Array>();
+  private bytes = 0;
 
-  constructor(private readonly max = 256) {}
+  constructor(private readonly maxBytes = 32 << 20) {}
 
   /** `key` must name the content exactly (type, names and content versions in order). */
   get(key: string, resources: () => Any[]): Uint8Array {
-    let bytes = this.byKey.get(key);
-    if (bytes) {
-      // Most recently used last, so the oldest goes first.
+    const known = this.byKey.get(key);
+    if (known) {
       this.byKey.delete(key);
-    } else {
-      bytes = DiscoveryResponse.encode(DiscoveryResponse.fromPartial({ resources: resources() })).finish();
-      if (this.byKey.size >= this.max) this.byKey.delete(this.byKey.keys().next().value!);
+      this.byKey.set(key, known);
+      return known;
+    }
+    const bytes = DiscoveryResponse.encode(DiscoveryResponse.fromPartial({ resources: resources() })).finish();
+    if (bytes.length > this.maxBytes) return bytes;
+    for (const [k, b] of this.byKey) {
+      if (this.bytes + bytes.length <= this.maxBytes) break;
+      this.byKey.delete(k);
+      this.bytes -= b.length;
     }
     this.byKey.set(key, bytes);
+    this.bytes += bytes.length;
     return bytes;
   }
 }
