@@ -179,3 +179,37 @@ t.test('waitForAck: one stream of a node NACKing does not overrule another that 
   answer(1, 3, 'no either');
   t.match(await rejected, /rejected .*Cluster version/, 'every stream NACKing rejects the version');
 });
+
+t.test('sotw: a first request for a type carrying a nonce this stream never sent is answered with the current state', async (t) => {
+  const { set, client } = await serve(t);
+  const v = set(edsCluster('a'), endpoints('a', [1001]));
+  const s = sotw(t, client);
+  // A client reconnecting may keep the nonce and version of its previous stream.
+  s.send(request({ node, typeUrl: TypeUrl.Cluster, versionInfo: '1', responseNonce: 'from-an-old-stream' }));
+  const r = await s.nth(1);
+  t.equal(r.versionInfo, String(v));
+  t.same(names(r), ['a'], 'the clusters, not an empty response');
+  s.send(request({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['a'], responseNonce: '999' }));
+  t.same(names(await s.nth(2)), ['a'], 'the same for the second type on the stream');
+});
+
+t.test('sotw: a bare ACK does not select from the snapshot again; a new subscription does', async (t) => {
+  const { cache, client } = await serve(t);
+  const snap = Snapshot.fromAnys([edsCluster('a'), endpoints('a', [1001]), endpoints('b', [1002])].map((d) => anyFromJson(d)));
+  let reads = 0;
+  const get = snap.get.bind(snap);
+  Object.assign(snap, { get: (typeUrl: string) => (reads++, get(typeUrl)) });
+  cache.setSnapshot(ANY_NODE, snap);
+  const s = sotw(t, client);
+  s.send(request({ node, typeUrl: TypeUrl.Cluster }));
+  s.send(request({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['a'] }));
+  const [cds, eds] = [await s.nth(1), await s.nth(2)];
+  const before = reads;
+  s.send(request({ typeUrl: TypeUrl.Cluster, versionInfo: cds.versionInfo, responseNonce: cds.nonce }));
+  s.send(request({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['a'], versionInfo: eds.versionInfo, responseNonce: eds.nonce }));
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(reads, before, 'ACKs read nothing from the snapshot');
+  s.send(request({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: ['a', 'b'], versionInfo: eds.versionInfo, responseNonce: eds.nonce }));
+  t.same(names(await s.nth(3)).sort(), ['a', 'b'], 'a changed subscription is answered');
+  t.ok(reads > before, 'from a fresh selection');
+});

@@ -111,11 +111,10 @@ export abstract class AdsStream<Req extends AdsRequest, Res, S extends TypeState
   private sync(): void {
     if (this.closed || this.nodeId === undefined) return;
     const current = this.cache.getSnapshot(this.nodeId);
-    if (!current) return;
-    // Nothing could go out; the next answer or 'drain' reconciles against the newest snapshot.
-    if (this.blocked || [...this.types.values()].every((st) => st.inFlight)) return;
-    this.reconcile(current.version, current.snapshot);
-    this.cache.statusChanged();
+    // When nothing could go out, the next answer or 'drain' reconciles against the newest snapshot.
+    if (current && !this.blocked && ![...this.types.values()].every((st) => st.inFlight)) this.reconcile(current.version, current.snapshot);
+    // The request may have settled an ACK or NACK even when nothing went out.
+    this.cache.statusChanged(this);
   }
 
   private canSend(st: S): boolean {
@@ -195,7 +194,9 @@ export abstract class AdsStream<Req extends AdsRequest, Res, S extends TypeState
   }
 
   private handleAck(req: Req, st: S): RequestKind {
-    if (!req.responseNonce) return 'request';
+    // A nonce this stream never sent for the type (a client reusing one from an
+    // earlier stream) answers nothing here: the request asks afresh.
+    if (!req.responseNonce || st.nonce === undefined) return 'request';
     const sent = st.inFlight?.nonce === req.responseNonce ? st.inFlight : undefined;
     if (sent) this.settle(req, st, sent);
     if (req.responseNonce !== st.nonce) return 'stale';

@@ -12,6 +12,14 @@ import type { Logger } from '../log.js';
 import { DeltaStream } from './delta-stream.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import { SotwStream } from './sotw-stream.js';
+import { serializeDiscoveryResponse } from './encoded-resources.js';
+
+const ADS = AggregatedDiscoveryServiceService;
+/** SotW responses carry their resources pre-encoded (see encoded-resources.ts). */
+const ADS_SHARED_ENCODING = {
+  ...ADS,
+  streamAggregatedResources: { ...ADS.streamAggregatedResources, responseSerialize: serializeDiscoveryResponse },
+};
 
 export const DEFAULT_SOCKET_PATH = '/var/run/sluice/xds.sock';
 const SOCKET_MODE = 0o660;
@@ -55,7 +63,7 @@ export class XdsServer {
 
   constructor(private readonly opts: XdsServerOptions) {
     const { cache, log } = opts;
-    this.server.addService(AggregatedDiscoveryServiceService, {
+    this.server.addService(ADS_SHARED_ENCODING, {
       streamAggregatedResources: (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) =>
         void new SotwStream(call, cache, log, 'sotw'),
       deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>

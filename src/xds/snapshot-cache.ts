@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { nodeVerdict, streamVerdict, type TypeAck } from './ack-verdict.js';
+import { nodeVerdict, streamVerdict, type TypeAck, type Verdict } from './ack-verdict.js';
 import { isFullStateType, SERVED_TYPES, TypeUrl } from './resource-types.js';
 import { Snapshot } from './snapshot.js';
 
@@ -42,6 +42,8 @@ export class NackError extends Error {
 interface Waiter {
   nodeId: string;
   version: number;
+  /** Each stream's verdict as of its last status change, so one stream's change costs one verdict. */
+  verdicts: Map<CacheStream, Verdict>;
   resolve(): void;
   reject(e: Error): void;
 }
@@ -64,7 +66,8 @@ export const ANY_NODE = '*';
 export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   private readonly entries = new Map<string, { version: number; snapshot: Snapshot }>();
   private readonly streams = new Set<CacheStream>();
-  private readonly waiters = new Set<Waiter>();
+  private readonly streamsByNode = new Map<string, Set<CacheStream>>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
   private lastVersion = 0;
 
   /** Sets the snapshot for `nodeId` (or for every node without one: ANY_NODE) and returns its version. */
@@ -87,13 +90,24 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
 
   attach(stream: CacheStream): void {
     this.streams.add(stream);
-    if (stream.nodeId !== undefined) this.emit('streams', stream.nodeId);
+    if (stream.nodeId === undefined) return;
+    const of = this.streamsByNode.get(stream.nodeId) ?? new Set();
+    this.streamsByNode.set(stream.nodeId, of.add(stream));
+    this.statusChanged(stream);
+    this.emit('streams', stream.nodeId);
   }
 
   detach(stream: CacheStream): void {
     this.streams.delete(stream);
-    this.checkWaiters();
-    if (stream.nodeId !== undefined) this.emit('streams', stream.nodeId);
+    if (stream.nodeId === undefined) return;
+    const of = this.streamsByNode.get(stream.nodeId);
+    of?.delete(stream);
+    if (of?.size === 0) this.streamsByNode.delete(stream.nodeId);
+    for (const w of this.waiters.get(stream.nodeId) ?? []) {
+      w.verdicts.delete(stream);
+      this.decide(w);
+    }
+    this.emit('streams', stream.nodeId);
   }
 
   /** Some live stream of the node has ACKed listeners: it can take traffic steered to them. */
@@ -102,16 +116,27 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   }
 
   private statusesOf(nodeId: string): StreamStatus[] {
-    return [...this.streams].filter((s) => s.nodeId === nodeId).map((s) => s.status());
+    return [...(this.streamsByNode.get(nodeId) ?? [])].map((s) => s.status());
   }
 
   connectedNodes(): string[] {
-    return [...new Set([...this.streams].map((s) => s.nodeId).filter((n): n is string => n !== undefined))];
+    return [...this.streamsByNode.keys()];
   }
 
-  /** Streams call this after every ACK, NACK or send. */
-  statusChanged(): void {
-    this.checkWaiters();
+  /**
+   * A stream calls this after every request it handled and every send. Only the
+   * waiters of its node can be affected, and only through its own verdict.
+   */
+  statusChanged(stream: CacheStream): void {
+    if (stream.nodeId === undefined || !this.streams.has(stream)) return;
+    const waiters = this.waiters.get(stream.nodeId);
+    if (!waiters?.size) return;
+    const required = this.requiredTypes(stream.nodeId);
+    const { types } = stream.status();
+    for (const w of waiters) {
+      w.verdicts.set(stream, streamVerdict(types, w.version, required));
+      this.decide(w);
+    }
   }
 
   recordAck(info: AckInfo): void {
@@ -135,6 +160,7 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
       const waiter: Waiter = {
         nodeId,
         version,
+        verdicts: new Map(),
         resolve: () => {
           clearTimeout(timer);
           resolve();
@@ -145,13 +171,14 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
         },
       };
       timer = setTimeout(() => {
-        this.waiters.delete(waiter);
+        this.dropWaiter(waiter);
         const nack = this.verdicts(nodeId, version).find((v) => v.kind === 'rejected');
         reject(nack?.kind === 'rejected' ? new NackError(nack.nack) : new Error(`node ${nodeId} did not ACK version ${version} within ${timeoutMs} ms`));
       }, timeoutMs);
       timer.unref?.();
-      this.waiters.add(waiter);
-      this.checkWaiters();
+      const of = this.waiters.get(nodeId) ?? new Set();
+      this.waiters.set(nodeId, of.add(waiter));
+      this.recheck(waiter);
     });
   }
 
@@ -169,16 +196,32 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
     return this.statusesOf(nodeId).map((s) => streamVerdict(s.types, version, required));
   }
 
+  /** After a snapshot, which may change what every stream of a node must hold. */
   private checkWaiters(): void {
-    for (const w of this.waiters) {
-      const verdict = nodeVerdict(this.verdicts(w.nodeId, w.version));
-      if (verdict.kind === 'accepted') {
-        this.waiters.delete(w);
-        w.resolve();
-      } else if (verdict.kind === 'rejected') {
-        this.waiters.delete(w);
-        w.reject(new NackError(verdict.nack));
-      }
+    for (const of of this.waiters.values()) for (const w of of) this.recheck(w);
+  }
+
+  private recheck(w: Waiter): void {
+    const required = this.requiredTypes(w.nodeId);
+    w.verdicts.clear();
+    for (const s of this.streamsByNode.get(w.nodeId) ?? []) w.verdicts.set(s, streamVerdict(s.status().types, w.version, required));
+    this.decide(w);
+  }
+
+  private decide(w: Waiter): void {
+    const verdict = nodeVerdict([...w.verdicts.values()]);
+    if (verdict.kind === 'accepted') {
+      this.dropWaiter(w);
+      w.resolve();
+    } else if (verdict.kind === 'rejected') {
+      this.dropWaiter(w);
+      w.reject(new NackError(verdict.nack));
     }
+  }
+
+  private dropWaiter(w: Waiter): void {
+    const of = this.waiters.get(w.nodeId);
+    of?.delete(w);
+    if (of?.size === 0) this.waiters.delete(w.nodeId);
   }
 }

@@ -2,15 +2,27 @@ import type { DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/d
 import { AdsStream, CONTROL_PLANE_ID, newTypeState, type RequestKind, type Send, type TypeState } from './ads-stream.js';
 import { isFullStateType, type XdsTypeUrl } from './resource-types.js';
 import type { Snapshot, XdsResource } from './snapshot.js';
+import { EncodedResources, withEncodedResources } from './encoded-resources.js';
+
+/** Shared by every stream: the key names the content, so any stream may reuse another's bytes. */
+const encoded = new EncodedResources();
 
 interface SotwState extends TypeState {
   wildcard: boolean;
   names: Set<string>;
   sentKey: string | undefined;
   sent: ReadonlyMap<string, XdsResource>;
+  /** What the subscription selects from `of`, kept until either changes: a bare ACK reuses it. */
+  selected: { of: Snapshot; resources: Selection; key: string } | undefined;
 }
 
 type Selection = ReadonlyMap<string, XdsResource>;
+
+function sameNames(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const n of a) if (!b.has(n)) return false;
+  return true;
+}
 
 function keyOf(resources: Selection): string {
   let key = '';
@@ -21,7 +33,7 @@ function keyOf(resources: Selection): string {
 /** State-of-the-world ADS: every response for a type carries all the client should have of it. */
 export class SotwStream extends AdsStream<DiscoveryRequest, DiscoveryResponse, SotwState> {
   protected newState(): SotwState {
-    return { ...newTypeState(), wildcard: false, names: new Set(), sentKey: undefined, sent: new Map() };
+    return { ...newTypeState(), wildcard: false, names: new Set(), sentKey: undefined, sent: new Map(), selected: undefined };
   }
 
   protected describe(req: DiscoveryRequest): object {
@@ -34,24 +46,32 @@ export class SotwStream extends AdsStream<DiscoveryRequest, DiscoveryResponse, S
     // A client asking afresh gets an answer even if nothing changed since the last one.
     if (kind === 'request') st.sentKey = undefined;
     const names = req.resourceNames;
-    st.wildcard = isFullStateType(req.typeUrl) && (names.length === 0 || names.includes('*'));
-    st.names = new Set(names.filter((n) => n !== '*'));
+    const wildcard = isFullStateType(req.typeUrl) && (names.length === 0 || names.includes('*'));
+    const wanted = new Set(names.filter((n) => n !== '*'));
+    if (wildcard !== st.wildcard || !sameNames(wanted, st.names)) st.selected = undefined;
+    st.wildcard = wildcard;
+    st.names = wanted;
   }
 
-  private select(snapshot: Snapshot, typeUrl: XdsTypeUrl, st: SotwState): Selection {
+  private select(snapshot: Snapshot, typeUrl: XdsTypeUrl, st: SotwState): { resources: Selection; key: string } {
+    if (st.selected?.of === snapshot) return st.selected;
     const all = snapshot.get(typeUrl);
-    if (st.wildcard) return all;
-    const out = new Map<string, XdsResource>();
-    for (const n of st.names) {
-      const r = all.get(n);
-      if (r) out.set(n, r);
+    let resources: Selection = all;
+    if (!st.wildcard) {
+      const out = new Map<string, XdsResource>();
+      for (const n of st.names) {
+        const r = all.get(n);
+        if (r) out.set(n, r);
+      }
+      resources = out;
     }
-    return out;
+    st.selected = { of: snapshot, resources, key: keyOf(resources) };
+    return st.selected;
   }
 
   protected upserts(typeUrl: XdsTypeUrl, st: SotwState, snapshot: Snapshot): Send | undefined {
-    const desired = this.select(snapshot, typeUrl, st);
-    if (keyOf(desired) === st.sentKey) return undefined;
+    const { resources: desired, key } = this.select(snapshot, typeUrl, st);
+    if (key === st.sentKey) return undefined;
     // A full-state response omitting a resource removes it, so while types that
     // reference it may not have moved off it yet, the old ones stay alongside the new.
     if (!isFullStateType(typeUrl) || [...st.sent.keys()].every((n) => desired.has(n))) return (v) => this.sendSotw(typeUrl, st, desired, v);
@@ -63,23 +83,20 @@ export class SotwStream extends AdsStream<DiscoveryRequest, DiscoveryResponse, S
 
   protected removals(typeUrl: XdsTypeUrl, st: SotwState, snapshot: Snapshot): Send | undefined {
     if (!isFullStateType(typeUrl)) return undefined;
-    const desired = this.select(snapshot, typeUrl, st);
-    if (keyOf(desired) === st.sentKey) return undefined;
+    const { resources: desired, key } = this.select(snapshot, typeUrl, st);
+    if (key === st.sentKey) return undefined;
     return (v) => this.sendSotw(typeUrl, st, desired, v);
   }
 
   private sendSotw(typeUrl: XdsTypeUrl, st: SotwState, resources: Selection, version: number): void {
-    st.sentKey = keyOf(resources);
+    const key = st.selected?.resources === resources ? st.selected.key : keyOf(resources);
+    st.sentKey = key;
     st.sent = resources;
     const names = [...resources.keys()];
-    this.send(st, version, names, (nonce) => ({
-      versionInfo: String(version),
-      resources: [...resources.values()].map((r) => r.any),
-      canary: false,
-      typeUrl,
-      nonce,
-      controlPlane: { identifier: CONTROL_PLANE_ID },
-    }));
+    const bytes = encoded.get(`${typeUrl}\u0002${key}`, () => [...resources.values()].map((r) => r.any));
+    this.send(st, version, names, (nonce) =>
+      withEncodedResources({ versionInfo: String(version), resources: [], canary: false, typeUrl, nonce, controlPlane: { identifier: CONTROL_PLANE_ID } }, bytes),
+    );
     this.log.debug({ node: this.nodeId, type: typeUrl, version, count: names.length, nonce: st.nonce }, 'sent');
   }
 }
