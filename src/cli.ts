@@ -226,8 +226,12 @@ program
       }
       process.stdout.write(`daemonset ${o.ifDaemonsetGone} is ${state === 'gone' ? 'gone' : 'being deleted'}: removing the datapath\n`);
     }
-    const r = removePins(pinDir);
-    removeProxyAddresses(o.proxyAddress ?? DEFAULT_PROXY_ADDRESSES);
+    let r;
+    try {
+      r = removePins(pinDir);
+    } finally {
+      removeProxyAddresses(o.proxyAddress ?? DEFAULT_PROXY_ADDRESSES);
+    }
     if (!r.removedDir) process.stdout.write(`nothing to do: ${pinDir} does not exist\n`);
     else process.stdout.write(`detached ${r.detached.length} programs, removed ${r.unpinned.length} pins and ${pinDir}\n`);
   });

@@ -102,7 +102,7 @@ t.test('missing references are issues; invalid backends get 500, others keep ser
   const issues = units.find((u) => u.object === 'HTTPRoute default/m')!.issues.map((i) => `${i.field}: ${i.message}`);
   t.same(issues, ['spec.parentRefs[1]: Service default/nope not found', 'spec.rules[0].backendRefs[1]: Service default/ghost not found; requests to it get 500'], 'Gateway parents are not the mesh\'s business');
   const half = routes.find((r) => r.match.pathSeparatedPrefix === '/half');
-  t.same(half.route.weightedClusters.clusters.map((c: any) => c.name), ['default/v1:8080', 'default/ghost:80']);
+  t.same(half.route.weightedClusters.clusters.map((c: any) => c.name), ['default/v1:8080', '!invalid/default/ghost:80']);
   t.equal(half.route.clusterNotFoundResponseCode, 'INTERNAL_SERVER_ERROR', 'the share for the missing backend gets 500');
   t.same(routes.find((r) => r.match.pathSeparatedPrefix === '/none').directResponse, { status: 500 }, 'no backends: 500');
 });

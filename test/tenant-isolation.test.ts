@@ -159,7 +159,7 @@ t.test('GAMMA: a backendRef into another namespace needs a ReferenceGrant there,
   t.equal(issuesWith(grant(from, { group: '', kind: 'Service' }, 'shop')).length, 1, 'a grant in the wrong namespace');
   const units = translateModel(model(...payments, service('mine', [{ port: 80 }], { namespace: 'shop' }), route), ctx);
   const rc = (units.find((u) => u.object === 'Service shop/mine:80')!.resources.map(anyToJson) as any[]).find((r) => r['@type'].endsWith('RouteConfiguration'));
-  t.equal(rc.virtualHosts[0].routes[0].route.cluster, '!refused/prod/payments:80', 'a cluster name nothing defines, so the request gets 500');
+  t.equal(rc.virtualHosts[0].routes[0].route.cluster, '!invalid/prod/payments:80', 'a cluster name nothing defines, so the request gets 500');
   t.equal(rc.virtualHosts[0].routes[0].route.clusterNotFoundResponseCode, 'INTERNAL_SERVER_ERROR');
   const [status] = routeParentStatuses(route as HTTPRoute, units.find((u) => u.object === 'HTTPRoute shop/r')!.issues);
   t.match(status.conditions.find((c) => c.type === 'ResolvedRefs'), { status: 'False', reason: 'RefNotPermitted' });

@@ -70,8 +70,9 @@ export class ServiceDatapath {
   apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyResult & { services: number } {
     const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName), nodeName });
     const result = this.applier.apply(desired);
-    // Replaced maps now hold the desired state: only now may the programs move onto them.
-    this.lb.commit();
+    // Replaced maps must hold the whole desired state before the programs move onto them;
+    // after a partial fill the old programs and maps keep serving until a retry completes it.
+    if (!result.failed && !result.unplaced.length) this.lb.commit();
     return { ...result, services: desired.length };
   }
 

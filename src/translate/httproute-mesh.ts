@@ -167,19 +167,18 @@ function ruleBackends(model: Model, route: HTTPRoute, rule: HTTPRouteRule, field
     const where = `${field}.backendRefs[${bi}]`;
     const weight = ref.weight ?? 1;
     const ns = ref.namespace ?? route.metadata.namespace ?? 'default';
+    // An invalid backend's share goes to a name nothing can define, so it fails (500)
+    // rather than reaching a cluster someone else built under the real name.
     const invalid = (message: string) => {
       problem(where, message);
-      return { invalid: backendClusterName(ns, ref.name, ref.port), weight };
+      return { invalid: `!invalid/${backendClusterName(ns, ref.name, ref.port)}`, weight };
     };
     if (ref.filters?.length) problem(`${where}.filters`, 'backendRef filters are not supported; ignored');
+    const from = { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: route.metadata.namespace ?? 'default' };
+    if (!referenceGranted(model, { from, to: { group: isCoreService(ref.group, ref.kind) ? '' : (ref.group ?? ''), kind: ref.kind ?? 'Service', namespace: ns, name: ref.name } }))
+      return invalid(`no ReferenceGrant in namespace ${ns} lets HTTPRoutes of ${from.namespace} refer to ${ref.kind ?? 'Service'} ${ref.name}; requests to it get 500`);
     if (!isCoreService(ref.group, ref.kind)) return invalid(`${ref.group ?? ''}/${ref.kind} backends are not supported; only Services`);
     if (ref.port === undefined) return invalid('port is required for a Service backend');
-    const from = { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: route.metadata.namespace ?? 'default' };
-    if (!referenceGranted(model, { from, to: { group: '', kind: 'Service', namespace: ns, name: ref.name } })) {
-      problem(where, `no ReferenceGrant in namespace ${ns} lets HTTPRoutes of ${from.namespace} refer to Service ${ref.name}; requests to it get 500`);
-      // A name nothing can define, so the share of this backend fails rather than reaching a cluster someone else built.
-      return { invalid: `!refused/${backendClusterName(ns, ref.name, ref.port)}`, weight };
-    }
     const svc = model.service(ns, ref.name);
     if (!svc) return invalid(`Service ${ns}/${ref.name} not found; requests to it get 500`);
     const port = findServicePort(svc, ref.port);
