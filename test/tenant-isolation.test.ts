@@ -188,8 +188,19 @@ t.test('a host socket is held by one listener: generated first, then the first o
   );
   const { issues, redirects } = assemble(translateModel(m, ctx));
   t.same(issues.map((i) => `${i.object}: ${i.field}: ${i.message}`), [
-    `CiliumEnvoyConfig tenant/squat: spec.resources[0]: Listener "tenant/squat/listener" cannot listen there: Service prod/payments:80 already listens on 127.0.0.1:${gammaPort}`,
     'CiliumClusterwideEnvoyConfig metrics: spec.resources[0]: Listener "metrics/listener" cannot listen there: CiliumClusterwideEnvoyConfig wild already listens on 0.0.0.0:9090',
+    `CiliumEnvoyConfig tenant/squat: spec.resources[0]: Listener "tenant/squat/listener" cannot listen there: Service prod/payments:80 already listens on 127.0.0.1:${gammaPort}`,
   ], 'distinct addresses on one port coexist; a wildcard holds them all');
   t.same(redirects.map((r) => r.service), ['prod/payments'], "the squatter's Service is not steered into prod's listener");
+});
+
+t.test('a clusterwide config keeps a name against a namespaced one that wants it, whatever the order', async (t) => {
+  // A tenant's names in namespace "shop" start "shop/", as may any name an administrator writes.
+  const tenant = cec('x', { resources: [cla('own', '10.6.6.6')] }, 'shop');
+  const admin = ccec('admin', { resources: [cla('shop/x/own', '10.1.1.1')] });
+  for (const objects of [[tenant, admin], [admin, tenant]]) {
+    const a = assemble(translateEnvoyConfigs(model(...objects), ctx));
+    t.equal(a.owners.get(`${T}envoy.config.endpoint.v3.ClusterLoadAssignment/shop/x/own`), 'CiliumClusterwideEnvoyConfig admin');
+    t.match(a.issues.map((i) => `${i.object}: ${i.message}`), [/CiliumEnvoyConfig shop\/x: .*also defined, differently, by CiliumClusterwideEnvoyConfig admin/]);
+  }
 });

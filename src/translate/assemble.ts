@@ -29,7 +29,8 @@ export interface Assembly {
  * objects is fine when identical (two configs naming one backend Service).
  * Differing ones conflict: what the agent generates (a Service's endpoints, a
  * GAMMA listener) keeps its name against anything a config wrote, whatever
- * the order; between two written ones the first object keeps the name. Host
+ * the order; between two written ones a cluster-scoped object's wins, then the
+ * first object keeps the name. Host
  * sockets of listeners are settled the same way.
  */
 export function assemble(units: ObjectTranslation[]): Assembly {
@@ -66,7 +67,10 @@ export function assemble(units: ObjectTranslation[]): Assembly {
     }
   };
   for (const u of units) u.resources.forEach((any, i) => i >= (u.authored ?? 0) && add(u, any, i, true));
-  for (const u of units) u.resources.forEach((any, i) => i < (u.authored ?? 0) && add(u, any, i, false));
+  // Then what administrators wrote, then tenants: a namespace whose name is a CCEC's
+  // (or "gamma") shares that name prefix and must not win a clash by coming first.
+  for (const scoped of [true, false])
+    for (const u of units) if (!!u.clusterScoped === scoped) u.resources.forEach((any, i) => i < (u.authored ?? 0) && add(u, any, i, false));
   // Traffic is steered only to a listener its object kept: a lost one would steer into someone else's.
   for (const u of units) redirects.push(...u.redirects.filter((r) => owners.get(`${TypeUrl.Listener}/${r.listener}`) === u.object));
   return { snapshot: Snapshot.fromResources(byId.values()), redirects, issues, owners };

@@ -83,6 +83,7 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
 
   for (const r of q.refused) problem(r.field, r.message);
   out.authored = out.resources.length;
+  out.clusterScoped = ns === undefined;
 
   const defaultNs = ns ?? 'default';
   // A tenant's config steers and reads only its own namespace's Services.

@@ -37,6 +37,11 @@ export interface ObjectTranslation {
    */
   authored?: number;
   /**
+   * Written by a cluster-scoped object (a CCEC, an administrator's): its written
+   * resources win name and socket clashes with those of namespaced objects.
+   */
+  clusterScoped?: boolean;
+  /**
    * The object itself is invalid (not merely pointing at something missing):
    * the agent keeps serving its last good translation instead.
    */
