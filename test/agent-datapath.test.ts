@@ -13,7 +13,7 @@ import { renderBootstrap } from '../src/envoy/bootstrap.js';
 import { SockLb, SOCK_LB_PROGRAMS } from '../src/redirect/datapath.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
 import { cec, endpointSlice, service, splitResources } from './helpers/kube.js';
-import { netnsWorld } from './helpers/netns.js';
+import { netnsWorld, stopChild } from './helpers/netns.js';
 import { DEFAULT_PROXY_ADDRESSES as PROXY } from '../src/redirect/proxy-address.js';
 
 const BACKENDS = ['10.244.3.1', '10.244.3.2'];
@@ -23,9 +23,9 @@ const cli = new URL('../dist/cli.js', import.meta.url).pathname;
 
 t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts hitlessly', async (t) => {
   let agent: ChildProcess | undefined;
-  // Registered before the world, so a failing run stops the agent before its cgroup and pins go.
-  t.teardown(() => void (agent?.exitCode === null && agent.kill('SIGKILL')));
   const w = await netnsWorld(t, BACKENDS);
+  // Registered after the world, so it runs first (tap tears down last-in first-out): the agent goes before its cgroup and pins.
+  t.teardown(() => stopChild(agent));
   t.teardown(() => SockLb.remove(w.pinDir));
   const pod = w.peer();
   await w.servers({ http: BACKENDS.map((ip, i) => ({ ip, port: 8080, name: `b${i + 1}` })) });
@@ -140,7 +140,7 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
 t.test('a datapath the machine cannot provide is a one-line error at start', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-agent-nobpf-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const r = spawn(process.execPath, [cli, 'agent', '--resources', dir, '--socket', join(dir, 'x.sock'), '--state-dir', dir, '--datapath', '--bpf-dir', join(dir, 'pins')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = spawn(process.execPath, [cli, 'agent', '--resources', dir, '--socket', join(dir, 'x.sock'), '--state-dir', dir, '--datapath', '--bpf-dir', join(dir, 'pins'), '--proxy-address', '127.0.0.1,::1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   r.stderr!.on('data', (d) => (err += d));
   const code = await new Promise((res) => r.once('exit', res));

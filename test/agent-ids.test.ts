@@ -132,8 +132,9 @@ t.test('datapath ids: Service churn through small pools keeps applying; a refuse
     t.match(line, { failedFrontends: 1, retryInMs: 1000, errors: [/sluice_services: mapUpdateBatch: .*errno 7/] });
     t.equal(reach(27, 2), 'error', 's27 is not there yet');
     t.equal(reach(25), want(25), 'the others keep working');
+    const mark = a.logs.length;
     for (let i = 0; i < 4; i++) services.delete(junk(i)[0]);
     await eventually(() => reach(27, 2) === want(27), 40_000, 's27 once there is room, with no change to the YAML');
-    t.ok(a.logs.some((l) => l.msg === 'datapath updated'), 'and the agent said so');
+    t.ok(a.logs.slice(mark).some((l) => l.msg === 'datapath updated'), 'and the agent said so');
   });
 });

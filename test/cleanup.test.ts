@@ -13,7 +13,7 @@ import { eventually } from './helpers/envoy.js';
 import { HELM, startKubeCluster } from './helpers/kube-apiserver.js';
 import { endpointSlice, service } from './helpers/kube.js';
 import { freePort } from './helpers/net.js';
-import { netnsWorld } from './helpers/netns.js';
+import { netnsWorld, stopChild } from './helpers/netns.js';
 import { addProxyAddresses, DEFAULT_PROXY_ADDRESSES as PROXY } from '../src/redirect/proxy-address.js';
 
 const BACKENDS = ['10.244.5.1', '10.244.5.2'];
@@ -52,7 +52,6 @@ function kubeconfig(dir: string, name: string, server: string, token: string): s
 
 t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted, removes everything, and can run again', async (t) => {
   let agent: ChildProcess | undefined;
-  t.teardown(() => void (agent?.exitCode === null && agent.kill('SIGKILL')));
   const w = await netnsWorld(t, BACKENDS);
   // An empty directory as the node's bpffs root: the agent must mount it itself.
   const bpfRoot = mkdtempSync(join(tmpdir(), 'sluice-bpfroot-'));
@@ -61,6 +60,8 @@ t.test('the agent mounts bpffs; cleanup runs only once the DaemonSet is deleted,
     spawnSync('umount', [bpfRoot]);
     rmSync(bpfRoot, { recursive: true, force: true });
   });
+  // Registered last, so it runs first (tap tears down last-in first-out): the agent goes before its bpffs, cgroup and netns.
+  t.teardown(() => stopChild(agent));
   const pinDir = join(bpfRoot, 'sluice');
   await w.servers({ tcp: BACKENDS.map((ip, i) => ({ ip, port: 8080, name: `b${i + 1}` })) });
   const dir = mkdtempSync(join(tmpdir(), 'sluice-cleanup-'));

@@ -2,7 +2,7 @@
 // (a unified host, a hybrid one with v2 at unified/, or elsewhere), and a bpffs
 // mount at --bpf-root when there is none.
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +45,7 @@ t.test("a requested directory: itself on v2; a hybrid root (the chart's hostPath
 t.test('bpffs: mounted at the root when missing, once', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'sluice-bpfroot-'));
   t.teardown(() => {
-    execFileSync('umount', [root]);
+    spawnSync('umount', [root]);
     rmSync(root, { recursive: true, force: true });
   });
   t.not(statfsSync(root).type, BPF_FS_MAGIC, 'a plain directory first');

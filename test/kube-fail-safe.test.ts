@@ -19,7 +19,7 @@ import { eventually } from './helpers/envoy.js';
 import { GATEWAY_API_CRDS, startKubeCluster } from './helpers/kube-apiserver.js';
 import { endpointSlice, httpRoute, service } from './helpers/kube.js';
 import { freePort } from './helpers/net.js';
-import { netnsWorld } from './helpers/netns.js';
+import { netnsWorld, stopChild } from './helpers/netns.js';
 
 const cli = new URL('../dist/cli.js', import.meta.url).pathname;
 const cluster = await startKubeCluster(t);
@@ -81,9 +81,9 @@ t.test('the agent with its datapath pinned: Services refused at start or later n
   cluster.kubectlOk(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
   await identity.withhold([]);
   let agent: ChildProcess | undefined;
-  // Registered before the world, so a failing run stops the agent before its cgroup and pins go.
-  t.teardown(() => void (agent?.exitCode === null && agent.kill('SIGKILL')));
   const w = await netnsWorld(t, BACKENDS);
+  // Registered after the world, so it runs first (tap tears down last-in first-out): the agent goes before its cgroup and pins.
+  t.teardown(() => stopChild(agent));
   t.teardown(() => SockLb.remove(w.pinDir));
   await w.servers({ tcp: BACKENDS.map((ip, i) => ({ ip, port: 8080, name: `b${i + 1}` })) });
   const dir = mkdtempSync(join(tmpdir(), 'sluice-kubefail-'));

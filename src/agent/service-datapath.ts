@@ -42,15 +42,21 @@ export class ServiceDatapath {
 
   constructor(opts: ServiceDatapathOptions) {
     this.lb = SockLb.open({ pinDir: opts.pinDir, cgroupDir: opts.cgroupDir, bpfRoot: opts.bpfRoot });
-    if (opts.proxyAddresses) {
-      this.warnings.push(...addProxyAddresses(opts.proxyAddresses));
-      this.lb.setProxyAddresses(opts.proxyAddresses.v4, opts.proxyAddresses.v6);
+    try {
+      if (opts.proxyAddresses) {
+        this.warnings.push(...addProxyAddresses(opts.proxyAddresses));
+        this.lb.setProxyAddresses(opts.proxyAddresses.v4, opts.proxyAddresses.v6);
+      }
+      const state = (f: string) => (opts.stateDir ? join(opts.stateDir, f) : undefined);
+      this.applier = new SockLbApplier(this.lb.maps, {
+        services: new StableIds(state('service-ids.json'), opts.idRanges?.services ?? SERVICE_ID_RANGE),
+        backends: new StableIds(state('backend-ids.json'), opts.idRanges?.backends ?? BACKEND_ID_RANGE),
+      });
+    } catch (e) {
+      // Let go of the object; the pins, links and proxy addresses stay, since what is pinned may still be serving.
+      this.lb.close();
+      throw e;
     }
-    const state = (f: string) => (opts.stateDir ? join(opts.stateDir, f) : undefined);
-    this.applier = new SockLbApplier(this.lb.maps, {
-      services: new StableIds(state('service-ids.json'), opts.idRanges?.services ?? SERVICE_ID_RANGE),
-      backends: new StableIds(state('backend-ids.json'), opts.idRanges?.backends ?? BACKEND_ID_RANGE),
-    });
   }
 
   /** Maps an upgrade changed, recreated rather than reused, and which of them still wait for the first apply. */

@@ -76,7 +76,8 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     stateDir: join(dir, 'state'),
     proxyPortRange: opts.proxyPortRange ?? proxyPortRange(),
     datapath: opts.datapath,
-    proxyAddresses: opts.proxyAddresses,
+    // The agent runs in the machine's namespace: with a datapath it must add nothing to the machine's lo.
+    proxyAddresses: opts.proxyAddresses ?? (opts.datapath ? { v4: '127.0.0.1', v6: '::1' } : undefined),
     socketPath,
     tcpAddress: opts.tcp ? '127.0.0.1:0' : undefined,
     log,

@@ -54,6 +54,14 @@ export function requireDatapathPrerequisites(): void {
     throw new Error(`no cgroup v2 mount at ${CGROUP2} (set SLUICE_CGROUP2)`);
 }
 
+/** SIGKILLs a child the test started (by its PID) and waits for it to be gone. */
+export async function stopChild(c: ChildProcess | undefined): Promise<void> {
+  if (!c || c.exitCode !== null || c.signalCode !== null) return;
+  const gone = new Promise((r) => c.once('exit', r));
+  c.kill('SIGKILL');
+  await gone;
+}
+
 export async function netnsWorld(t: Teardown, addresses: string[]): Promise<NetnsWorld> {
   requireDatapathPrerequisites();
   const id = `${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
@@ -64,27 +72,29 @@ export async function netnsWorld(t: Teardown, addresses: string[]): Promise<Netn
   const children: ChildProcess[] = [];
   const peers: string[] = [];
   t.teardown(async () => {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    await new Promise((r) => setTimeout(r, 100));
-    rmSync(pinDir, { recursive: true, force: true });
-    try {
-      execFileSync('umount', [bpffs]);
-    } catch {
-      /* not mounted */
-    }
-    rmSync(bpffs, { recursive: true, force: true });
-    if (existsSync(cgroupDir)) rmdirSync(cgroupDir);
-    for (const p of peers)
+    await Promise.all(children.map(stopChild));
+    // Every step on its own: one that fails (a cgroup still busy, say) must not leave the rest behind.
+    const steps: (() => void)[] = [
+      () => rmSync(pinDir, { recursive: true, force: true }),
+      () => execFileSync('umount', [bpffs], { stdio: 'ignore' }),
+      () => rmSync(bpffs, { recursive: true, force: true }),
+      ...peers.map((p) => () => execFileSync('ip', ['netns', 'delete', p], { stdio: 'ignore' })),
+      () => execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' }),
+    ];
+    for (const step of steps)
       try {
-        execFileSync('ip', ['netns', 'delete', p]);
+        step();
       } catch {
-        /* never created */
+        /* not there, or not ours to fix: the next step still runs */
       }
-    try {
-      execFileSync('ip', ['netns', 'delete', ns]);
-    } catch {
-      /* never created */
-    }
+    // A cgroup empties a moment after its last process exits.
+    for (let i = 0; existsSync(cgroupDir); i++)
+      try {
+        rmdirSync(cgroupDir);
+      } catch (e) {
+        if (i >= 50) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
   });
   execFileSync('mount', ['-t', 'bpf', 'bpf', bpffs]);
   mkdirSync(pinDir);
