@@ -204,3 +204,12 @@ t.test('a clusterwide config keeps a name against a namespaced one that wants it
     t.match(a.issues.map((i) => `${i.object}: ${i.message}`), [/CiliumEnvoyConfig shop\/x: .*also defined, differently, by CiliumClusterwideEnvoyConfig admin/]);
   }
 });
+
+t.test("a tenant cannot take another namespace's proxy port by writing it down", async (t) => {
+  const port = ctx.proxyPort('victim/own/listener');
+  const squat = splitResources({ a: 1 }, { listener: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } });
+  const m = model(cec('squat', { resources: squat }, 'attacker'), cec('own', { resources: splitResources({ a: 1 }) }, 'victim'));
+  const { issues, owners } = assemble(translateModel(m, ctx));
+  t.equal(owners.get(`${T}envoy.config.listener.v3.Listener/victim/own/listener`), 'CiliumEnvoyConfig victim/own', "the victim's listener keeps the port the agent gave it");
+  t.match(issues.map((i) => `${i.object}: ${i.message}`), [new RegExp(`^CiliumEnvoyConfig attacker/squat: Listener "attacker/squat/listener" cannot listen there: CiliumEnvoyConfig victim/own already listens on 127.0.0.1:${port}$`)]);
+});

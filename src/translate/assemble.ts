@@ -69,8 +69,13 @@ export function assemble(units: ObjectTranslation[]): Assembly {
   for (const u of units) u.resources.forEach((any, i) => i >= (u.authored ?? 0) && add(u, any, i, true));
   // Then what administrators wrote, then tenants: a namespace whose name is a CCEC's
   // (or "gamma") shares that name prefix and must not win a clash by coming first.
+  // Listeners on a socket the agent chose come before any that name a socket
+  // themselves, so a tenant cannot take another's proxy port by writing it down.
+  const written = (u: ObjectTranslation, pick: (any: Any) => boolean) => u.resources.forEach((any, i) => i < (u.authored ?? 0) && pick(any) && add(u, any, i, false));
+  const isAllocated = (u: ObjectTranslation) => (any: Any) => any.typeUrl === TypeUrl.Listener && (u.allocated ?? []).includes(toXdsResource(any).name);
+  for (const u of units) if (u.allocated) written(u, isAllocated(u));
   for (const scoped of [true, false])
-    for (const u of units) if (!!u.clusterScoped === scoped) u.resources.forEach((any, i) => i < (u.authored ?? 0) && add(u, any, i, false));
+    for (const u of units) if (!!u.clusterScoped === scoped) written(u, (any) => !isAllocated(u)(any));
   // Traffic is steered only to a listener its object kept: a lost one would steer into someone else's.
   for (const u of units) redirects.push(...u.redirects.filter((r) => owners.get(`${TypeUrl.Listener}/${r.listener}`) === u.object));
   return { snapshot: Snapshot.fromResources(byId.values()), redirects, issues, owners };

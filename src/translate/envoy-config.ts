@@ -51,6 +51,7 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
 
   const ns = cec.metadata.namespace;
   const q = qualifier(ns, cec.metadata.name);
+  const allocated: string[] = [];
   const listenerPorts = new Map<string, number>();
   const seen = new Set<string>();
 
@@ -66,7 +67,7 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
       qualifyResource(q, json, field);
       if (type === TypeUrl.Listener) {
         for (const p of listenerAddressProblems(json, ctx, taken, ns !== undefined)) problem(`${field}.${p.field}`, p.message);
-        assignListenerAddress(ctx, json, listenerPorts);
+        assignListenerAddress(ctx, json, listenerPorts, allocated);
       }
       const name = (type === TypeUrl.ClusterLoadAssignment ? json.clusterName : json.name) as string;
       if (seen.has(`${type}/${name}`)) {
@@ -83,6 +84,7 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
 
   for (const r of q.refused) problem(r.field, r.message);
   out.authored = out.resources.length;
+  if (allocated.length) out.allocated = allocated;
   out.clusterScoped = ns === undefined;
 
   const defaultNs = ns ?? 'default';
@@ -121,8 +123,11 @@ function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyCon
 }
 
 /** A listener with no address listens on the node proxy addresses, at a stable proxy port. */
-function assignListenerAddress(ctx: TranslateContext, json: Record<string, any>, ports: Map<string, number>): void {
-  if (!json.address && !json.internalListener) Object.assign(json, proxyListenerAddress(ctx, ctx.proxyPort(json.name)));
+function assignListenerAddress(ctx: TranslateContext, json: Record<string, any>, ports: Map<string, number>, allocated: string[]): void {
+  if (!json.address && !json.internalListener) {
+    Object.assign(json, proxyListenerAddress(ctx, ctx.proxyPort(json.name)));
+    allocated.push(json.name);
+  }
   const port = json.address?.socketAddress?.portValue;
   if (typeof port === 'number') ports.set(json.name, port);
 }

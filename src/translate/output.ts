@@ -42,6 +42,11 @@ export interface ObjectTranslation {
    */
   clusterScoped?: boolean;
   /**
+   * Written listeners whose socket the agent chose (a proxy port): they keep it
+   * against any listener that names that socket itself.
+   */
+  allocated?: string[];
+  /**
    * The object itself is invalid (not merely pointing at something missing):
    * the agent keeps serving its last good translation instead.
    */
