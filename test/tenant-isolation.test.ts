@@ -213,3 +213,27 @@ t.test("a tenant cannot take another namespace's proxy port by writing it down",
   t.equal(owners.get(`${T}envoy.config.listener.v3.Listener/victim/own/listener`), 'CiliumEnvoyConfig victim/own', "the victim's listener keeps the port the agent gave it");
   t.match(issues.map((i) => `${i.object}: ${i.message}`), [new RegExp(`^CiliumEnvoyConfig attacker/squat: Listener "attacker/squat/listener" cannot listen there: CiliumEnvoyConfig victim/own already listens on 127.0.0.1:${port}$`)]);
 });
+
+t.test("other extensions' cluster fields stay in a tenant's namespace too (aggregate clusters, UDP proxy)", async (t) => {
+  const aggregate = {
+    '@type': `${T}envoy.config.cluster.v3.Cluster`,
+    name: 'agg',
+    connect_timeout: '1s',
+    lb_policy: 'CLUSTER_PROVIDED',
+    cluster_type: { name: 'envoy.clusters.aggregate', typed_config: { '@type': `${T}envoy.extensions.clusters.aggregate.v3.ClusterConfig`, clusters: ['mine', 'prod/payments:80'] } },
+  };
+  const udp = {
+    '@type': `${T}envoy.config.listener.v3.Listener`,
+    name: 'udp',
+    address: { socket_address: { protocol: 'UDP', address: '127.0.0.1', port_value: 13500 } },
+    listener_filters: [{ name: 'envoy.filters.udp_listener.udp_proxy', typed_config: { '@type': `${T}envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig`, stat_prefix: 'u', cluster: 'prod/dns' } }],
+  };
+  const [u] = translateEnvoyConfigs(model(cec('evil', { resources: [aggregate, udp] }, 'attacker')), ctx);
+  t.ok(u.rejected, 'the config is rejected');
+  t.same(u.issues.map((i) => i.field), ['spec.resources[0].clusterType.typedConfig.clusters[1]', 'spec.resources[1].listenerFilters[0].typedConfig.cluster']);
+  const [ok] = translateEnvoyConfigs(model(cec('fine', { resources: [{ ...aggregate, cluster_type: { ...aggregate.cluster_type, typed_config: { ...aggregate.cluster_type.typed_config, clusters: ['mine'] } } }] }, 'attacker')), ctx);
+  t.same(ok.issues, []);
+  t.same((anyToJson(ok.resources[0]) as any).clusterType.typedConfig.clusters, ['attacker/fine/mine'], 'a bare name is qualified into the namespace');
+  const [admin] = translateEnvoyConfigs(model(ccec('admin', { resources: [aggregate] })), ctx);
+  t.same(admin.issues, [], 'a clusterwide config may name any cluster');
+});

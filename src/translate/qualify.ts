@@ -13,6 +13,7 @@
 // Works on canonical proto3 JSON (camelCase, every Any expanded with @type).
 
 import { applyWellKnown } from './well-known.js';
+import { isServedType } from '../xds/resource-types.js';
 
 type Json = Record<string, any>;
 
@@ -107,6 +108,9 @@ function typedConfigs(q: Qualifier, node: unknown, path: string): void {
     case `${T}envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy`:
       clusterRefs(q, o, path);
       break;
+    default:
+      // The served resources themselves (a RouteConfiguration's routes, say) are qualified above.
+      if (q.namespace !== undefined && typeof o['@type'] === 'string' && !isServedType(o['@type'])) otherClusterFields(q, o, path);
   }
   // gRPC side services (ext_authz, ext_proc, rate limits, access logs) dial a cluster by name. Cilium leaves
   // these alone, so a clusterwide config keeps reaching bootstrap clusters; a tenant's stay in its namespace.
@@ -115,6 +119,21 @@ function typedConfigs(q: Qualifier, node: unknown, path: string): void {
   // So do HttpUri fields (JWKS fetches, ext_authz over HTTP): a uri with the cluster that carries it.
   if (q.namespace !== undefined && typeof o.uri === 'string' && typeof o.cluster === 'string') o.cluster = reference(q, o.cluster, `${path}.cluster`);
   for (const [k, v] of Object.entries(o)) typedConfigs(q, v, `${path}.${k}`);
+}
+
+/**
+ * Every other extension that names clusters (UDP proxy, aggregate clusters,
+ * thrift/dubbo/redis routes, ...) does so in fields called `cluster` or
+ * `clusters`: in a tenant's config each must stay in its namespace. Nested
+ * typed configs are left to typedConfigs, which visits them itself.
+ */
+function otherClusterFields(q: Qualifier, node: unknown, path: string): void {
+  if (Array.isArray(node)) return node.forEach((n, i) => otherClusterFields(q, n, `${path}[${i}]`));
+  if (!node || typeof node !== 'object') return;
+  const o = node as Json;
+  if (typeof o.cluster === 'string' && typeof o.uri !== 'string') o.cluster = reference(q, o.cluster, `${path}.cluster`);
+  if (Array.isArray(o.clusters)) o.clusters = o.clusters.map((c: unknown, i: number) => (typeof c === 'string' ? reference(q, c, `${path}.clusters[${i}]`) : c));
+  for (const [k, v] of Object.entries(o)) if (v && typeof v === 'object' && !(v as Json)['@type']) otherClusterFields(q, v, `${path}.${k}`);
 }
 
 /** Rewrites one resource in place; `path` is where it sits in its object, for refused references. */
