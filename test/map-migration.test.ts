@@ -5,7 +5,7 @@
 // while the old programs go on serving; then every hook moves in place.
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StableIds } from '../src/ids/stable-ids.js';
@@ -64,16 +64,19 @@ t.test('map definition changes between versions: no failed connection to the VIP
   const pin = (name: string) => join(w.pinDir, name);
   const backendsSeen = (count = 30) => [...new Set(w.client([{ op: 'tcp', host: VIP, port: 80, count }])[0].map((r: any) => r.backend ?? r.error))].sort().join(',');
 
-  /** Connects to the VIP `count` times in the world's netns and cgroup, in the background. */
-  const loop = (count: number) => {
-    const plan = JSON.stringify([{ op: 'tcp', host: VIP, port: 80, count }]);
+  /** Connects to the VIP in the world's netns and cgroup, in the background, until stop() (then resolves with the results). */
+  let loops = 0;
+  const loop = () => {
+    const until = join(dir, `stop-${loops++}`);
+    const plan = JSON.stringify([{ op: 'tcp', host: VIP, port: 80, until }]);
     const script = `echo $$ > ${w.cgroupDir}/cgroup.procs && exec ${process.execPath} ${join(here, 'helpers/netns-client.mjs')} '${plan}'`;
     const child = spawn('nsenter', [`--net=/var/run/netns/${w.ns}`, 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     t.teardown(() => void (child.exitCode === null && child.kill('SIGKILL')));
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     const done = new Promise<any[]>((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)[0]) : reject(new Error(`client exited ${code}`)))));
-    return { running: () => child.exitCode === null, done };
+    const stop = () => (writeFileSync(until, ''), done);
+    return { running: () => child.exitCode === null, stop };
   };
   /** Waits until the programs have written `more` rev-NAT entries than now: connections are going through. */
   const trafficFlows = async (more = 20) => {
@@ -90,7 +93,7 @@ t.test('map definition changes between versions: no failed connection to the VIP
   t.test('a resized services map is carried across; a reshaped cache starts afresh', async (t) => {
     const before = { services: pinnedInfo(pin('sluice_services')), revNat: pinnedInfo(pin('sluice_rev_nat')), progs: linkProgs(w.pinDir) };
     t.throws(() => addon().openObject(v1, w.pinDir), /map mismatch/, 'libbpf alone refuses to reuse pins whose definition changed');
-    const clients = loop(4000);
+    const clients = loop();
     await trafficFlows();
     const lb = SockLb.open({ pinDir: w.pinDir, cgroupDir: w.cgroupDir, objectPath: v1 });
     t.same([...lb.replaced].sort(), ['sluice_rev_nat', 'sluice_services'], 'the two changed maps are replaced');
@@ -103,7 +106,7 @@ t.test('map definition changes between versions: no failed connection to the VIP
     t.ok(clients.running(), 'the client loop was still running when the switch was over');
     await trafficFlows();
     t.pass('and connections go on through the new programs');
-    const results = await clients.done;
+    const results = await clients.stop();
     const failed = results.filter((r) => !/^b[123]$/.test(r.backend));
     t.equal(failed.length, 0, `no failed connection of ${results.length}: ${JSON.stringify(failed.slice(0, 3))}`);
 
@@ -121,7 +124,7 @@ t.test('map definition changes between versions: no failed connection to the VIP
 
   t.test('a map too small to carry: the old programs serve until desired state fills the new one', async (t) => {
     const before = { backends: pinnedInfo(pin('sluice_backends')), progs: linkProgs(w.pinDir) };
-    const clients = loop(4000);
+    const clients = loop();
     await trafficFlows();
     const lb = SockLb.open({ pinDir: w.pinDir, cgroupDir: w.cgroupDir, objectPath: v2 });
     t.ok(lb.replaced.includes('sluice_backends'), 'the shrunk backends map is replaced');
@@ -140,7 +143,7 @@ t.test('map definition changes between versions: no failed connection to the VIP
     lb.close();
     t.ok(clients.running(), 'the client loop was still running when the switch was over');
     await trafficFlows();
-    const results = await clients.done;
+    const results = await clients.stop();
     const failed = results.filter((r) => !/^b[123]$/.test(r.backend));
     t.equal(failed.length, 0, `no failed connection of ${results.length}: ${JSON.stringify(failed.slice(0, 3))}`);
     t.equal(backendsSeen(), 'b1,b2', 'the VIP now reaches the two backends desired state has');

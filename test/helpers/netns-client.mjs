@@ -3,6 +3,7 @@
 import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { request } from 'node:http';
+import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 
 const plan = JSON.parse(process.argv[2]);
@@ -53,7 +54,8 @@ function udp(host, port, type = host.includes(':') ? 'udp6' : 'udp4') {
 const out = [];
 for (const step of plan) {
   const results = [];
-  for (let i = 0; i < (step.count ?? 1); i++) {
+  // `until`: a file whose appearance ends the step (a loop that must outlast something, however slow the machine).
+  for (let i = 0; step.until ? !existsSync(step.until) : i < (step.count ?? 1); i++) {
     try {
       if (step.op === 'tcp') results.push(await tcp(step.host, step.port));
       else if (step.op === 'udp') results.push(await udp(step.host, step.port));
