@@ -41,7 +41,9 @@ t.test('a NACK that names no resource, before anything was ACKed, withdraws noth
   const nack = await eventually(() => agent.logs.find((l) => l.msg?.startsWith('NACK') && l.node === node), 20_000, "Envoy's NACK");
   t.equal(nack.type, TypeUrl.RouteConfiguration, 'Envoy rejected the routes');
   t.notMatch(nack.error, /default\/(bad|good)\//, `its message names no resource: ${nack.error}`);
-  // Give a rollback time to reach Envoy: it must not come.
+  // The agent has decided once it reports the NACK; a rollback would have been published with that decision.
+  const report = await eventually(() => agent.logs.find((l) => /without naming a resource/.test(l.msg ?? '')), 20_000, 'the NACK reported');
+  // And give a rollback, had there been one, time to reach Envoy.
   await new Promise((r) => setTimeout(r, 1500));
   const dump = await envoy.configDump();
   t.ok(dump.listeners['default/good/listener'] && dump.listeners['default/bad/listener'], 'Envoy keeps every listener');
@@ -49,8 +51,7 @@ t.test('a NACK that names no resource, before anything was ACKed, withdraws noth
   const port = await listenerPort(envoy, 'default/good/listener');
   for (let i = 0; i < 5; i++) t.equal((await httpGet(port, '/')).backend, 'echo', 'the good CEC serves', { diagnostic: false });
   t.notOk(agent.logs.some((l) => /rolling these objects back/.test(l.msg ?? '')), 'nothing is rolled back');
-  const report = agent.logs.find((l) => /without naming a resource/.test(l.msg ?? ''));
-  t.same([...(report?.objects ?? [])].sort(), ['CiliumEnvoyConfig default/bad', 'CiliumEnvoyConfig default/good'], 'the NACK is reported on every object changed since the last ACK (none yet)');
+  t.same([...(report.objects ?? [])].sort(), ['CiliumEnvoyConfig default/bad', 'CiliumEnvoyConfig default/good'], 'the NACK is reported on every object changed since the last ACK (none yet)');
   await eventually(() => agent.agent.issues().filter((i) => /Envoy rejected a version that changed this object/.test(i)).length === 2, 5000, 'an issue on each');
 
   // The next change goes to Envoy; once accepted, the issues go.
