@@ -98,7 +98,7 @@ t.test('datapath ids: Service churn through small pools keeps applying; a refuse
 
   // A fifth live Service needs a fifth id: it gets an issue, the rest keep working.
   for (const i of [25, 26]) a.write(`s${i}.yaml`, svcDocs(i));
-  await eventually(() => a.agent.issues().some((i) => /Service default\/s26: spec.ports \(80\/TCP\/v4\): not load-balanced by the socket LB: no free id/.test(i)), 10_000, 'the issue on s26');
+  await eventually(() => a.agent.issues().some((i) => /Service default\/s26: spec.ports \(80\/TCP\): not load-balanced by the socket LB: no free id/.test(i)), 10_000, 'the issue on s26');
   t.equal(reach(25), want(25), 'the fourth Service got the last id');
   t.equal(reach(22), want(22), 'older Services keep working');
   rmSync(join(a.dir, 's22.yaml'));

@@ -14,6 +14,7 @@ import { LastGood } from './last-good.js';
 import { AgentMetrics } from './metrics.js';
 import { DEFAULT_PROXY_ADDRESSES, LOOPBACK_PROXY_ADDRESSES, type ProxyAddresses } from '../redirect/proxy-address.js';
 import { changedSince, fingerprint, namedCulprits } from './nack-blame.js';
+import { serviceOfKey } from '../redirect/desired.js';
 import { ServiceDatapath, type ServiceDatapathOptions } from './service-datapath.js';
 import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap } from '../ids/stable-ids.js';
 import type { Unplaced } from '../redirect/apply.js';
@@ -89,8 +90,8 @@ export class Agent {
   private ackedRedirects: ServiceRedirect[] = [];
   /** Runs while the node has no stream holding listeners and redirects still steer into Envoy. */
   private envoyGone: NodeJS.Timeout | undefined;
-  /** A wait for the current version armed because a stream came, so only one is pending. */
-  private rearmed = false;
+  /** Versions whose ACK is being waited for: one wait a version, so an ACK is handled once. */
+  private readonly following = new Set<number>();
   /** The listeners of the current version: their ports are released only once no accepted version has them. */
   private listeners = new Set<string>();
   private datapath: ServiceDatapath | undefined;
@@ -220,7 +221,8 @@ export class Agent {
   }
 
   private followAck(version: number, units: Map<string, ObjectTranslation>, listeners: Set<string>): Promise<void> {
-    return this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).then(
+    this.following.add(version);
+    return this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).finally(() => this.following.delete(version)).then(
       () => {
         if (version === this.version || version > this.ackedVersion) {
           this.ackedVersion = version;
@@ -293,9 +295,8 @@ export class Agent {
     const node = this.opts.nodeName;
     if (!this.ready || this.cache.holdsListeners(node)) return;
     // A stream that just came has to ACK the current version before it gets traffic.
-    if (!this.rearmed) {
-      this.rearmed = true;
-      void this.followAck(this.version, this.units, this.listeners).finally(() => (this.rearmed = false));
+    if (!this.following.has(this.version)) {
+      void this.followAck(this.version, this.units, this.listeners);
     }
     if (this.envoyGone || this.ackedRedirects.length === 0) return;
     this.envoyGone = setTimeout(() => {
@@ -360,8 +361,8 @@ export class Agent {
     const before = new Set(this.datapathIssues.map(formatIssue));
     const byText = new Map<string, TranslationIssue>();
     for (const u of unplaced) {
-      const at = u.serviceKey.lastIndexOf(':');
-      const issue = { object: `Service ${u.serviceKey.slice(0, at)}`, field: `spec.ports (${u.serviceKey.slice(at + 1)})`, message: u.message };
+      const { service, port } = serviceOfKey(u.serviceKey);
+      const issue = { object: `Service ${service}`, field: `spec.ports (${port})`, message: u.message };
       byText.set(formatIssue(issue), issue);
     }
     this.datapathIssues = [...byText.values()];

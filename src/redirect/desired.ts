@@ -30,6 +30,12 @@ export interface DesiredService {
   l7Port?: number;
 }
 
+/** The Service and port a serviceKey was made from (the inverse of the key desiredServices writes). */
+export function serviceOfKey(key: string): { service: string; port: string } {
+  const at = key.lastIndexOf(':');
+  return { service: key.slice(0, at), port: key.slice(at + 1).split('/').slice(0, 2).join('/') };
+}
+
 export interface NodeAddresses {
   /** The node's own addresses, for NodePort frontends reached from the node itself. */
   nodeIPs: string[];
