@@ -322,3 +322,38 @@ t.test('bad input: one issue on the exact field, and that policy enforces nothin
   ]);
   t.equal(k.state.entries.length, 0);
 });
+
+t.test('enableDefaultDeny: false keeps other traffic open while denies and L7 rules still apply', async (t) => {
+  const r = compute([
+    ...demoPods,
+    cnp('soft', {
+      endpointSelector: { matchLabels: { class: 'deathstar' } },
+      enableDefaultDeny: { ingress: false },
+      ingressDeny: [{ fromEndpoints: [{ matchLabels: { class: 'xwing' } }] }],
+      ingress: [{ fromEndpoints: [{ matchLabels: { class: 'tiefighter' } }], toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }],
+    }),
+  ]);
+  t.same(r.issues, []);
+  t.equal(trace(r, { from: 'default/xwing', to: 'default/deathstar', port: 443 }).verdict, 'deny');
+  t.equal(trace(r, { from: '8.8.8.8', to: 'default/deathstar', port: 443 }).verdict, 'allow', 'not default deny');
+  t.equal(trace(r, { from: 'default/tiefighter', to: 'default/deathstar', port: 80, method: 'PUT', path: '/' }).httpStatus, 403);
+  t.equal(datapath(r, 'ingress', 'default/deathstar', ep(r, 'default/tiefighter').identity, 80), 'redirect');
+  t.equal(datapath(r, 'ingress', 'default/deathstar', ReservedIdentity.World, 80), 'allow');
+  agree(t, r, [80, 443]);
+});
+
+t.test('IPv6 pods and CIDRs', async (t) => {
+  const r = compute([
+    pod('a', 'fd00::a', { app: 'a' }),
+    pod('b', 'fd00::b', { app: 'b' }),
+    cnp('v6', { endpointSelector: { matchLabels: { app: 'a' } }, egress: [{ toCIDRSet: [{ cidr: '2001:db8::/32', except: ['2001:db8:1::/48'] }] }, { toEndpoints: [{ matchLabels: { app: 'b' } }] }] }),
+  ]);
+  t.same(r.issues, []);
+  t.ok(r.state.ipcache.some((c) => c.prefix === 'fd00::a/128'));
+  t.ok(r.state.ipcache.some((c) => c.prefix === '2001:db8:1::/48'));
+  t.ok(r.state.ipcache.some((c) => c.prefix === '::/0' && c.identity === ReservedIdentity.World));
+  t.equal(trace(r, { from: 'default/a', to: '2001:db8:2::1', port: 443 }).verdict, 'allow');
+  t.equal(trace(r, { from: 'default/a', to: '2001:db8:1::1', port: 443 }).verdict, 'deny');
+  t.equal(trace(r, { from: 'default/a', to: 'default/b', port: 443 }).verdict, 'allow');
+  t.equal(trace(r, { from: 'default/a', to: '10.0.0.1', port: 443 }).verdict, 'deny');
+});
