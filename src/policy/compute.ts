@@ -1,7 +1,7 @@
 // The policy room's entry point: the model in, the datapath state, the L7
 // listeners' input and the problems out. Pure but for the id allocators.
 import type { Model } from '../model/model.js';
-import { describeObject, type KubeObject } from '../model/objects.js';
+import { describeObject, type KubeObject, type ModelObject } from '../model/objects.js';
 import type { TranslationIssue } from '../translate/output.js';
 import { parseCiliumPolicy } from './cilium-rules.js';
 import type { EndpointEntry, PolicyDatapathState, PolicyEntry } from './datapath-state.js';
@@ -41,6 +41,12 @@ export interface PolicyResult {
   issues: TranslationIssue[];
   compiled: CompiledPolicy;
   stats: { identities: number; selectors: number; selectorEvaluations: number };
+  /**
+   * The allocator keys this result uses. Once the datapath no longer holds the
+   * previous state, the wiring may release every other key (numbers come back
+   * late, see StableIds), so label sets that are gone do not hold numbers forever.
+   */
+  keys: { identities: string[]; cidrIdentities: string[]; endpoints: string[] };
 }
 
 const DIRECTIONS: Direction[] = ['ingress', 'egress'];
@@ -56,7 +62,7 @@ function parseAll(model: Model): { ruleSets: RuleSet[]; issues: TranslationIssue
   const issues: TranslationIssue[] = [];
   for (const [o, parse] of objects) {
     const parsed = parse();
-    const origin = model.originOf(o as never);
+    const origin = model.originOf(o as ModelObject);
     // A policy with a problem is enforced not at all, never in part.
     if ('problems' in parsed) for (const p of parsed.problems) issues.push({ object: describeObject(o), ...(origin ? { origin } : {}), field: p.field, message: p.message });
     else ruleSets.push(...parsed.ruleSets.map((r) => (origin ? { ...r, origin } : r)));
@@ -155,6 +161,11 @@ export function computePolicy(model: Model, ctx: PolicyContext): PolicyResult {
     issues,
     compiled: { ruleSets, identities, cache },
     stats: { identities: identities.all.length, selectors: cache.size, selectorEvaluations: cache.evaluations },
+    keys: {
+      identities: [...new Set([...identities.pods.values()].map((p) => p.key))].sort(),
+      cidrIdentities: identities.all.filter((i) => i.kind === 'cidr').map((i) => `cidr:${i.labels[0].key}`),
+      endpoints: local.map(([key]) => key),
+    },
   };
 }
 
