@@ -228,6 +228,10 @@ t.test('entities', async (t) => {
   t.equal(from(host, '172.18.0.2'), 'allow');
   t.equal(from(host, '172.18.0.3'), 'deny');
   t.equal(from(run('remote-node'), '172.18.0.3'), 'allow');
+  const reservedSel = compute([...objs, cnp('r', { endpointSelector: { matchLabels: { 'any:class': 'deathstar' } }, ingress: [{ fromEndpoints: [{ matchLabels: { 'reserved:host': '' } }] }] })], { hostIPs: ['172.18.0.2'] });
+  t.same(reservedSel.issues, []);
+  t.equal(from(reservedSel, '172.18.0.2'), 'allow', 'a reserved: selector is not scoped to the namespace');
+  t.equal(from(reservedSel, 'default/tiefighter'), 'deny');
   const all = run('all');
   t.equal(from(all, '8.8.8.8'), 'allow');
   t.ok(all.state.entries.some((e) => e.identity === 0 && e.proto === 0 && e.verdict === 'allow'), 'all: identity 0');
