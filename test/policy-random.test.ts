@@ -34,8 +34,8 @@ function selector() {
 function toPorts(l7: boolean) {
   const port = pick(PORTS);
   return [{
-    ports: [pick([{ port: String(port), protocol: pick(['TCP', 'UDP', 'ANY']) }, { port: String(port), endPort: port + rand(400), protocol: pick(['TCP', 'ANY']) }, { port: '0', protocol: 'TCP' }])],
-  }].map((p) => (l7 && rand(2) ? { ports: [{ port: String(port), protocol: 'TCP' }], rules: { http: [{ method: pick(['GET', 'POST']) }] } } : p));
+    ports: [pick([{ port: String(port), protocol: pick(['TCP', 'UDP', 'ANY']) }, { port: String(port), endPort: port + rand(400), protocol: pick(['TCP', 'ANY']) }, { port: '0', protocol: 'TCP' }, { port: 'http', protocol: pick(['TCP', 'ANY']) }])],
+  }].map((p) => (l7 && rand(2) ? { ports: [{ port: pick([String(port), 'http']), protocol: 'TCP' }], rules: { http: [{ method: pick(['GET', 'POST']) }] } } : p));
 }
 
 function rule(dir: 'ingress' | 'egress', deny: boolean) {
@@ -74,7 +74,12 @@ t.test('entries and trace agree on random policies', async (t) => {
   for (let world = 0; world < 40; world++) {
     const pods = [];
     for (const ns of NSS)
-      for (const [i, app] of APPS.entries()) pods.push(pod(`${app}`, `10.0.${NSS.indexOf(ns)}.${i + 1}`, { app, ...(i === 0 ? { tier: 'x' } : {}) }, { namespace: ns }));
+      for (const [i, app] of APPS.entries()) {
+        const p = pod(`${app}`, `10.0.${NSS.indexOf(ns)}.${i + 1}`, { app, ...(i === 0 ? { tier: 'x' } : {}) }, { namespace: ns }) as any;
+        // Each app names a different port "http", and one names none.
+        if (i < 2) p.spec.containers = [{ name: 'main', ports: [{ name: 'http', containerPort: [80, 8080][i] }] }];
+        pods.push(p);
+      }
     const policies = Array.from({ length: 1 + rand(4) }, (_, i) => policy(i));
     const r = compute([...pods, ...policies], { hostIPs: ['172.18.0.2'] });
     t.same(r.issues, [], `world ${world}: no issues`);

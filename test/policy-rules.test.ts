@@ -283,7 +283,8 @@ t.test('bad input: one issue on the exact field, and that policy enforces nothin
     ['unknown entity', { ...base, ingress: [{ fromEntities: ['cluster', 'galaxy'] }] }, 'spec.ingress[0].fromEntities[1]', /unknown entity "galaxy"/],
     ['unsupported entity', { ...base, ingress: [{ fromEntities: ['kube-apiserver'] }] }, 'spec.ingress[0].fromEntities[0]', /not supported/],
     ['port out of range', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: '70000' }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].port', /out of range/],
-    ['named port', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: 'http' }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].port', /named port/],
+    ['bad port name', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: 'Web_Port' }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].port', /neither a port number nor a container port name/],
+    ['named port with endPort', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: 'http', endPort: 90 }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].endPort', /named port/],
     ['endPort below port', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: '80', endPort: 79 }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].endPort', /want a port/],
     ['toFQDNs', { ...base, egress: [{ toFQDNs: [{ matchName: 'x.com' }] }] }, 'spec.egress[0].toFQDNs', /not supported/],
     ['toServices', { ...base, egress: [{ toServices: [{ k8sService: { serviceName: 'x' } }] }] }, 'spec.egress[0].toServices', /not supported/],
@@ -319,7 +320,7 @@ t.test('bad input: one issue on the exact field, and that policy enforces nothin
   t.equal(half.issues.length, 1);
   t.notOk(ep(half, 'default/deathstar').ingressEnforced, 'never half-enforced');
   // The same for the other kinds.
-  const k = compute([...demoPods, knp('bad', { podSelector: {}, ingress: [{ ports: [{ port: 'web' }] }] }), ccnp('bad', { endpointSelector: {}, ingress: [{ fromEntities: ['nowhere'] }] })]);
+  const k = compute([...demoPods, knp('bad', { podSelector: {}, ingress: [{ ports: [{ port: 'web-' }] }] }), ccnp('bad', { endpointSelector: {}, ingress: [{ fromEntities: ['nowhere'] }] })]);
   t.same(k.issues.map((i) => [i.object, i.field]), [
     ['CiliumClusterwideNetworkPolicy bad', 'spec.ingress[0].fromEntities[0]'],
     ['NetworkPolicy default/bad', 'spec.ingress[0].ports[0].port'],
@@ -360,4 +361,38 @@ t.test('IPv6 pods and CIDRs', async (t) => {
   t.equal(trace(r, { from: 'default/a', to: '2001:db8:1::1', port: 443 }).verdict, 'deny');
   t.equal(trace(r, { from: 'default/a', to: 'default/b', port: 443 }).verdict, 'allow');
   t.equal(trace(r, { from: 'default/a', to: '10.0.0.1', port: 443 }).verdict, 'deny');
+});
+
+t.test('named ports: the endpoint\'s own on ingress, the peer\'s on egress', async (t) => {
+  const withPorts = (o: any, ports: { name: string; containerPort: number; protocol?: string }[]) => ({ ...o, spec: { ...o.spec, containers: [{ name: 'main', ports }] } });
+  const r = compute([
+    withPorts(pod('api', '10.0.6.1', { app: 'api' }), [{ name: 'http', containerPort: 8080 }, { name: 'dns', containerPort: 5353, protocol: 'UDP' }]),
+    withPorts(pod('api-2', '10.0.6.4', { app: 'api' }), [{ name: 'http', containerPort: 8080 }]),
+    withPorts(pod('web', '10.0.6.2', { app: 'web' }), [{ name: 'http', containerPort: 3000 }]),
+    pod('client', '10.0.6.3', { app: 'client' }),
+    knp('api', { podSelector: { matchLabels: { app: 'api' } }, ingress: [{ ports: [{ port: 'http' }, { port: 'dns', protocol: 'UDP' }, { port: 'missing' }] }] }),
+    cnp('client', {
+      endpointSelector: { matchLabels: { app: 'client' } },
+      egress: [
+        { toEndpoints: [{ matchLabels: { app: 'api' } }], toPorts: [{ ports: [{ port: 'http', protocol: 'TCP' }] }] },
+        { toEndpoints: [{ matchLabels: { app: 'web' } }], toPorts: [{ ports: [{ port: 'http', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] },
+      ],
+    }),
+  ]);
+  t.same(r.issues, []);
+  const v = (from: string, to: string, port: number, proto: 'TCP' | 'UDP' = 'TCP') => trace(r, { from, to, port, proto }).verdict;
+  t.equal(v('default/client', 'default/api', 8080), 'allow', 'ingress: http is 8080 on api; egress: 8080 is api\'s http');
+  t.equal(v('default/web', 'default/api', 8080), 'allow');
+  t.equal(v('default/web', 'default/api', 3000), 'deny', "web's http is not api's");
+  t.equal(v('default/web', 'default/api', 5353, 'UDP'), 'allow', 'UDP name');
+  t.equal(v('default/web', 'default/api', 5353, 'TCP'), 'deny', 'the name is UDP only');
+  t.equal(v('default/client', 'default/web', 8080), 'deny', "egress: web's http is 3000");
+  t.match(trace(r, { from: 'default/client', to: 'default/web', port: 3000 }).decidedBy, { direction: 'egress', verdict: 'redirect' });
+  t.equal(trace(r, { from: 'default/client', to: 'default/web', port: 3000, method: 'GET', path: '/' }).verdict, 'allow');
+  const api = ep(r, 'default/api');
+  t.same(r.state.entries.filter((e) => e.endpoint === api.endpoint).map((e) => [e.identity, e.proto, e.port, e.portPrefixLen]).sort(), [[0, 17, 5353, 16], [0, 6, 8080, 16]]);
+  const l = r.l7.find((x) => x.direction === 'egress')!;
+  t.match(l, { port: 3000, identity: ep(r, 'default/client').identity });
+  t.same((l.rules[0].peers as { identity: number }[]).map((p) => p.identity), [ep(r, 'default/web').identity], 'only the peer whose http is 3000');
+  agree(t, r, [3000, 5353, 8080]);
 });

@@ -10,6 +10,7 @@ import { computeIdentities, type IdAllocator, type Identities } from './identiti
 import { parseNetworkPolicy } from './k8s-networkpolicy.js';
 import { l7Peers } from './l7-peers.js';
 import { listenerName, type L7Listener } from './l7.js';
+import { portRanges } from './named-ports.js';
 import { PROTO } from './ports.js';
 import type { Direction, Parsed, RuleSet } from './rules.js';
 import { SelectorCache } from './selectors.js';
@@ -118,14 +119,22 @@ export function computePolicy(model: Model, ctx: PolicyContext): PolicyResult {
           if (r.direction !== direction) continue;
           const ids = peerIdentities(cache, r.peers);
           for (const pr of r.ports ?? [{ field: r.field, proto: PROTO.ANY, lo: 0, hi: 65535 }]) {
-            const listener = pr.http ? listenerName(direction, subject, pr.lo) : undefined;
-            const rank = r.deny ? Rank.Deny : listener ? Rank.Redirect : Rank.Allow;
-            for (const identity of ids) contributions.push({ identity, proto: pr.proto, lo: pr.lo, hi: pr.hi, rank, ...(listener ? { listener } : {}) });
-            if (!listener || !pr.http || ids.length === 0) continue;
-            let l = l7.get(listener);
-            if (!l) l7.set(listener, (l = { listener, direction, identity: subject, proto: 'TCP', port: pr.lo, endpoints: [], rules: [] }));
-            const peers = l7Peers(identities, ids);
-            for (const { field, ...http } of pr.http) l.rules.push({ policy: rs.policy, field, peers, ...http });
+            // Peers by the listener their port's L7 rules go to (a named port may differ per peer).
+            const l7ids = new Map<number, number[]>();
+            for (const identity of ids)
+              for (const { lo, hi } of portRanges(identities.namedPorts, pr, direction, subject, identity)) {
+                const listener = pr.http ? listenerName(direction, subject, lo) : undefined;
+                const rank = r.deny ? Rank.Deny : listener ? Rank.Redirect : Rank.Allow;
+                contributions.push({ identity, proto: pr.proto, lo, hi, rank, ...(listener ? { listener } : {}) });
+                if (listener) l7ids.set(lo, [...(l7ids.get(lo) ?? []), identity]);
+              }
+            for (const [port, peerIds] of l7ids) {
+              const listener = listenerName(direction, subject, port);
+              let l = l7.get(listener);
+              if (!l) l7.set(listener, (l = { listener, direction, identity: subject, proto: 'TCP', port, endpoints: [], rules: [] }));
+              const peers = l7Peers(identities, peerIds);
+              for (const { field, ...http } of pr.http ?? []) l.rules.push({ policy: rs.policy, field, peers, ...http });
+            }
           }
         }
       }
