@@ -396,3 +396,19 @@ t.test('named ports: the endpoint\'s own on ingress, the peer\'s on egress', asy
   t.same((l.rules[0].peers as { identity: number }[]).map((p) => p.identity), [ep(r, 'default/web').identity], 'only the peer whose http is 3000');
   agree(t, r, [3000, 5353, 8080]);
 });
+
+t.test('peer selectors mean pods: {} in a CCNP and a namespace NotIn never reach the world or the host', async (t) => {
+  const objs = [pod('web', '10.0.2.1', { app: 'web' }, { namespace: 'a' }), pod('client', '10.0.3.2', { app: 'client' }, { namespace: 'b' })];
+  const r = compute([
+    ...objs,
+    ccnp('all-pods', { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEndpoints: [{}] }] }),
+    cnp('not-kube-system', { endpointSelector: { matchLabels: { app: 'client' } }, ingress: [{ fromEndpoints: [{ matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'NotIn', values: ['kube-system'] }] }] }] }, 'b'),
+  ], { hostIPs: ['172.18.0.2'] });
+  t.same(r.issues, []);
+  for (const to of ['a/web', 'b/client']) {
+    t.equal(trace(r, { from: to === 'a/web' ? 'b/client' : 'a/web', to, port: 80 }).verdict, 'allow', `pods reach ${to}`);
+    t.equal(trace(r, { from: '8.8.8.8', to, port: 80 }).verdict, 'deny', `the world does not reach ${to}`);
+    t.equal(trace(r, { from: '172.18.0.2', to, port: 80 }).verdict, 'deny', `the host does not reach ${to}`);
+  }
+  agree(t, r, [80]);
+});

@@ -3,6 +3,7 @@ import type { CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy } from '../mod
 import { describeObject } from '../model/objects.js';
 import { entityPeer } from './entities.js';
 import { parseHttpRules } from './http.js';
+import { CLUSTER_LABEL } from './labels.js';
 import { cidrPeer, inNamespace, namesNamespace } from './peers.js';
 import { PORT_PROTOS, PROTO, parsePort } from './ports.js';
 import { PolicyProblem, isObject, listAt, type Direction, type HttpRule, type Parsed, type PeerRule, type PortRule, type RuleSet } from './rules.js';
@@ -24,6 +25,9 @@ function selector(v: unknown, field: string, scope: string | undefined, isSubjec
   const reqs: Requirement[] = [...c.requirements];
   // A namespaced policy selects only its own namespace's endpoints, and its peers there unless they say otherwise.
   if (scope !== undefined && (isSubject || !namesNamespace(reqs))) reqs.push(inNamespace(scope));
+  // A peer selector means pods of the cluster (as Cilium's policy-default-local-cluster has it), so `{}` or a
+  // NotIn never reaches the world or the host; reserved: labels name those.
+  if (!isSubject && !reqs.some((r) => r.source === 'reserved' || r.key === CLUSTER_LABEL)) reqs.push({ source: 'k8s', key: CLUSTER_LABEL, op: 'Exists', values: [] });
   return selectorPeer(reqs);
 }
 
