@@ -4,15 +4,9 @@
 import t from 'tap';
 import { lookupVerdict, trace, type PolicyResult } from '../src/policy/index.js';
 import { identityOfIp } from '../src/policy/identities.js';
-import { ccnp, cnp, compute, knp, pod } from './helpers/policy-world.js';
+import { ccnp, cnp, compute, knp, pod, seeded } from './helpers/policy-world.js';
 
-let seed = 0x2545f491;
-const rand = (n: number) => {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return (seed >>> 0) % n;
-};
+const rand = seeded(0x2545f491);
 const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)];
 const some = <T>(xs: readonly T[], max: number): T[] => Array.from({ length: 1 + rand(max) }, () => pick(xs));
 

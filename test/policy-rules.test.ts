@@ -412,3 +412,10 @@ t.test('peer selectors mean pods: {} in a CCNP and a namespace NotIn never reach
   }
   agree(t, r, [80]);
 });
+
+t.test('the YAML source reads NetworkPolicy documents', async (t) => {
+  const { checkKubeObject } = await import('../src/sources/kube-objects.js');
+  const c = checkKubeObject({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'np' }, spec: { podSelector: {} } }, { file: 'np.yaml', index: 0 });
+  t.match(c, { object: { kind: 'NetworkPolicy', metadata: { name: 'np', namespace: 'default' } } });
+  t.match(checkKubeObject({ apiVersion: 'networking.k8s.io/v1beta1', kind: 'NetworkPolicy', metadata: { name: 'np' } }, { file: 'np.yaml', index: 0 }), { issue: { field: 'apiVersion' } });
+});
