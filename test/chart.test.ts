@@ -331,6 +331,7 @@ t.test("the ServiceAccount's RBAC, installed and impersonated: what the agent ne
     ciliumenvoyconfigs: '/apis/cilium.io/v2/ciliumenvoyconfigs', ciliumclusterwideenvoyconfigs: '/apis/cilium.io/v2/ciliumclusterwideenvoyconfigs',
     ciliumnetworkpolicies: '/apis/cilium.io/v2/ciliumnetworkpolicies', ciliumclusterwidenetworkpolicies: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies',
     httproutes: '/apis/gateway.networking.k8s.io/v1/httproutes',
+    networkpolicies: '/apis/networking.k8s.io/v1/networkpolicies',
     referencegrants: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants',
   };
   for (const [res, path] of Object.entries(paths)) {

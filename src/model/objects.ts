@@ -68,7 +68,13 @@ export interface EndpointSlice extends KubeObject {
 
 export interface Pod extends KubeObject {
   kind: 'Pod';
-  spec?: { nodeName?: string; serviceAccountName?: string; hostNetwork?: boolean };
+  spec?: {
+    nodeName?: string;
+    serviceAccountName?: string;
+    hostNetwork?: boolean;
+    /** Read for their named ports, which policies may name instead of numbers. */
+    containers?: { name?: string; ports?: { name?: string; containerPort: number; protocol?: 'TCP' | 'UDP' | 'SCTP' }[] }[];
+  };
   status?: { podIP?: string; podIPs?: { ip: string }[]; phase?: string };
 }
 
@@ -217,6 +223,29 @@ export interface CiliumClusterwideNetworkPolicy extends KubeObject {
   specs?: Record<string, unknown>[];
 }
 
+/** networking.k8s.io/v1 NetworkPolicy, the fields the policy room enforces. */
+export interface NetworkPolicyPeer {
+  podSelector?: LabelSelector;
+  namespaceSelector?: LabelSelector;
+  ipBlock?: { cidr: string; except?: string[] };
+}
+
+export interface NetworkPolicyPort {
+  protocol?: 'TCP' | 'UDP' | 'SCTP';
+  port?: number | string;
+  endPort?: number;
+}
+
+export interface NetworkPolicy extends KubeObject {
+  kind: 'NetworkPolicy';
+  spec?: {
+    podSelector?: LabelSelector;
+    policyTypes?: ('Ingress' | 'Egress')[];
+    ingress?: { from?: NetworkPolicyPeer[]; ports?: NetworkPolicyPort[] }[];
+    egress?: { to?: NetworkPolicyPeer[]; ports?: NetworkPolicyPort[] }[];
+  };
+}
+
 export type ModelObject =
   | Service
   | EndpointSlice
@@ -229,7 +258,8 @@ export type ModelObject =
   | HTTPRoute
   | ReferenceGrant
   | CiliumNetworkPolicy
-  | CiliumClusterwideNetworkPolicy;
+  | CiliumClusterwideNetworkPolicy
+  | NetworkPolicy;
 
 export type Kind = ModelObject['kind'];
 
@@ -247,6 +277,7 @@ export const API_VERSIONS: Record<Kind, readonly string[]> = {
   ReferenceGrant: ['gateway.networking.k8s.io/v1beta1'],
   CiliumNetworkPolicy: ['cilium.io/v2'],
   CiliumClusterwideNetworkPolicy: ['cilium.io/v2'],
+  NetworkPolicy: ['networking.k8s.io/v1'],
 };
 
 export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set(['Namespace', 'Node', 'CiliumClusterwideEnvoyConfig', 'CiliumClusterwideNetworkPolicy']);

@@ -29,6 +29,7 @@ export const WATCHED: readonly Watched[] = [
   { kind: 'CiliumClusterwideEnvoyConfig', path: '/apis/cilium.io/v2/ciliumclusterwideenvoyconfigs' },
   { kind: 'CiliumNetworkPolicy', path: '/apis/cilium.io/v2/ciliumnetworkpolicies' },
   { kind: 'CiliumClusterwideNetworkPolicy', path: '/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies' },
+  { kind: 'NetworkPolicy', path: '/apis/networking.k8s.io/v1/networkpolicies' },
   { kind: 'HTTPRoute', path: '/apis/gateway.networking.k8s.io/v1/httproutes' },
   { kind: 'ReferenceGrant', path: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants' },
 ];
