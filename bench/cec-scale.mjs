@@ -8,11 +8,10 @@
 // leaves kubectl's own start-up out).
 //
 //   node bench/cec-scale.mjs [--sizes 100,1000,5000] [--changes 7] [--modes file,kube]
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { stringify } from 'yaml';
-import { KUBE_BIN, startKubeCluster } from '../test/helpers/kube-cluster.mjs';
-import { checkPrerequisites, col, flags, machine, matrix, measureSyncAndEdits, root, withAgentAndEnvoy, writeYaml } from './lib.mjs';
+import { startKubeCluster } from '../test/helpers/kube-cluster.mjs';
+import { objects, TYPES, writeFile, writeFiles } from './cec-objects.mjs';
+import { createObjects, kubectl, prepareCluster, toYaml } from './kube.mjs';
+import { checkPrerequisites, col, flags, machine, matrix, measureSyncAndEdits, withAgentAndEnvoy } from './lib.mjs';
 
 const opts = flags({ sizes: '100,1000,5000', changes: '7', modes: 'file,kube' });
 const sizes = opts.sizes.split(',').map(Number);
@@ -20,68 +19,7 @@ const changes = Number(opts.changes);
 const modes = opts.modes.split(',');
 /** The agent's settle window for both sources (watch-dir.ts, kube-api.ts). */
 const DEBOUNCE_MS = 50;
-const PER_FILE = 50;
-const T = 'type.googleapis.com/';
-const TYPES = ['envoy.config.listener.v3.Listener', 'envoy.config.route.v3.RouteConfiguration', 'envoy.config.cluster.v3.Cluster', 'envoy.config.endpoint.v3.ClusterLoadAssignment'];
 checkPrerequisites();
-
-/** In cluster mode the API server allocates ClusterIPs and refuses loopback endpoints (nothing dials them here). */
-function objects(i, timeout = '2s', cluster = false) {
-  const svc = `svc-${i}`;
-  return [
-    { apiVersion: 'v1', kind: 'Service', metadata: { name: svc, namespace: 'bench' }, spec: { ...(cluster ? {} : { clusterIP: `10.97.${i >> 8}.${i & 255}` }), ports: [{ name: 'http', port: 80 }] } },
-    {
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { name: `${svc}-1`, namespace: 'bench', labels: { 'kubernetes.io/service-name': svc } },
-      addressType: 'IPv4',
-      ports: [{ name: 'http', port: 8080 }],
-      endpoints: [{ addresses: [cluster ? `10.244.${i >> 8}.${i & 255}` : '127.0.0.1'], conditions: { ready: true } }],
-    },
-    {
-      apiVersion: 'cilium.io/v2',
-      kind: 'CiliumEnvoyConfig',
-      metadata: { name: `cec-${i}`, namespace: 'bench' },
-      spec: {
-        services: [{ name: svc }],
-        backendServices: [{ name: svc }],
-        resources: [
-          {
-            '@type': `${T}envoy.config.listener.v3.Listener`,
-            name: 'l',
-            filter_chains: [
-              {
-                filters: [
-                  {
-                    name: 'hcm',
-                    typed_config: {
-                      '@type': `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`,
-                      stat_prefix: `cec-${i}`,
-                      rds: { route_config_name: 'r' },
-                      http_filters: [{ name: 'router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
-                    },
-                  },
-                ],
-              },
-            ],
-          },
-          {
-            '@type': `${T}envoy.config.route.v3.RouteConfiguration`,
-            name: 'r',
-            virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: `bench/${svc}:80`, timeout: timeout } }] }],
-          },
-          { '@type': `${T}envoy.config.cluster.v3.Cluster`, name: `bench/${svc}:80`, type: 'EDS', connect_timeout: '1s' },
-        ],
-      },
-    },
-  ];
-}
-
-function writeFile(dir, f, n, tweak) {
-  const docs = [];
-  for (let i = f * PER_FILE; i < Math.min(n, (f + 1) * PER_FILE); i++) docs.push(...objects(i, tweak?.(i)));
-  writeYaml(dir, `f${f}.yaml`, docs);
-}
 
 const edited = (c, n) => (c * 7919) % n;
 const rows = [];
@@ -93,7 +31,7 @@ if (modes.includes('file'))
         // Below the kernel's ephemeral range, where client sockets cannot take them.
         agentArgs: (data) => ['--source', `dir:${data}`, '--proxy-ports', '15000-19999'],
         setup: (data) => {
-          for (let f = 0; f < Math.ceil(n / PER_FILE); f++) writeFile(data, f, n);
+          writeFiles(data, n);
         },
       },
       (h) =>
@@ -104,46 +42,29 @@ if (modes.includes('file'))
           edit: (c) => {
             const target = edited(c, n);
             // A route-only edit: one CEC's RouteConfiguration changes, nothing else.
-            return { write: () => writeFile(h.data, Math.floor(target / PER_FILE), n, (i) => (i === target ? `${3 + c}s` : undefined)), waitFor: [TYPES[1]] };
+            return { write: () => writeFile(h.data, target, n, (i) => (i === target ? `${3 + c}s` : undefined)), waitFor: [TYPES[1]] };
           },
         }),
     ),
   ))
     rows.push({ mode: 'file', ...r });
 
-/** kubectl as a child process (not spawnSync: the agent's log is the clock and must keep being read). */
-function kubectl(kubeconfig, args, input) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(join(KUBE_BIN, 'kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kubectl ${args.join(' ')}: ${err}`))));
-    p.stdin.end(input ?? '');
-  });
-}
-const toYaml = (docs) => docs.map((d) => stringify(d)).join('---\n');
 
 if (modes.includes('kube')) {
   const teardowns = [];
   try {
-    const cluster = await startKubeCluster({ teardown: (fn) => teardowns.push(fn) });
+    const cluster = await startKubeCluster({ teardown: (fn) => teardowns.push(fn) }, { baseDir: '/dev/shm' });
     const kc = cluster.kubeconfig;
-    await kubectl(kc, ['apply', '--server-side', '-f', join(root, 'crds')]);
-    await kubectl(kc, ['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
-    await kubectl(kc, ['create', 'namespace', 'bench']);
+    await prepareCluster(cluster, 'bench');
     let created = 0;
-    /** Creates objects up to `n` in multi-document batches, two kubectl at a time (not timed). */
     const ensure = async (n) => {
+      if (n <= created) return;
       const t0 = performance.now();
-      const batches = [];
-      for (let i = created; i < n; i += 500) {
-        const docs = [];
-        for (let j = i; j < Math.min(n, i + 500); j++) docs.push(...objects(j, undefined, true));
-        batches.push(docs);
-      }
-      while (batches.length) await Promise.all(batches.splice(0, 2).map((docs) => kubectl(kc, ['create', '-f', '-'], toYaml(docs))));
-      if (n > created) process.stderr.write(`bench: created ${n - created} Services, EndpointSlices and CECs in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
-      created = Math.max(created, n);
+      const docs = [];
+      for (let i = created; i < n; i++) docs.push(...objects(i, undefined, true));
+      await createObjects(cluster, docs);
+      process.stderr.write(`bench: created ${n - created} Services, EndpointSlices and CECs in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      created = n;
     };
     for (const r of await matrix(sizes, 'CECs in cluster mode', async (ads, n) => {
       await ensure(n);

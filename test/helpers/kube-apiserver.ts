@@ -37,4 +37,4 @@ interface Teardown {
 export const writeKubeconfig: (file: string, url: string, user: string, token: string) => void = cluster.writeKubeconfig;
 
 /** Starts etcd and kube-apiserver; both are stopped and their data removed at teardown. */
-export const startKubeCluster: (t: Teardown) => Promise<KubeCluster> = cluster.startKubeCluster;
+export const startKubeCluster: (t: Teardown, opts?: { baseDir?: string }) => Promise<KubeCluster> = cluster.startKubeCluster;

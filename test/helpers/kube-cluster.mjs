@@ -65,10 +65,13 @@ export function writeKubeconfig(file, url, user, token) {
   );
 }
 
-/** Starts etcd and kube-apiserver; both are stopped and their data removed at teardown. */
-export async function startKubeCluster(t) {
+/**
+ * Starts etcd and kube-apiserver; both are stopped and their data removed at teardown.
+ * `opts.baseDir` holds their data (a bench puts it on tmpfs, where etcd's fsyncs cost nothing).
+ */
+export async function startKubeCluster(t, opts = {}) {
   const bin = binaries();
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-kube-'));
+  const dir = mkdtempSync(join(opts.baseDir ?? tmpdir(), 'sluice-kube-'));
   const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
   const token = randomBytes(16).toString('hex');
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
