@@ -15,13 +15,14 @@ export function checkPrerequisites() {
   if (!existsSync(join(root, 'dist/cli.js'))) throw new Error('dist/ is not built; run scripts/setup.sh');
 }
 
-/** --name=value or --name value flags. */
+/** --name=value or --name value flags, and bare --name switches. */
 export function flags(defaults) {
   const out = { ...defaults };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const m = /^--([^=]+)(?:=(.*))?$/.exec(argv[i]);
-    if (m) out[m[1]] = m[2] ?? argv[++i];
+    // A bare flag (the last, or followed by another flag) is a switch: "true".
+    if (m) out[m[1]] = m[2] ?? (argv[i + 1] === undefined || argv[i + 1].startsWith('--') ? 'true' : argv[++i]);
   }
   return out;
 }
