@@ -57,12 +57,12 @@ export function spawnLines(cmd, argv, onLine) {
   return child;
 }
 
-/** SIGTERM, then SIGKILL after 3 s: stops a child this bench started, by its PID. */
-export async function stop(child) {
+/** SIGTERM, then SIGKILL after `graceMs`: stops a child this bench started, by its PID. */
+export async function stop(child, graceMs = 3000) {
   const alive = () => child.exitCode === null && !child.signalCode;
   if (!alive()) return;
   child.kill('SIGTERM');
-  for (let i = 0; i < 60 && alive(); i++) await sleep(50);
+  for (let i = 0; i < graceMs / 50 && alive(); i++) await sleep(50);
   if (alive()) child.kill('SIGKILL');
 }
 

@@ -83,6 +83,8 @@ async function run(label, sourceArgs) {
       try {
         l = JSON.parse(line);
       } catch {
+        // Not the JSON log: a crash's stack trace, say.
+        process.stderr.write(`agent: ${line}\n`);
         return;
       }
       const at = l.time - t0;
@@ -107,13 +109,17 @@ async function run(label, sourceArgs) {
     m.envoyRss = rssMiB(envoy.pid);
   } finally {
     // SIGTERM: the agent stops and exits, which is when --cpu-prof writes its profile.
-    if (agent) await stop(agent);
+    if (agent) {
+      const t = performance.now();
+      await stop(agent, 60_000);
+      m.stopMs = performance.now() - t;
+    }
     if (envoy) await stop(envoy);
     await world?.remove();
   }
   if (profile) {
     const prof = join(dir, 'prof');
-    const file = readdirSync(prof).find((f) => f.endsWith('.cpuprofile'));
+    const file = existsSync(prof) ? readdirSync(prof).find((f) => f.endsWith('.cpuprofile')) : undefined;
     m.profile = file ? readProfile(join(prof, file)) : undefined;
   }
   rmSync(dir, { recursive: true, force: true });
