@@ -55,6 +55,8 @@ interface Informer {
    */
   checked: Map<string, { version: string | KubernetesObject; checked: Checked }>;
   lw: ListWatch<KubernetesObject>;
+  /** What the last read made of this kind's cache; stale once an event changed the cache. */
+  read?: { objects: Extract<Checked, { object: unknown }>[]; issues: TranslationIssue[] };
   synced: boolean;
   /** Listed, or known not to be served: start() need not wait for it. */
   settled: boolean;
@@ -182,7 +184,11 @@ export class KubeApiSource implements ModelSource {
           };
         }),
       );
-      for (const verb of [ADD, UPDATE, DELETE] as const) lw.on(verb, () => this.changed(inf));
+      for (const verb of [ADD, UPDATE, DELETE] as const)
+        lw.on(verb, () => {
+          inf.read = undefined;
+          this.changed(inf);
+        });
       lw.on(ERROR, (e) => this.failed(inf, e));
       this.informers.push(inf);
     }
@@ -257,21 +263,30 @@ export class KubeApiSource implements ModelSource {
     return this.informers.filter((i) => !i.settled).map((i) => `${i.watched.kind}${i.lastError ? ` (${i.lastError})` : ''}`);
   }
 
-  /** The current model, built from every watch cache. */
+  /** The current model, built from every watch cache; only kinds an event changed are walked again. */
   read(): ModelUpdate {
     const objects = [];
     const issues: TranslationIssue[] = [];
     for (const inf of this.informers) {
-      const next: Informer['checked'] = new Map();
-      for (const o of inf.lw.list()) {
-        const c = this.check(inf, o, next);
-        if ('issue' in c) issues.push(c.issue);
-        else if ('object' in c) objects.push(c);
-      }
-      // Objects gone from the cache leave the memo with it.
-      inf.checked = next;
+      inf.read ??= this.readKind(inf);
+      // A loop, not push(...): a kind may hold more objects than a call takes arguments.
+      for (const o of inf.read.objects) objects.push(o);
+      for (const i of inf.read.issues) issues.push(i);
     }
     return { model: Model.from(objects), issues };
+  }
+
+  private readKind(inf: Informer): NonNullable<Informer['read']> {
+    const out: NonNullable<Informer['read']> = { objects: [], issues: [] };
+    const next: Informer['checked'] = new Map();
+    for (const o of inf.lw.list()) {
+      const c = this.check(inf, o, next);
+      if ('issue' in c) out.issues.push(c.issue);
+      else if ('object' in c) out.objects.push(c);
+    }
+    // Objects gone from the cache leave the memo with it.
+    inf.checked = next;
+    return out;
   }
 
   private check(inf: Informer, o: KubernetesObject, next: Informer['checked']): Checked {
