@@ -116,13 +116,13 @@ async function run(label, sourceArgs) {
     }
     if (envoy) await stop(envoy);
     await world?.remove();
+    if (profile) {
+      const prof = join(dir, 'prof');
+      const file = existsSync(prof) ? readdirSync(prof).find((f) => f.endsWith('.cpuprofile')) : undefined;
+      m.profile = file ? readProfile(join(prof, file)) : undefined;
+    }
+    rmSync(dir, { recursive: true, force: true });
   }
-  if (profile) {
-    const prof = join(dir, 'prof');
-    const file = existsSync(prof) ? readdirSync(prof).find((f) => f.endsWith('.cpuprofile')) : undefined;
-    m.profile = file ? readProfile(join(prof, file)) : undefined;
-  }
-  rmSync(dir, { recursive: true, force: true });
   return { label, ...m };
 }
 
