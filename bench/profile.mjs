@@ -64,12 +64,13 @@ const busy = (prof) => [...prof.phases].filter(([k]) => k !== 'idle').reduce((s,
 
 export function phaseTable(prof) {
   const total = busy(prof);
-  const lines = [`phase             cpu-ms  share   (busy ${total.toFixed(0)} ms, idle ${(prof.phases.get('idle') ?? 0).toFixed(0)} ms)`];
-  for (const [k, v] of [...prof.phases].filter(([k]) => k !== 'idle').sort((a, b) => b[1] - a[1])) lines.push(`${k.padEnd(16)} ${col(v, 7)} ${col(`${((100 * v) / total).toFixed(1)}%`, 6)}`);
+  // V8 stamps samples with wall time: on a busy machine, time the agent waited for a core lands on what it was running.
+  const lines = [`phase            sampled-ms  share   (busy ${total.toFixed(0)} ms, idle ${(prof.phases.get('idle') ?? 0).toFixed(0)} ms)`];
+  for (const [k, v] of [...prof.phases].filter(([k]) => k !== 'idle').sort((a, b) => b[1] - a[1])) lines.push(`${k.padEnd(16)} ${col(v, 10)} ${col(`${((100 * v) / total).toFixed(1)}%`, 6)}`);
   return lines.join('\n');
 }
 
 export function topFunctions(prof, n) {
   const total = busy(prof);
-  return ['self-ms  share  phase           function', ...prof.functions.slice(0, n).map((f) => `${col(f.ms, 7)} ${col(`${((100 * f.ms) / total).toFixed(1)}%`, 6)}  ${f.phase.padEnd(15)} ${f.key}`)].join('\n');
+  return ['sampled-self-ms  share  phase           function', ...prof.functions.slice(0, n).map((f) => `${col(f.ms, 15)} ${col(`${((100 * f.ms) / total).toFixed(1)}%`, 6)}  ${f.phase.padEnd(15)} ${f.key}`)].join('\n');
 }
