@@ -337,6 +337,17 @@ async function reference(t: Test, fresh: NetnsWorld, state: string, model: Model
   return kernelMaps(fresh.pinDir, fresh.cgroupDir);
 }
 
+/** The agent's world, one for the reference full applies, and a state dir for both. */
+async function twoWorlds(t: Test) {
+  const live = await netnsWorld(t, []);
+  const fresh = await netnsWorld(t, []);
+  t.teardown(() => SockLb.remove(live.pinDir));
+  t.teardown(() => SockLb.remove(fresh.pinDir));
+  const state = mkdtempSync(join(tmpdir(), 'sluice-socklb-delta-'));
+  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  return { live, fresh, state };
+}
+
 const kernelMaps = (pinDir: string, cgroupDir: string) => {
   // Opening the pins again adopts the maps the agent filled: what a restarted agent would find.
   const lb = SockLb.open({ pinDir, cgroupDir });
@@ -353,12 +364,7 @@ const kernelMaps = (pinDir: string, cgroupDir: string) => {
 };
 
 t.test('kernel maps: random changes applied one by one leave the maps byte-identical to a full apply of the final model; a restart adopts them', async (t) => {
-  const live = await netnsWorld(t, []);
-  const fresh = await netnsWorld(t, []);
-  t.teardown(() => SockLb.remove(live.pinDir));
-  t.teardown(() => SockLb.remove(fresh.pinDir));
-  const state = mkdtempSync(join(tmpdir(), 'sluice-socklb-delta-'));
-  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  const { live, fresh, state } = await twoWorlds(t);
   const rand = rng(2026);
   const c = cluster(rand);
   const redirectsOf = (): ServiceRedirect[] =>
@@ -404,12 +410,7 @@ t.test('kernel maps: random changes applied one by one leave the maps byte-ident
 });
 
 t.test('kernel maps: a change the kernel refuses is retried by a full walk, which converges once there is room', async (t) => {
-  const live = await netnsWorld(t, []);
-  const fresh = await netnsWorld(t, []);
-  t.teardown(() => SockLb.remove(live.pinDir));
-  t.teardown(() => SockLb.remove(fresh.pinDir));
-  const state = mkdtempSync(join(tmpdir(), 'sluice-socklb-delta-'));
-  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  const { live, fresh, state } = await twoWorlds(t);
   const c = cluster(rng(77));
   const dp = new ServiceDatapath(opts(live, join(state, 'live')));
   t.teardown(() => dp.close());

@@ -43,6 +43,8 @@ export class ServiceDatapath {
   private slices = new SliceIndex();
   /** How many applies walked every Service, and how many only the changed ones. */
   readonly applies = { full: 0, changes: 0 };
+  /** The last apply: whether it walked everything, how many Services it looked at, and the model delta's share of its time. */
+  lastApply = { full: true, services: 0, deltaMs: 0 };
   /** Proxy addresses that could not be added; their family's L7 redirects will fail to connect. */
   readonly warnings: string[] = [];
 
@@ -95,10 +97,16 @@ export class ServiceDatapath {
       this.applies.full++;
       this.slices = SliceIndex.of(model);
       const slices = this.slices;
-      result = this.applier.apply(model.services().flatMap((svc) => desiredOfService(svc, slices.slices(serviceId(svc)), redirects, node)));
+      const services = model.services();
+      this.lastApply = { full: true, services: services.length, deltaMs: 0 };
+      result = this.applier.apply(services.flatMap((svc) => desiredOfService(svc, slices.slices(serviceId(svc)), redirects, node)));
     } else {
       this.applies.changes++;
-      const touched = changedServices(prev, { model, redirects }, model.changesSince(prev.model), this.slices);
+      const t0 = performance.now();
+      const delta = model.changesSince(prev.model);
+      const deltaMs = performance.now() - t0;
+      const touched = changedServices(prev, { model, redirects }, delta, this.slices);
+      this.lastApply = { full: false, services: touched.size, deltaMs };
       const changed = new Map<string, DesiredService[]>();
       for (const id of touched) {
         const svc = model.get('Service', id);
