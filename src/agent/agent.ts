@@ -23,6 +23,8 @@ import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap } from '../ids/stable-ids.js
 import type { Unplaced } from '../redirect/apply.js';
 import { TypeUrl } from '../resources/types.js';
 import { ProxyPorts } from './proxy-ports.js';
+import { PolicyState } from './policy-state.js';
+import type { PolicyResult } from '../policy/index.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -121,11 +123,19 @@ export class Agent {
     this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
     this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
     this.proxyPortRange = range;
+    this.policyState = new PolicyState(opts.nodeName, opts.stateDir);
     this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 
   get currentVersion(): number {
     return this.version;
+  }
+
+  private readonly policyState: PolicyState;
+
+  /** The policy of the current model, for the operator tools; undefined until the sources have delivered one. */
+  get policy(): PolicyResult | undefined {
+    return this.ready ? this.policyState.of(this.model) : undefined;
   }
 
   /** Service traffic to steer into Envoy, as of the current version. */
