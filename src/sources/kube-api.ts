@@ -27,7 +27,8 @@ export const WATCHED: readonly Watched[] = [
   { kind: 'Pod', path: '/api/v1/pods' },
   { kind: 'Namespace', path: '/api/v1/namespaces' },
   { kind: 'ServiceAccount', path: '/api/v1/serviceaccounts' },
-  { kind: 'Node', path: '/api/v1/nodes', fieldSelector: (node) => `metadata.name=${node}` },
+  // Every node: policy tells other nodes' addresses (remote-node) from the world's.
+  { kind: 'Node', path: '/api/v1/nodes' },
   { kind: 'CiliumEnvoyConfig', path: '/apis/cilium.io/v2/ciliumenvoyconfigs' },
   { kind: 'CiliumClusterwideEnvoyConfig', path: '/apis/cilium.io/v2/ciliumclusterwideenvoyconfigs' },
   { kind: 'CiliumNetworkPolicy', path: '/apis/cilium.io/v2/ciliumnetworkpolicies' },
