@@ -1,8 +1,9 @@
-import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource } from '../gen/envoy/service/discovery/v3/discovery.js';
+import { DeltaDiscoveryResponse, type DeltaDiscoveryRequest, type Resource } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { AdsStream, CONTROL_PLANE_ID, newTypeState, type Send, type TypeState } from './ads-stream.js';
 import { unpackAny } from '../proto/any.js';
 import { edsNameOfCluster, isFullStateType, TypeUrl, type XdsTypeUrl } from './resource-types.js';
 import type { Snapshot, XdsResource } from './snapshot.js';
+import { withEncodedResources } from './encoded-resources.js';
 
 interface DeltaState extends TypeState {
   wildcard: boolean;
@@ -22,6 +23,19 @@ function toDeltaResource(r: XdsResource): Resource {
     cacheControl: undefined,
     metadata: undefined,
   };
+}
+
+/**
+ * Each resource's field of a DeltaDiscoveryResponse, encoded once however many
+ * streams it goes to. Resources of unchanged objects are the same objects from
+ * snapshot to snapshot, so the encoding lives as long as the resource does.
+ */
+const encodedFields = new WeakMap<XdsResource, Uint8Array>();
+
+function encodedField(r: XdsResource): Uint8Array {
+  let bytes = encodedFields.get(r);
+  if (!bytes) encodedFields.set(r, (bytes = DeltaDiscoveryResponse.encode(DeltaDiscoveryResponse.fromPartial({ resources: [toDeltaResource(r)] })).finish()));
+  return bytes;
 }
 
 /** Incremental ADS: only changed resources and explicit removals travel. */
@@ -69,9 +83,15 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
 
   protected upserts(typeUrl: XdsTypeUrl, st: DeltaState, snapshot: Snapshot): Send | undefined {
     const all = snapshot.get(typeUrl);
-    const candidates = st.wildcard ? all.values() : [...st.names].map((n) => all.get(n)).filter((r) => r !== undefined);
+    // Runs per stream per snapshot over everything subscribed: no intermediate arrays.
     const upserts: XdsResource[] = [];
-    for (const r of candidates) if (st.known.get(r.name) !== r.version) upserts.push(r);
+    if (st.wildcard) {
+      for (const r of all.values()) if (st.known.get(r.name) !== r.version) upserts.push(r);
+    } else
+      for (const n of st.names) {
+        const r = all.get(n);
+        if (r && st.known.get(n) !== r.version) upserts.push(r);
+      }
     // The first response of a type goes out even if empty: the client waits for it.
     if (upserts.length === 0 && st.responded) return undefined;
     return (v) => {
@@ -83,7 +103,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
 
   protected removals(typeUrl: XdsTypeUrl, st: DeltaState, snapshot: Snapshot): Send | undefined {
     const all = snapshot.get(typeUrl);
-    const removed = [...st.known.keys()].filter((n) => !all.has(n) || !this.wants(st, n));
+    const removed: string[] = [];
+    for (const n of st.known.keys()) if (!all.has(n) || !this.wants(st, n)) removed.push(n);
     if (removed.length === 0) return undefined;
     return (v) => {
       for (const n of removed) st.known.delete(n);
@@ -106,15 +127,12 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
 
   private sendDelta(typeUrl: XdsTypeUrl, st: DeltaState, version: number, upserts: XdsResource[], removed: string[]): void {
     const names = upserts.length ? upserts.map((r) => r.name) : removed;
-    this.send(st, version, names, (nonce) => ({
-      systemVersionInfo: String(version),
-      resources: upserts.map(toDeltaResource),
-      typeUrl,
-      removedResources: removed,
-      removedResourceNames: [],
-      nonce,
-      controlPlane: { identifier: CONTROL_PLANE_ID },
-    }));
+    this.send(st, version, names, (nonce) =>
+      withEncodedResources(
+        { systemVersionInfo: String(version), resources: [], typeUrl, removedResources: removed, removedResourceNames: [], nonce, controlPlane: { identifier: CONTROL_PLANE_ID } },
+        upserts.map(encodedField),
+      ),
+    );
     this.log.debug({ node: this.nodeId, type: typeUrl, version, upserts: upserts.length, removed: removed.length }, 'sent delta');
   }
 }

@@ -12,13 +12,14 @@ import type { Logger } from '../log.js';
 import { DeltaStream } from './delta-stream.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import { SotwStream } from './sotw-stream.js';
-import { serializeDiscoveryResponse } from './encoded-resources.js';
+import { serializeDeltaDiscoveryResponse, serializeDiscoveryResponse } from './encoded-resources.js';
 
 const ADS = AggregatedDiscoveryServiceService;
-/** SotW responses carry their resources pre-encoded (see encoded-resources.ts). */
+/** Responses carry their resources pre-encoded (see encoded-resources.ts). */
 const ADS_SHARED_ENCODING = {
   ...ADS,
   streamAggregatedResources: { ...ADS.streamAggregatedResources, responseSerialize: serializeDiscoveryResponse },
+  deltaAggregatedResources: { ...ADS.deltaAggregatedResources, responseSerialize: serializeDeltaDiscoveryResponse },
 };
 
 export const DEFAULT_SOCKET_PATH = '/var/run/sluice/xds.sock';
