@@ -10,6 +10,14 @@ interface DeltaState extends TypeState {
   names: Set<string>;
   /** What the client holds, name -> version, as it told us or as we sent it. */
   known: Map<string, string>;
+  /**
+   * The resources of the type (a snapshot's map, immutable) that `known` was last
+   * found to match exactly, with nothing to add or remove: until the map, the
+   * subscription or `known` changes, a request (an ACK, mostly) needs no new scan.
+   */
+  matches: ReadonlyMap<string, XdsResource> | undefined;
+  /** The last scan for upserts against this map found none. */
+  noUpsertsIn: ReadonlyMap<string, XdsResource> | undefined;
 }
 
 function toDeltaResource(r: XdsResource): Resource {
@@ -38,10 +46,19 @@ function encodedField(r: XdsResource): Uint8Array {
   return bytes;
 }
 
+/** Per cluster resource, the CLA it reads (or null), decoded once rather than per stream. */
+const edsNames = new WeakMap<XdsResource, string | null>();
+
+function edsNameOf(cluster: XdsResource): string | null {
+  let name = edsNames.get(cluster);
+  if (name === undefined) edsNames.set(cluster, (name = edsNameOfCluster(unpackAny<Parameters<typeof edsNameOfCluster>[0]>(cluster.any).message) ?? null));
+  return name;
+}
+
 /** Incremental ADS: only changed resources and explicit removals travel. */
 export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse, DeltaState> {
   protected newState(): DeltaState {
-    return { ...newTypeState(), wildcard: false, names: new Set(), known: new Map() };
+    return { ...newTypeState(), wildcard: false, names: new Set(), known: new Map(), matches: undefined, noUpsertsIn: undefined };
   }
 
   protected describe(req: DeltaDiscoveryRequest): object {
@@ -54,6 +71,7 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
   }
 
   protected subscribe(req: DeltaDiscoveryRequest, st: DeltaState, fresh: boolean): void {
+    if (fresh || req.resourceNamesSubscribe.length || req.resourceNamesUnsubscribe.length) this.forget(st);
     if (fresh) {
       // An empty first subscription to a full-state type is the legacy wildcard.
       st.wildcard = isFullStateType(req.typeUrl) && req.resourceNamesSubscribe.length === 0;
@@ -77,12 +95,18 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
     }
   }
 
+  /** What the client holds or wants changed: the next snapshot needs a full scan. */
+  private forget(st: DeltaState): void {
+    st.matches = st.noUpsertsIn = undefined;
+  }
+
   private wants(st: DeltaState, name: string): boolean {
     return st.wildcard || st.names.has(name);
   }
 
   protected upserts(typeUrl: XdsTypeUrl, st: DeltaState, snapshot: Snapshot): Send | undefined {
     const all = snapshot.get(typeUrl);
+    if (st.matches === all) return undefined;
     // Runs per stream per snapshot over everything subscribed: no intermediate arrays.
     const upserts: XdsResource[] = [];
     if (st.wildcard) {
@@ -93,8 +117,12 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
         if (r && st.known.get(n) !== r.version) upserts.push(r);
       }
     // The first response of a type goes out even if empty: the client waits for it.
-    if (upserts.length === 0 && st.responded) return undefined;
+    if (upserts.length === 0 && st.responded) {
+      st.noUpsertsIn = all;
+      return undefined;
+    }
     return (v) => {
+      this.forget(st);
       for (const r of upserts) st.known.set(r.name, r.version);
       this.sendDelta(typeUrl, st, v, upserts, []);
       if (typeUrl === TypeUrl.Cluster) this.rewarmEndpoints(upserts);
@@ -103,10 +131,15 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
 
   protected removals(typeUrl: XdsTypeUrl, st: DeltaState, snapshot: Snapshot): Send | undefined {
     const all = snapshot.get(typeUrl);
+    if (st.matches === all) return undefined;
     const removed: string[] = [];
     for (const n of st.known.keys()) if (!all.has(n) || !this.wants(st, n)) removed.push(n);
-    if (removed.length === 0) return undefined;
+    if (removed.length === 0) {
+      if (st.noUpsertsIn === all) st.matches = all;
+      return undefined;
+    }
     return (v) => {
+      this.forget(st);
       for (const n of removed) st.known.delete(n);
       this.sendDelta(typeUrl, st, v, [], removed);
     };
@@ -119,8 +152,9 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
   private rewarmEndpoints(clusters: XdsResource[]): void {
     const eds = this.types.get(TypeUrl.ClusterLoadAssignment);
     if (!eds) return;
+    this.forget(eds);
     for (const c of clusters) {
-      const name = edsNameOfCluster(unpackAny<Parameters<typeof edsNameOfCluster>[0]>(c.any).message);
+      const name = edsNameOf(c);
       if (name) eds.known.delete(name);
     }
   }

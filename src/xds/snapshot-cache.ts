@@ -216,7 +216,11 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   private recheck(w: Waiter): void {
     const required = this.requiredTypes(w.nodeId);
     w.verdicts.clear();
-    for (const s of this.streamsByNode.get(w.nodeId) ?? []) w.verdicts.set(s, streamVerdict(s.status().types, w.version, required));
+    for (const s of this.streamsByNode.get(w.nodeId) ?? []) {
+      w.verdicts.set(s, streamVerdict(s.status().types, w.version, required));
+      // One stream's acceptance decides: the others need not be looked at (a node may have a thousand).
+      if (w.verdicts.verdict().kind === 'accepted') break;
+    }
     this.decide(w);
   }
 
