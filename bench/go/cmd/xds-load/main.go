@@ -62,7 +62,7 @@ type proxy struct {
 	seen   map[int]bool
 	// CLA encodings already looked at: a SotW response repeats every unchanged
 	// CLA, and skipping those keeps the client from being the bottleneck.
-	known map[string]struct{}
+	known  map[string]struct{}
 	synced bool
 	opened time.Time
 }
@@ -123,9 +123,6 @@ func clusterNames(res []*anypb.Any) ([]string, error) {
 }
 
 func (p *proxy) runSotw(ctx context.Context, client discovery.AggregatedDiscoveryServiceClient) error {
-	if p.opened.IsZero() {
-		p.opened = time.Now()
-	}
 	s, err := client.StreamAggregatedResources(ctx)
 	if err != nil {
 		return err
@@ -178,9 +175,6 @@ func (p *proxy) runSotw(ctx context.Context, client discovery.AggregatedDiscover
 }
 
 func (p *proxy) runDelta(ctx context.Context, client discovery.AggregatedDiscoveryServiceClient) error {
-	if p.opened.IsZero() {
-		p.opened = time.Now()
-	}
 	s, err := client.DeltaAggregatedResources(ctx)
 	if err != nil {
 		return err
@@ -287,6 +281,8 @@ func main() {
 		go func() {
 			defer wg.Done()
 			defer conn.Close()
+			// Initial sync counts from the first stream's opening, through any reopening.
+			p.opened = time.Now()
 			// A broken stream is reopened, as Envoy does; the bench reports how often.
 			for {
 				var err error
