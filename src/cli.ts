@@ -5,13 +5,14 @@ import { Agent, DEFAULT_ENVOY_GONE_GRACE_MS } from './agent/agent.js';
 import { DEFAULT_PROXY_PORT_RANGE, StableIds } from './ids/stable-ids.js';
 import { KubeYamlDir } from './sources/kube-yaml-dir.js';
 import { assemble, translateModel } from './translate/assemble.js';
-import { formatIssue } from './translate/output.js';
+import { formatIssue } from './issues/issue.js';
 import { anyToJson } from './proto/any.js';
-import { SERVED_TYPES } from './xds/resource-types.js';
+import { SERVED_TYPES } from './resources/types.js';
 import { renderBootstrap } from './envoy/bootstrap.js';
 import { createLogger } from './log.js';
 import { startHealthServer } from './agent/health-server.js';
 import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
+import { KubeStatusWriter } from './status/kube-status.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
 import { removePins } from './redirect/cleanup.js';
 import { DEFAULT_BPF_ROOT } from './redirect/host.js';
@@ -133,6 +134,7 @@ program
       nodeName: o.node,
       kubeDirs: dirs,
       source: kubeConfig ? new KubeApiSource({ kubeConfig, nodeName: o.node, log }) : undefined,
+      status: kubeConfig ? new KubeStatusWriter(kubeConfig, o.node, log) : undefined,
       datapath: o.datapath ? { pinDir: pinDirOf(o), bpfRoot: o.bpfRoot, cgroupDir: o.cgroupDir } : undefined,
       resourceDirs: o.resources ? [o.resources] : [],
       socketPath: o.socket,
@@ -175,10 +177,10 @@ program
     const ports = new StableIds(undefined, o.proxyPorts);
     const proxyPortRange = o.proxyPorts ?? DEFAULT_PROXY_PORT_RANGE;
     const ctx = { nodeName: o.node, proxyPort: (k: string) => ports.idFor(k), proxyAddresses: o.proxyAddress, proxyPortRange };
-    const { snapshot, redirects, issues } = assemble(translateModel(model, ctx));
+    const { resources, redirects, issues } = assemble(translateModel(model, ctx));
     const grouped: Record<string, unknown[]> = {};
     for (const type of SERVED_TYPES) {
-      const list = [...snapshot.get(type).values()].map((r) => anyToJson(r.any));
+      const list = resources.filter((r) => r.typeUrl === type).map((r) => anyToJson(r.any));
       if (list.length) grouped[type.split('.').pop()!] = list;
     }
     const out = { resources: grouped, redirects };

@@ -1,7 +1,7 @@
 // The rules deciding whether a node holds a snapshot version, alone.
 import t from 'tap';
 import { nodeVerdict, streamVerdict, type TypeAck } from '../src/xds/ack-verdict.js';
-import { TypeUrl } from '../src/xds/resource-types.js';
+import { TypeUrl } from '../src/resources/types.js';
 
 const nack = { nodeId: 'n', typeUrl: TypeUrl.Cluster, version: 5, nonce: '9', message: 'bad', resourceNames: ['c'] };
 const ack = (currentThrough: number, ackedThrough: number, rejected = false): TypeAck => ({ currentThrough, ackedThrough, nack: rejected ? nack : undefined });

@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ANY_NODE } from '../src/xds/snapshot-cache.js';
 import { anyToJson } from '../src/proto/any.js';
-import { TypeUrl } from '../src/xds/resource-types.js';
+import { TypeUrl } from '../src/resources/types.js';
 import { addon, BpfMap } from '../src/redirect/bpf.js';
 import { SockLb } from '../src/redirect/datapath.js';
 import { SIZES, svcKey, svcSlot } from '../src/redirect/maps.js';

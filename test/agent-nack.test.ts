@@ -2,7 +2,7 @@
 // are rolled back, a NACK naming nothing withdraws nothing, and another client
 // with the node's id cannot NACK away what the node's Envoy accepted.
 import t from 'tap';
-import { TypeUrl } from '../src/xds/resource-types.js';
+import { TypeUrl } from '../src/resources/types.js';
 import { adsClient, request, sotw } from './helpers/ads-client.js';
 import { startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy, type EnvoyHandle } from './helpers/envoy.js';

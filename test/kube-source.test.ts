@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeApiSource } from '../src/sources/kube-api.js';
+import { KubeStatusWriter } from '../src/status/kube-status.js';
 import type { ModelUpdate } from '../src/sources/source.js';
 import { silentLogger, type Logger } from '../src/log.js';
 import { recordingLogger, startAgent } from './helpers/agent.js';
@@ -40,6 +41,13 @@ function kubeSource(node: string, log: Logger = silentLogger): KubeApiSource {
   return new KubeApiSource({ kubeConfig, nodeName: node, log, debounceMs: 20, maxBackoffMs: 1000 });
 }
 
+/** The agent's inputs and outputs in cluster mode: the informers, and status and Events written back. */
+function kubeWiring(node: string, log: Logger = silentLogger): { source: KubeApiSource; status: KubeStatusWriter; nodeName: string } {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(identity.kubeconfig);
+  return { source: kubeSource(node, log), status: new KubeStatusWriter(kubeConfig, node, log), nodeName: node };
+}
+
 function events(name: string): { reason: string; message: string; type: string }[] {
   const out = cluster.kubectlOk(['get', 'events', '-A', '--field-selector', `involvedObject.name=${name}`, '-o', 'json']);
   return JSON.parse(out).items;
@@ -64,7 +72,7 @@ t.test('Services, EndpointSlices and a CEC from the API server reach Envoy; edit
 
   const node = 'kube-node-a';
   const sourceLog = recordingLogger('info');
-  const agent = await startAgent(t, {}, { source: kubeSource(node, sourceLog.log), nodeName: node });
+  const agent = await startAgent(t, {}, kubeWiring(node, sourceLog.log));
   t.same(agent.agent.issues(), [], 'no issues with objects from the API server');
   const envoy = await startEnvoy(t, agent.bootstrap(node, 'delta'));
   const hosts = async (cluster: string) => (await envoy.clusterHosts(cluster)).join(',');
@@ -130,7 +138,7 @@ t.test('HTTPRoute parents get Accepted and ResolvedRefs', async (t) => {
     httpRoute('echo', { parentRefs: [{ group: '', kind: 'Service', name: 'echo', port: 8080 }], rules: [{ backendRefs: [{ name: backend, port: 8080 }] }] }, ns);
   cluster.apply([allocated(service('echo', [{ port: 8080, name: 'http' }], { namespace: ns })), route('missing')]);
   const node = 'kube-node-b';
-  const agent = await startAgent(t, {}, { source: kubeSource(node), nodeName: node });
+  const agent = await startAgent(t, {}, kubeWiring(node));
   const conditions = async () => {
     const r = JSON.parse(cluster.kubectlOk(['get', 'httproute', '-n', ns, 'echo', '-o', 'json']));
     const ours = (r.status?.parents ?? []).find((p: any) => p.controllerName === 'sluice.io/mesh');
@@ -158,7 +166,7 @@ t.test('a backendRef into another namespace is RefNotPermitted until a Reference
     allocated(service('api', [{ port: 8080, name: 'http' }], { namespace: 'producer' })),
     route,
   ]);
-  const agent = await startAgent(t, {}, { source: kubeSource('kube-node-d'), nodeName: 'kube-node-d' });
+  const agent = await startAgent(t, {}, kubeWiring('kube-node-d'));
   const resolved = async () => {
     const r = JSON.parse(cluster.kubectlOk(['get', 'httproute', '-n', 'consumer', 'cross', '-o', 'json']));
     return (r.status?.parents ?? []).find((p: any) => p.controllerName === 'sluice.io/mesh')?.conditions.find((c: any) => c.type === 'ResolvedRefs');

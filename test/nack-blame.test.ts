@@ -2,7 +2,7 @@
 import t from 'tap';
 import { anyFromJson } from '../src/proto/any.js';
 import type { ObjectTranslation } from '../src/translate/output.js';
-import { TypeUrl } from '../src/xds/resource-types.js';
+import { TypeUrl } from '../src/resources/types.js';
 import { changedSince, namedCulprits } from '../src/agent/nack-blame.js';
 import { edsCluster, listener } from './helpers/resources.js';
 

@@ -96,8 +96,8 @@ t.test("generated resources keep their name against any written one, whatever th
   const route = httpRoute('r', { parentRefs: [{ group: '', kind: 'Service', name: 'payments', port: 80 }], rules: [{ backendRefs: [{ name: 'payments', port: 80 }] }] }, 'prod');
   // A clusterwide config (translated before the HTTPRoute) and a namespaced one of prod write the generated names.
   const m = model(...payments, route, ccec('admin', { resources: [cla('prod/payments:80'), routeConfig('gamma/prod/payments:80')] }), cec('mine', { resources: [cla('prod/payments:80', '10.7.7.7')] }, 'prod'));
-  const { snapshot, issues, owners } = assemble(translateModel(m, ctx));
-  const served = anyToJson(snapshot.get(`${T}envoy.config.endpoint.v3.ClusterLoadAssignment`).get('prod/payments:80')!.any) as any;
+  const { resources, issues, owners } = assemble(translateModel(m, ctx));
+  const served = anyToJson(resources.find((r) => r.typeUrl === `${T}envoy.config.endpoint.v3.ClusterLoadAssignment` && r.name === 'prod/payments:80')!.any) as any;
   t.equal(served.endpoints[0].lbEndpoints[0].endpoint.address.socketAddress.address, '10.1.0.1', "the Service's real endpoints are served");
   t.equal(owners.get(`${T}envoy.config.route.v3.RouteConfiguration/gamma/prod/payments:80`), 'Service prod/payments:80', 'the GAMMA route config is the agent\'s');
   t.same(issues.map((i) => `${i.object}: ${i.field}`).sort(), [

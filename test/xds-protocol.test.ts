@@ -1,7 +1,7 @@
 // ADS protocol details, driven by a bare gRPC client against the real server.
 import t from 'tap';
 import { anyFromJson, unpackAny, type Any } from '../src/proto/any.js';
-import { TypeUrl } from '../src/xds/resource-types.js';
+import { TypeUrl } from '../src/resources/types.js';
 import { Snapshot } from '../src/xds/snapshot.js';
 import { ANY_NODE, SnapshotCache } from '../src/xds/snapshot-cache.js';
 import { XdsServer } from '../src/xds/server.js';

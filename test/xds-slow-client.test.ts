@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { unpackAny } from '../src/proto/any.js';
-import { TypeUrl } from '../src/xds/resource-types.js';
+import { TypeUrl } from '../src/resources/types.js';
 import { adsClient, delta, deltaRequest, request, sotw } from './helpers/ads-client.js';
 import { eventually } from './helpers/envoy.js';
 

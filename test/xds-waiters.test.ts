@@ -3,7 +3,7 @@
 // plain objects whose per-type ACK state the test sets by hand.
 import t from 'tap';
 import { anyFromJson } from '../src/proto/any.js';
-import { TypeUrl } from '../src/xds/resource-types.js';
+import { TypeUrl } from '../src/resources/types.js';
 import { Snapshot } from '../src/xds/snapshot.js';
 import { SnapshotCache, type CacheStream, type StreamStatus } from '../src/xds/snapshot-cache.js';
 import type { TypeAck } from '../src/xds/ack-verdict.js';

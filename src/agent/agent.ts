@@ -4,11 +4,14 @@ import { Model } from '../model/model.js';
 import { EnvoyResourceDir } from '../sources/envoy-resource-dir.js';
 import { KubeYamlDir } from '../sources/kube-yaml-dir.js';
 import type { ModelSource, ModelUpdate } from '../sources/source.js';
+import type { StatusWriter } from '../status/report.js';
 import { watchDir } from '../sources/watch-dir.js';
 import { assemble, translateModel } from '../translate/assemble.js';
 import { TranslationMemo } from '../translate/memo.js';
-import { formatIssue, type ObjectTranslation, type ServiceRedirect, type TranslationIssue } from '../translate/output.js';
+import { formatIssue, type TranslationIssue } from '../issues/issue.js';
+import { type ObjectTranslation, type ServiceRedirect } from '../translate/output.js';
 import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
+import { Snapshot } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
 import { LastGood } from './last-good.js';
 import { AgentMetrics } from './metrics.js';
@@ -18,7 +21,7 @@ import { serviceOfKey } from '../redirect/desired.js';
 import { ServiceDatapath, type ServiceDatapathOptions } from './service-datapath.js';
 import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap } from '../ids/stable-ids.js';
 import type { Unplaced } from '../redirect/apply.js';
-import { TypeUrl } from '../xds/resource-types.js';
+import { TypeUrl } from '../resources/types.js';
 import { ProxyPorts } from './proxy-ports.js';
 
 export interface AgentOptions {
@@ -28,6 +31,8 @@ export interface AgentOptions {
   kubeDirs?: string[];
   /** A model source other than YAML files, e.g. the Kubernetes API. */
   source?: ModelSource;
+  /** Where each version's issues and route status go back to (cluster mode: status and Events). */
+  status?: StatusWriter;
   /** Directories of raw Envoy resources (proto3 JSON/YAML with @type). */
   resourceDirs?: string[];
   socketPath?: string;
@@ -180,7 +185,8 @@ export class Agent {
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));
-      const { snapshot, redirects, issues } = assemble(units);
+      const { resources, redirects, issues } = assemble(units);
+      const snapshot = Snapshot.fromResources(resources);
       const allIssues = [...this.sourceIssues, ...issues];
       this.reportIssues(allIssues);
       this.units = new Map(units.map((u) => [u.object, u]));
@@ -195,7 +201,7 @@ export class Agent {
       portFreed = ports.retry;
       this.followAck(this.version, this.units, listeners);
       this.applyDatapath();
-      for (const s of this.sources) s.report?.({ model: this.model, issues: [...allIssues, ...this.datapathIssues] });
+      this.opts.status?.write({ model: this.model, issues: [...allIssues, ...this.datapathIssues] });
     } catch (e) {
       log.error({ err: e }, 'publish failed; the previous snapshot keeps serving');
     }
@@ -395,6 +401,7 @@ export class Agent {
     this.datapath?.close();
     for (const u of this.unwatch) u();
     for (const s of this.sources) await s.stop();
+    await this.opts.status?.stop();
     await this.server.stop();
   }
 }

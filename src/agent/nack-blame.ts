@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { ObjectTranslation } from '../translate/output.js';
 import type { NackInfo } from '../xds/snapshot-cache.js';
-import { toXdsResource } from '../xds/snapshot.js';
+import { toXdsResource } from '../resources/resource.js';
 
 export function fingerprint(u: Pick<ObjectTranslation, 'resources'>): string {
   const h = createHash('sha256');

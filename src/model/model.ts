@@ -16,6 +16,9 @@ import { objectKey } from './objects.js';
 
 type ByKind = { [K in Kind]: Extract<ModelObject, { kind: K }> };
 
+/** Keys ("ns/name") of the objects added, changed or removed, by kind. */
+export type ModelChanges = ReadonlyMap<Kind, ReadonlySet<string>>;
+
 /** Where an object came from, so errors can point at the file and document. */
 export interface Origin {
   file?: string;
@@ -54,6 +57,28 @@ export class Model {
 
   get<K extends Kind>(kind: K, key: string): ByKind[K] | undefined {
     return this.byKind.get(kind)?.get(key) as ByKind[K] | undefined;
+  }
+
+  /**
+   * What differs from an earlier model. Objects are compared by identity:
+   * sources hand out the same object while it is unchanged, and a kind whose
+   * map is shared with the earlier model costs nothing.
+   */
+  changesSince(prev: Model): ModelChanges {
+    const changes = new Map<Kind, Set<string>>();
+    const note = (kind: Kind, key: string) => {
+      let keys = changes.get(kind);
+      if (!keys) changes.set(kind, (keys = new Set()));
+      keys.add(key);
+    };
+    for (const kind of new Set([...this.byKind.keys(), ...prev.byKind.keys()])) {
+      const now = this.byKind.get(kind) ?? EMPTY;
+      const before = prev.byKind.get(kind) ?? EMPTY;
+      if (now === before) continue;
+      for (const [key, o] of now) if (before.get(key) !== o) note(kind, key);
+      for (const key of before.keys()) if (!now.has(key)) note(kind, key);
+    }
+    return changes;
   }
 
   originOf(o: ModelObject): Origin | undefined {
@@ -106,3 +131,5 @@ export class Model {
     return this.list('ReferenceGrant');
   }
 }
+
+const EMPTY: ReadonlyMap<string, ModelObject> = new Map();

@@ -1,6 +1,6 @@
 import type { Any } from '../proto/any.js';
 import { anyFromJson } from '../proto/any.js';
-import { toXdsResource, type XdsResource } from '../xds/snapshot.js';
+import { toXdsResource, type XdsResource } from '../resources/resource.js';
 import { YamlTree, type YamlDoc } from './yaml-files.js';
 
 export interface ResourceError {

@@ -6,10 +6,9 @@ import { ADD, DELETE, ERROR, KubeConfig, KubernetesObjectApi, ListWatch, UPDATE,
 import type { Logger } from '../log.js';
 import { Model } from '../model/model.js';
 import { API_VERSIONS, type Kind } from '../model/objects.js';
-import type { TranslationIssue } from '../translate/output.js';
+import type { TranslationIssue } from '../issues/issue.js';
 import { checkKubeObject, type Checked } from './kube-objects.js';
-import { KubeStatusWriter } from './kube-status.js';
-import type { ModelSource, ModelUpdate, StatusReport } from './source.js';
+import type { ModelSource, ModelUpdate } from './source.js';
 
 interface Watched {
   kind: Kind;
@@ -111,16 +110,13 @@ function describeError(e: unknown): string {
 /** Cluster state from the Kubernetes API: what `sluice agent --source kube` reads. */
 export class KubeApiSource implements ModelSource {
   private readonly informers: Informer[] = [];
-  private readonly status: KubeStatusWriter;
   private onChange: ((u: ModelUpdate) => void) | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Every kind has settled: from here on a change is a new model. Before, a model would be missing whole kinds. */
   private delivering = false;
 
-  constructor(private readonly opts: KubeApiSourceOptions) {
-    this.status = new KubeStatusWriter(opts.kubeConfig, opts.nodeName, opts.log);
-  }
+  constructor(private readonly opts: KubeApiSourceOptions) {}
 
   /** Every kind has been listed at least once. */
   get synced(): boolean {
@@ -260,10 +256,6 @@ export class KubeApiSource implements ModelSource {
     if (!this.stopped) this.onChange?.(this.read());
   }
 
-  report(report: StatusReport): void {
-    this.status.write(report);
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.debounce);
@@ -272,7 +264,6 @@ export class KubeApiSource implements ModelSource {
       clearTimeout(inf.retry);
       await inf.lw.stop();
     }
-    await this.status.stop();
   }
 }
 

@@ -1,7 +1,7 @@
 // Turns a parsed YAML document into a model object, or says precisely why not.
 import type { Origin } from '../model/model.js';
 import { API_VERSIONS, CLUSTER_SCOPED, type Kind, type ModelObject } from '../model/objects.js';
-import type { TranslationIssue } from '../translate/output.js';
+import type { TranslationIssue } from '../issues/issue.js';
 
 export type Checked = { object: ModelObject; origin: Origin } | { issue: TranslationIssue } | { ignored: string };
 

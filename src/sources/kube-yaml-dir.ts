@@ -1,6 +1,6 @@
 import { Model } from '../model/model.js';
 import { describeObject, objectKey } from '../model/objects.js';
-import type { TranslationIssue } from '../translate/output.js';
+import type { TranslationIssue } from '../issues/issue.js';
 import { checkKubeObject, type Checked } from './kube-objects.js';
 import type { ModelSource, ModelUpdate } from './source.js';
 import { watchDir } from './watch-dir.js';

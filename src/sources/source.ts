@@ -1,16 +1,9 @@
 import type { Model } from '../model/model.js';
-import type { TranslationIssue } from '../translate/output.js';
+import type { TranslationIssue } from '../issues/issue.js';
 
 export interface ModelUpdate {
   model: Model;
   /** Objects the source could not read, each named with its file and field. */
-  issues: TranslationIssue[];
-}
-
-/** What the agent made of the model, for sources that can write status back. */
-export interface StatusReport {
-  model: Model;
-  /** Every current issue, including the source's own. */
   issues: TranslationIssue[];
 }
 
@@ -20,6 +13,4 @@ export interface ModelSource {
   stop(): Promise<void>;
   /** Before the first model: what the source still waits for, said so an operator can act on it. */
   pending?(): string[];
-  /** Called after each published version; the Kubernetes source turns it into status and Events. */
-  report?(report: StatusReport): void;
 }

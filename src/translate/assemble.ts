@@ -1,13 +1,14 @@
 import type { Model } from '../model/model.js';
-import { Snapshot, toXdsResource, type XdsResource } from '../xds/snapshot.js';
+import { toXdsResource, type XdsResource } from '../resources/resource.js';
 import type { TranslateContext } from './context.js';
 import type { TranslationMemo } from './memo.js';
 import { translateEnvoyConfigs } from './envoy-config.js';
 import { translateHttpRoutes } from './httproute-mesh.js';
 import type { Any } from '../proto/any.js';
-import { TypeUrl } from '../xds/resource-types.js';
+import { TypeUrl } from '../resources/types.js';
 import { ListenerBindings } from './listener-bindings.js';
-import type { ObjectTranslation, ServiceRedirect, TranslationIssue } from './output.js';
+import type { TranslationIssue } from '../issues/issue.js';
+import type { ObjectTranslation, ServiceRedirect } from './output.js';
 
 /** Every object of the model that yields Envoy config, translated independently. */
 export function translateModel(model: Model, ctx: TranslateContext, memo?: TranslationMemo): ObjectTranslation[] {
@@ -17,7 +18,8 @@ export function translateModel(model: Model, ctx: TranslateContext, memo?: Trans
 }
 
 export interface Assembly {
-  snapshot: Snapshot;
+  /** The desired xDS resources, each name once per type; the xDS room builds snapshots of them. */
+  resources: XdsResource[];
   redirects: ServiceRedirect[];
   issues: TranslationIssue[];
   /** "typeUrl/name" -> the object that produced it. */
@@ -25,7 +27,7 @@ export interface Assembly {
 }
 
 /**
- * Joins per-object translations into one snapshot. The same resource from two
+ * Joins per-object translations into one set of resources. The same resource from two
  * objects is fine when identical (two configs naming one backend Service).
  * Differing ones conflict: what the agent generates (a Service's endpoints, a
  * GAMMA listener) keeps its name against anything a config wrote, whatever
@@ -78,5 +80,5 @@ export function assemble(units: ObjectTranslation[]): Assembly {
     for (const u of units) if (!!u.clusterScoped === scoped) written(u, (any) => !isAllocated(u)(any));
   // Traffic is steered only to a listener its object kept: a lost one would steer into someone else's.
   for (const u of units) redirects.push(...u.redirects.filter((r) => owners.get(`${TypeUrl.Listener}/${r.listener}`) === u.object));
-  return { snapshot: Snapshot.fromResources(byId.values()), redirects, issues, owners };
+  return { resources: [...byId.values()], redirects, issues, owners };
 }

@@ -4,7 +4,7 @@ import type { CiliumClusterwideEnvoyConfig, CiliumEnvoyConfig, Service } from '.
 import { describeObject } from '../model/objects.js';
 import { anyFromJson, anyToJson, type Any } from '../proto/any.js';
 import { ProtoJsonError } from '../proto/json.js';
-import { isServedType, SERVED_TYPES, TypeUrl } from '../xds/resource-types.js';
+import { isServedType, SERVED_TYPES, TypeUrl } from '../resources/types.js';
 import { backendClusterName, loadAssignment, readyBackends } from './backends.js';
 import type { TranslateContext } from './context.js';
 import { proxyListenerAddress } from './envoy-json.js';

@@ -18,7 +18,8 @@ import { fromProtoJson, ProtoJsonError } from '../proto/json.js';
 import { backendClusterName, edsCluster, findServicePort, loadAssignment, readyBackends } from './backends.js';
 import type { TranslateContext } from './context.js';
 import { httpFilterChain, httpListener } from './envoy-json.js';
-import type { ObjectTranslation, TranslationIssue } from './output.js';
+import type { TranslationIssue } from '../issues/issue.js';
+import type { ObjectTranslation } from './output.js';
 import { podPrefixesByNamespace } from './pod-addresses.js';
 import { referenceGranted } from './reference-grant.js';
 

@@ -2,8 +2,8 @@
 // another listener holds, so two objects asking for one socket are settled
 // here, in assembly order, rather than by a NACK that blames whichever came last.
 import { unpackAny } from '../proto/any.js';
-import { TypeUrl } from '../xds/resource-types.js';
-import type { XdsResource } from '../xds/snapshot.js';
+import { TypeUrl } from '../resources/types.js';
+import type { XdsResource } from '../resources/resource.js';
 
 interface SocketAddress {
   protocol?: number;

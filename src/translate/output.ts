@@ -1,17 +1,5 @@
 import type { Any } from '../proto/any.js';
-import type { Origin } from '../model/model.js';
-
-/** A problem with one object, pointing at the field responsible. */
-export interface TranslationIssue {
-  /** "Kind ns/name". */
-  object: string;
-  origin?: Origin;
-  /** Path into the object, e.g. spec.resources[1].filter_chains[0]. */
-  field: string;
-  message: string;
-  /** Why, as one CamelCase word for Kubernetes Events; absent means the object is invalid as written. */
-  reason?: 'EnvoyRejected';
-}
+import type { TranslationIssue } from '../issues/issue.js';
 
 /** Service traffic the datapath should steer into a node-local Envoy listener. */
 export interface ServiceRedirect {
@@ -51,10 +39,4 @@ export interface ObjectTranslation {
    * the agent keeps serving its last good translation instead.
    */
   rejected?: boolean;
-}
-
-/** Formats an issue for logs and CLI output: file, object, field, message. */
-export function formatIssue(i: TranslationIssue): string {
-  const where = i.origin?.file ? `${i.origin.file}${i.origin.index !== undefined ? `[${i.origin.index}]` : ''}: ` : '';
-  return `${where}${i.object}: ${i.field}: ${i.message}`;
 }

@@ -13,7 +13,7 @@
 // Works on canonical proto3 JSON (camelCase, every Any expanded with @type).
 
 import { applyWellKnown } from './well-known.js';
-import { isServedType } from '../xds/resource-types.js';
+import { isServedType } from '../resources/types.js';
 
 type Json = Record<string, any>;
 

@@ -1,7 +1,7 @@
 // Gateway API status for mesh (GAMMA) HTTPRoutes: what sluice says about each
 // Service parent, derived from the route's translation issues. Pure.
 import type { HTTPRoute, ParentReference } from '../model/objects.js';
-import type { TranslationIssue } from './output.js';
+import type { TranslationIssue } from '../issues/issue.js';
 
 export const CONTROLLER_NAME = 'sluice.io/mesh';
 

@@ -3,7 +3,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Node } from '../gen/envoy/config/core/v3/base.js';
 import type { Status } from '../gen/google/rpc/status.js';
 import type { Logger } from '../log.js';
-import { APPLY_ORDER, isServedType, REMOVE_ORDER, waitsForEarlierTypes, type XdsTypeUrl } from './resource-types.js';
+import { APPLY_ORDER, isServedType, REMOVE_ORDER, waitsForEarlierTypes, type XdsTypeUrl } from '../resources/types.js';
 import type { Snapshot } from './snapshot.js';
 import type { TypeAck } from './ack-verdict.js';
 import type { CacheStream, NackInfo, SnapshotCache, StreamStatus } from './snapshot-cache.js';

@@ -1,8 +1,9 @@
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { AdsStream, CONTROL_PLANE_ID, newTypeState, type Send, type TypeState } from './ads-stream.js';
 import { unpackAny } from '../proto/any.js';
-import { edsNameOfCluster, isFullStateType, TypeUrl, type XdsTypeUrl } from './resource-types.js';
-import type { Snapshot, XdsResource } from './snapshot.js';
+import { edsNameOfCluster, isFullStateType, TypeUrl, type XdsTypeUrl } from '../resources/types.js';
+import type { Snapshot } from './snapshot.js';
+import type { XdsResource } from '../resources/resource.js';
 
 interface DeltaState extends TypeState {
   wildcard: boolean;

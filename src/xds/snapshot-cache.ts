@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { nodeVerdict, streamVerdict, type TypeAck, type Verdict } from './ack-verdict.js';
-import { isFullStateType, SERVED_TYPES, TypeUrl } from './resource-types.js';
+import { isFullStateType, SERVED_TYPES, TypeUrl } from '../resources/types.js';
 import { Snapshot } from './snapshot.js';
 
 /** Where one ADS stream stands against the snapshots it has been given. */

@@ -1,15 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { Any } from '../proto/any.js';
-import { unpackAny } from '../proto/any.js';
-import { isServedType, resourceNameOf, SERVED_TYPES, type XdsTypeUrl } from './resource-types.js';
-
-export interface XdsResource {
-  readonly typeUrl: XdsTypeUrl;
-  readonly name: string;
-  readonly any: Any;
-  /** Content hash: equal bytes, equal version, so unchanged resources are never resent. */
-  readonly version: string;
-}
+import { SERVED_TYPES, type XdsTypeUrl } from '../resources/types.js';
+import { toXdsResource, type XdsResource } from '../resources/resource.js';
 
 export class SnapshotError extends Error {}
 
@@ -52,27 +43,3 @@ export class Snapshot {
 }
 
 const EMPTY: ReadonlyMap<string, XdsResource> = new Map();
-
-export function contentVersion(any: Any): string {
-  return createHash('sha256').update(any.value).digest('base64url').slice(0, 16);
-}
-
-// Translations are memoized per object, so the same Any objects come back on
-// every publish; decoding and hashing them once is enough.
-const described = new WeakMap<Any, XdsResource>();
-
-export function toXdsResource(any: Any): XdsResource {
-  const known = described.get(any);
-  if (known) return known;
-  const r = describeResource(any);
-  described.set(any, r);
-  return r;
-}
-
-function describeResource(any: Any): XdsResource {
-  if (!isServedType(any.typeUrl)) throw new SnapshotError(`type ${any.typeUrl} is not served over xDS`);
-  const { message } = unpackAny<{ name?: string; clusterName?: string }>(any);
-  const name = resourceNameOf(any.typeUrl, message);
-  if (!name) throw new SnapshotError(`a ${any.typeUrl} without a name`);
-  return { typeUrl: any.typeUrl, name, any, version: contentVersion(any) };
-}

@@ -1,7 +1,8 @@
 import type { DiscoveryRequest, DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery.js';
 import { AdsStream, CONTROL_PLANE_ID, newTypeState, type RequestKind, type Send, type TypeState } from './ads-stream.js';
-import { isFullStateType, type XdsTypeUrl } from './resource-types.js';
-import type { Snapshot, XdsResource } from './snapshot.js';
+import { isFullStateType, type XdsTypeUrl } from '../resources/types.js';
+import type { Snapshot } from './snapshot.js';
+import type { XdsResource } from '../resources/resource.js';
 import { EncodedResources, withEncodedResources } from './encoded-resources.js';
 
 /** Shared by every stream: the key names the content, so any stream may reuse another's bytes. */

@@ -8,6 +8,7 @@ import { Agent } from '../../src/agent/agent.js';
 import type { ServiceDatapathOptions } from '../../src/agent/service-datapath.js';
 import type { Logger } from '../../src/log.js';
 import type { ModelSource } from '../../src/sources/source.js';
+import type { StatusWriter } from '../../src/status/report.js';
 import { renderBootstrap, type AdsFlavour } from '../../src/envoy/bootstrap.js';
 
 export interface TestAgent {
@@ -33,6 +34,8 @@ export interface StartOptions {
   nodeName?: string;
   /** Read cluster state from this source (the Kubernetes API, say) instead of files. */
   source?: ModelSource;
+  /** Where status and Events go (cluster mode). */
+  status?: StatusWriter;
   /** Where address-less listeners bind (default loopback: the agent runs without a datapath). */
   proxyAddresses?: { v4: string; v6: string };
   proxyPortRange?: [number, number];
@@ -76,6 +79,7 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     stateDir: join(dir, 'state'),
     proxyPortRange: opts.proxyPortRange ?? proxyPortRange(),
     datapath: opts.datapath,
+    status: opts.status,
     // The agent runs in the machine's namespace: with a datapath it must add nothing to the machine's lo.
     proxyAddresses: opts.proxyAddresses ?? (opts.datapath ? { v4: '127.0.0.1', v6: '::1' } : undefined),
     socketPath,

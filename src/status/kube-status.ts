@@ -5,9 +5,9 @@ import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOption
 import type { Logger } from '../log.js';
 import type { Model } from '../model/model.js';
 import { API_VERSIONS, type HTTPRoute, type Kind, type ModelObject } from '../model/objects.js';
-import type { TranslationIssue } from '../translate/output.js';
+import type { TranslationIssue } from '../issues/issue.js';
 import { CONTROLLER_NAME, routeParentStatuses, type RouteParentStatus } from '../translate/route-status.js';
-import type { StatusReport } from './source.js';
+import type { StatusReport, StatusWriter } from './report.js';
 
 /** Events a single report may create, so a broken rollout cannot flood the API server. */
 const MAX_EVENTS_PER_REPORT = 50;
@@ -50,7 +50,7 @@ function sameStatus(want: RouteParentStatus[], had: StoredParent[]): boolean {
   });
 }
 
-export class KubeStatusWriter {
+export class KubeStatusWriter implements StatusWriter {
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
   /** Issues already reported as Events, so each is reported once while it lasts. */
