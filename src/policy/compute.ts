@@ -2,7 +2,7 @@
 // listeners' input and the problems out. Pure but for the id allocators.
 import type { Model } from '../model/model.js';
 import { describeObject, type KubeObject } from '../model/objects.js';
-import type { TranslationIssue } from '../translate/output.js';
+import type { TranslationIssue } from '../issues/issue.js';
 import { parseCiliumPolicy } from './cilium-rules.js';
 import type { EndpointEntry, PolicyDatapathState, PolicyEntry } from './datapath-state.js';
 import { Rank, buildEntries, type Contribution } from './entries.js';
