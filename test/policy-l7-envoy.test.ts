@@ -43,9 +43,19 @@ const rule1 = cnp('rule1', {
   ingress: [{ fromEndpoints: [{ matchLabels: { org: 'empire' } }], toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http } }] }],
 });
 
+// Egress from the tiefighter: by the peer's identity, and by a CIDR whose except (and the pods' own identities) carve addresses out.
+const rule2 = cnp('rule2', {
+  endpointSelector: { matchLabels: { class: 'tiefighter' } },
+  egress: [
+    { toEndpoints: [{ matchLabels: { class: 'deathstar' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/ok', headerMatches: [{ name: 'X-Egress', value: '1', mismatch: 'ADD' }] }] } }] },
+    { toCIDRSet: [{ cidr: '10.250.0.0/16', except: ['10.250.2.0/24'] }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/cidr' }] } }] },
+  ],
+});
+
 /** Starts the echo server of netns-server.mjs in a pod netns; stopped by PID at teardown. */
-function echoServer(t: { teardown(fn: () => unknown): void }, peer: PeerNetns, ip: string, port: number, name: string): Promise<void> {
-  const c = spawn('nsenter', [`--net=/var/run/netns/${peer.ns}`, process.execPath, `${here}netns-server.mjs`, JSON.stringify({ echo: [{ ip, port, name }] })], { stdio: ['ignore', 'pipe', 'inherit'] });
+function echoServer(t: { teardown(fn: () => unknown): void }, peer: PeerNetns, ip: string, ports: number[], name: string): Promise<void> {
+  const echo = ports.map((port) => ({ ip, port, name }));
+  const c = spawn('nsenter', [`--net=/var/run/netns/${peer.ns}`, process.execPath, `${here}netns-server.mjs`, JSON.stringify({ echo })], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => stopChild(c));
   return new Promise((resolve, reject) => {
     c.stdout!.on('data', (d) => String(d).includes('ready') && resolve());
@@ -58,7 +68,7 @@ function echoServer(t: { teardown(fn: () => unknown): void }, peer: PeerNetns, i
  * deathstar's port 80 goes to the proxy port, keeping its destination; and
  * counters of the Envoy's upstream packets to it, with and without the mark.
  */
-function tproxy(node: NetnsWorld, proxyPort: number): () => { marked: number; unmarked: number } {
+function tproxy(node: NetnsWorld, proxyPort: number, egressPort: number): () => { marked: number; unmarked: number } {
   node.sh('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
   node.sh('ip', ['rule', 'add', 'fwmark', '0x1', 'lookup', '100']);
   node.sh('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100']);
@@ -66,6 +76,7 @@ function tproxy(node: NetnsWorld, proxyPort: number): () => { marked: number; un
   chain pre {
     type filter hook prerouting priority mangle; policy accept;
     ip daddr ${DEATHSTAR} tcp dport 80 tproxy to ${PROXY.v4}:${proxyPort} meta mark set 0x1 accept
+    ip saddr ${TIEFIGHTER} tcp dport 8080 tproxy to ${PROXY.v4}:${egressPort} meta mark set 0x1 accept
   }
   chain out {
     type filter hook output priority mangle; policy accept;
@@ -90,11 +101,14 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
   const deathstar = node.peer();
   t.same([tiefighter.ip4, xwing.ip4, deathstar.ip4], [TIEFIGHTER, XWING, DEATHSTAR]);
   t.same(addProxyAddresses(PROXY, (args) => void node.sh('ip', args)), []);
-  await echoServer(t, deathstar, DEATHSTAR, 80, 'deathstar');
+  await echoServer(t, deathstar, DEATHSTAR, [80, 8080], 'deathstar');
 
-  const agent = await startAgent(t, { 'world.yaml': [...pods, rule1] }, { kube: true, nodeName: NODE, proxyAddresses: PROXY });
+  const agent = await startAgent(t, { 'world.yaml': [...pods, rule1, rule2] }, { kube: true, nodeName: NODE, proxyAddresses: PROXY });
   t.same(agent.agent.issues(), [], 'the policy translates without issues');
-  const redirects = agent.agent.policy.desired.entries.filter((e) => e.verdict === 'redirect');
+  const all = agent.agent.policy.desired.entries.filter((e) => e.verdict === 'redirect');
+  const redirects = all.filter((e) => e.direction === 'ingress');
+  const egressPort = all.find((e) => e.direction === 'egress')?.proxyPort;
+  t.ok(egressPort && egressPort !== redirects[0]?.proxyPort, 'the egress rules have a listener of their own');
   t.ok(redirects.length > 0, 'traffic from the empire to port 80 is redirected');
   const proxyPort = redirects[0].proxyPort!;
   t.ok(redirects.every((e) => e.proxyPort === proxyPort && e.listener === redirects[0].listener), `every redirect goes to listener ${redirects[0].listener} on proxy port ${proxyPort}`);
@@ -107,7 +121,7 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
   await eventually(() => agent.agent.policy.acked.entries.some((e) => e.verdict === 'redirect' && e.proxyPort === proxyPort), 5000, 'the ACK-gated state');
   t.same(
     agent.agent.policy.acked.entries.filter((e) => e.verdict === 'redirect'),
-    redirects,
+    all,
     'once Envoy ACKed the listener, the gated state carries the redirects',
   );
   const dump = await envoy.configDump();
@@ -118,9 +132,9 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
   t.equal(cluster?.type, 'ORIGINAL_DST');
   t.equal(cluster?.upstream_bind_config?.socket_options?.[0]?.int_value, String(PROXY_UPSTREAM_MARK), 'upstream sockets carry the mark');
 
-  const counters = tproxy(node, proxyPort);
+  const counters = tproxy(node, proxyPort, egressPort!);
   const req = (path: string, method = 'GET', headers: Record<string, string> = {}) => ({ op: 'http', host: DEATHSTAR, port: 80, path, method, headers });
-  const [landing, exhaust, secretOk, secretNo, mode, modeOk, add, del, delOk, log, strictOk, strictNo, item, itemHost] = tiefighter.client([
+  const [landing, exhaust, secretOk, secretNo, mode, modeOk, add, addMissing, del, delOk, log, strictOk, strictNo, item, itemHost] = tiefighter.client([
     req('/v1/request-landing', 'POST'),
     req('/v1/exhaust-port', 'PUT'),
     req('/v1/secret', 'GET', { 'X-Token': 'abc' }),
@@ -128,6 +142,7 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
     req('/v1/mode', 'GET', { 'X-Mode': 'reckless' }),
     req('/v1/mode', 'GET', { 'X-Mode': 'safe' }),
     req('/v1/add', 'GET', { 'X-Added': 'no' }),
+    req('/v1/add'),
     req('/v1/delete', 'GET', { 'X-Secret': 'leak' }),
     req('/v1/delete', 'GET', { 'X-Secret': 'ok' }),
     req('/v1/log', 'GET', { 'X-Log': 'bad' }),
@@ -148,6 +163,7 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
   t.same([mode.status, seen(mode).headers['x-mode']], [200, 'safe'], 'headerMatches REPLACE: a mismatched value passes, replaced');
   t.same([modeOk.status, seen(modeOk).headers['x-mode']], [200, 'safe'], '...a matching one passes as it is');
   t.same([add.status, seen(add).headers['x-added']], [200, 'no, yes'], 'headerMatches ADD: the value is added beside the mismatched one');
+  t.same([addMissing.status, seen(addMissing).headers['x-added']], [200, 'yes'], '...and added when the header is missing');
   t.same([del.status, seen(del).headers['x-secret']], [200, undefined], 'headerMatches DELETE: a mismatched header is removed');
   t.same([delOk.status, seen(delOk).headers['x-secret']], [200, 'ok'], '...a matching one is kept');
   t.same([log.status, seen(log).headers['x-log']], [200, 'bad'], 'headerMatches LOG: passes unchanged...');
@@ -158,6 +174,12 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
 
   const [xw] = xwing.client([req('/v1/request-landing', 'POST')]);
   t.same([xw[0].status, xw[0].backend], [403, DENIED_BODY], 'xwing, a peer no rule names, gets 403 for the same request');
+
+  const egress = (path: string, method = 'GET') => ({ op: 'http', host: DEATHSTAR, port: 8080, path, method });
+  const [ok, post, cidr] = tiefighter.client([egress('/ok'), egress('/ok', 'POST'), egress('/cidr')]).map((r: any[]) => r[0]);
+  t.same([ok.status, seen(ok).headers['x-egress'], seen(ok).local], [200, '1', `${DEATHSTAR}:8080`], 'egress: GET /ok to the deathstar passes, the missing header added');
+  t.same([post.status, post.backend], [403, DENIED_BODY], 'egress: POST /ok is refused');
+  t.equal(cidr.status, 403, "egress: the CIDR rule does not cover the deathstar, a pod with an identity of its own");
 
   const { marked, unmarked } = counters();
   t.ok(marked > 0, `Envoy's upstream packets to the deathstar carry mark ${PROXY_UPSTREAM_MARK.toString(16)} (${marked} seen)`);

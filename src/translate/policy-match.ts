@@ -10,10 +10,12 @@ export type HeaderMatch = L7Rule['headerMatches'][number];
 /** method, path and host are whole-value RE2 regexes (Envoy's safe_regex matches the whole value), as in Cilium. */
 const regex = (name: string, re: string): Json => ({ name, string_match: { safe_regex: { regex: re } } });
 
-/** Present, or equal to the value when one is given. */
+/** Present, or equal to the value when one is given; inverted, absent or different (an absent header is no match for Envoy either way round). */
 export function headerIs(h: { name: string; value?: string }, invert = false): Json {
-  const m: Json = h.value === undefined ? { name: h.name.toLowerCase(), present_match: true } : { name: h.name.toLowerCase(), string_match: { exact: h.value } };
-  return invert ? { ...m, invert_match: true } : m;
+  const name = h.name.toLowerCase();
+  if (h.value === undefined) return { name, present_match: !invert };
+  const m = { name, string_match: { exact: h.value } };
+  return invert ? { ...m, invert_match: true, treat_missing_header_as_empty: true } : m;
 }
 
 /**
