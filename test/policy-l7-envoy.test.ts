@@ -190,4 +190,11 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
   await eventually(() => agent.agent.policy.desired.entries.length === 0 && agent.agent.policy.acked.entries.length === 0, 10_000, 'the policy to go');
   await agent.agent.cache.waitForAck(NODE, agent.agent.currentVersion, 20_000);
   await eventually(async () => !(await envoy.configDump()).listeners[redirects[0].listener!], 10_000, 'the listener to go');
+
+  // Back again, and then Envoy goes: after the grace the datapath gets no redirect into it.
+  agent.write('world.yaml', [...pods, rule1, rule2]);
+  await eventually(() => agent.agent.policy.acked.entries.filter((e) => e.verdict === 'redirect').length === all.length, 20_000, 'the redirects to come back once ACKed');
+  await envoy.stop();
+  await eventually(() => !agent.agent.policy.acked.entries.some((e) => e.verdict === 'redirect'), 10_000, 'the redirects to go with Envoy');
+  t.equal(agent.agent.policy.desired.entries.filter((e) => e.verdict === 'redirect').length, all.length, 'they stay desired, for the next Envoy to ACK');
 });
