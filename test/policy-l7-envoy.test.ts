@@ -185,6 +185,19 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
   t.ok(marked > 0, `Envoy's upstream packets to the deathstar carry mark ${PROXY_UPSTREAM_MARK.toString(16)} (${marked} seen)`);
   t.equal(unmarked, 0, 'and none leave the node for it without the mark');
 
+  // A regex JavaScript takes and Envoy's RE2 refuses: the NACK lands on that policy; the others keep serving.
+  const nackme = cnp('nackme', {
+    endpointSelector: { matchLabels: { class: 'xwing' } },
+    ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ path: '/x\\Z' }] } }] }],
+  });
+  agent.write('world.yaml', [...pods, rule1, rule2, nackme]);
+  await eventually(() => agent.agent.issues().some((i) => i.startsWith('CiliumNetworkPolicy default/nackme: resources: Envoy rejected')), 20_000, 'the NACK on nackme');
+  t.same(agent.agent.issues().filter((i) => !i.includes('default/nackme')), [], 'the NACK is reported on that policy alone');
+  const nackListener = agent.agent.policy.result!.l7.find((l) => l.rules[0].policy.endsWith('/nackme'))!.listener;
+  t.notOk(agent.agent.policy.acked.entries.some((e) => e.listener === nackListener), 'nothing is steered into the rejected listener');
+  const [still] = tiefighter.client([req('/v1/request-landing', 'POST')]);
+  t.equal(still[0].status, 200, 'the other policies keep being served');
+
   // Deleting the policy takes the listener away and the redirects with it.
   agent.write('world.yaml', pods);
   await eventually(() => agent.agent.policy.desired.entries.length === 0 && agent.agent.policy.acked.entries.length === 0, 10_000, 'the policy to go');
