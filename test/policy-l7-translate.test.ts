@@ -82,7 +82,7 @@ t.test('headerMatches actions: a filter chain per peer group, routes per combina
     { name: 'x-one', string_match: { exact: '1' }, invert_match: true, treat_missing_header_as_empty: true },
     { name: 'x-two', string_match: { exact: '2' }, invert_match: true, treat_missing_header_as_empty: true },
   ]);
-  t.same(groups[1], { routes: [{ match: { prefix: '/' }, route: { cluster: 'c' } }] }, 'b and unknown peers: no rewriting');
+  t.same(groups[1], { routes: [{ match: { prefix: '/' }, route: { cluster: 'c', timeout: '0s' } }] }, 'b and unknown peers: no rewriting');
   t.notOk(policies(l).some((p) => JSON.stringify(p).includes('x-one')), 'the RBAC does not require a header that has a mismatch action');
   t.ok(JSON.stringify(policies(l)[2]).includes('/c'));
 

@@ -32,6 +32,13 @@ export function originalDstCluster(listener: string): Json {
     type: 'ORIGINAL_DST',
     lb_policy: 'CLUSTER_PROVIDED',
     connect_timeout: '5s',
+    // Upstream speaks what the client spoke (gRPC stays HTTP/2): the proxy is not meant to show.
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': `${T}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
+        use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} },
+      },
+    },
     upstream_bind_config: {
       source_address: { address: '0.0.0.0', port_value: 0 },
       extra_source_addresses: [{ address: { address: '::', port_value: 0 }, socket_options: { socket_options: [markOption] } }],
