@@ -109,10 +109,11 @@ t.test('problems land on the policies: a rewrite of a pseudo-header, no proxy po
     cnp('other', { endpointSelector: { matchLabels: { class: 'deathstar' } }, ingress: [{ toPorts: [{ ports: [{ port: '80' }], rules: { http: [{ path: '/z' }] } }] }] }),
     cnp('broken', { endpointSelector: {}, ingress: [{ fromEntities: ['nowhere'] }] }),
   ]);
-  const { units } = translatePolicyListeners(r.l7, ctx, r.issues);
+  const origins = new Map(r.compiled.ruleSets.map((rs) => [rs.policy, rs.origin!]));
+  const { units } = translatePolicyListeners(r.l7, ctx, r.issues, origins);
   const shared = units.find((u) => u.object === 'CiliumNetworkPolicy default/hosty, CiliumNetworkPolicy default/other')!;
   t.ok(shared, 'policies sharing a listener share a unit, named after both');
-  t.same(shared.issues.map((i) => [i.object, i.field]), [['CiliumNetworkPolicy default/hosty', 'spec.ingress[0].toPorts[0].rules.http[0].headerMatches[0].mismatch']]);
+  t.same(shared.issues.map((i) => [i.object, i.field, i.origin]), [['CiliumNetworkPolicy default/hosty', 'spec.ingress[0].toPorts[0].rules.http[0].headerMatches[0].mismatch', { file: 'policy.yaml', index: 3 }]]);
   const rbac = JSON.stringify(anyToJson(shared.resources[0]));
   t.notOk(rbac.includes('/x'), 'the rule Envoy cannot carry out is not enforced: its requests are refused');
   t.ok(rbac.includes('/y') && rbac.includes('/z'), 'the rest are');

@@ -49,7 +49,8 @@ export class PolicyWiring {
     let translated: ReturnType<typeof translatePolicyListeners>;
     try {
       result = computePolicy(model, { nodeName: ctx.nodeName, ...this.allocators });
-      translated = translatePolicyListeners(result.l7, ctx, result.issues);
+      const origins = new Map(result.compiled.ruleSets.flatMap((rs) => (rs.origin ? [[rs.policy, rs.origin] as const] : [])));
+      translated = translatePolicyListeners(result.l7, ctx, result.issues, origins);
     } catch (e) {
       const message = `policy computation failed, the previous policy stays in force: ${(e as Error).message}`;
       return [...this.units.map((u) => ({ ...u, issues: [] })), { object: 'policy', resources: [], redirects: [], issues: [{ object: 'policy', field: '', message }] }];
