@@ -27,6 +27,9 @@ t.test('pods with one label set share an identity; volatile labels do not split 
   t.not(id('default/xwing'), id('default/tiefighter'));
   t.ok([id('default/xwing'), id('default/tiefighter'), id('rebels/ywing')].every((i) => i >= FIRST_CLUSTER_IDENTITY));
   t.equal(new Set(r.state.endpoints.map((e) => e.endpoint)).size, r.state.endpoints.length, 'endpoint numbers are distinct');
+  t.equal(r.keys.identities.length, 4, 'four label sets in use');
+  t.same(r.keys.cidrIdentities, ['cidr:192.0.2.0/24', 'cidr:198.51.100.0/24']);
+  t.same(r.keys.endpoints, ['default/deathstar', 'default/tiefighter', 'default/xwing', 'default/xwing-2', 'rebels/ywing']);
 });
 
 t.test('the same numbers for any object order, and on recomputation', async (t) => {

@@ -1,6 +1,7 @@
 // Port ranges become longest-prefix entries that cover exactly the range.
 import t from 'tap';
 import { rangeToPrefixes } from '../src/policy/ports.js';
+import { seeded } from './helpers/policy-world.js';
 
 /** Whether aligned prefixes tile [lo, hi] with no gap, overlap or spill (as intervals, sorted). */
 function tiles(prefixes: { port: number; prefixLen: number }[], lo: number, hi: number): boolean {
@@ -32,13 +33,7 @@ t.test('known ranges', async (t) => {
 
 t.test('random ranges: the prefixes cover exactly the range, once each, and are few', async (t) => {
   // A fixed-seed generator: the same 2,000 ranges every run, skewed towards edges and small spans.
-  let seed = 0x9e3779b9;
-  const rand = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const rand = seeded(0x9e3779b9);
   let bad = 0;
   for (let i = 0; i < 2000; i++) {
     const lo = rand(4) === 0 ? rand(3) : rand(65536);

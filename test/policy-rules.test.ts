@@ -228,6 +228,10 @@ t.test('entities', async (t) => {
   t.equal(from(host, '172.18.0.2'), 'allow');
   t.equal(from(host, '172.18.0.3'), 'deny');
   t.equal(from(run('remote-node'), '172.18.0.3'), 'allow');
+  const reservedSel = compute([...objs, cnp('r', { endpointSelector: { matchLabels: { 'any:class': 'deathstar' } }, ingress: [{ fromEndpoints: [{ matchLabels: { 'reserved:host': '' } }] }] })], { hostIPs: ['172.18.0.2'] });
+  t.same(reservedSel.issues, []);
+  t.equal(from(reservedSel, '172.18.0.2'), 'allow', 'a reserved: selector is not scoped to the namespace');
+  t.equal(from(reservedSel, 'default/tiefighter'), 'deny');
   const all = run('all');
   t.equal(from(all, '8.8.8.8'), 'allow');
   t.ok(all.state.entries.some((e) => e.identity === 0 && e.proto === 0 && e.verdict === 'allow'), 'all: identity 0');
@@ -279,7 +283,8 @@ t.test('bad input: one issue on the exact field, and that policy enforces nothin
     ['unknown entity', { ...base, ingress: [{ fromEntities: ['cluster', 'galaxy'] }] }, 'spec.ingress[0].fromEntities[1]', /unknown entity "galaxy"/],
     ['unsupported entity', { ...base, ingress: [{ fromEntities: ['kube-apiserver'] }] }, 'spec.ingress[0].fromEntities[0]', /not supported/],
     ['port out of range', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: '70000' }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].port', /out of range/],
-    ['named port', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: 'http' }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].port', /named port/],
+    ['bad port name', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: 'Web_Port' }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].port', /neither a port number nor a container port name/],
+    ['named port with endPort', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: 'http', endPort: 90 }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].endPort', /named port/],
     ['endPort below port', { ...base, ingress: [{ ...tie, toPorts: [{ ports: [{ port: '80', endPort: 79 }] }] }] }, 'spec.ingress[0].toPorts[0].ports[0].endPort', /want a port/],
     ['toFQDNs', { ...base, egress: [{ toFQDNs: [{ matchName: 'x.com' }] }] }, 'spec.egress[0].toFQDNs', /not supported/],
     ['toServices', { ...base, egress: [{ toServices: [{ k8sService: { serviceName: 'x' } }] }] }, 'spec.egress[0].toServices', /not supported/],
@@ -315,7 +320,7 @@ t.test('bad input: one issue on the exact field, and that policy enforces nothin
   t.equal(half.issues.length, 1);
   t.notOk(ep(half, 'default/deathstar').ingressEnforced, 'never half-enforced');
   // The same for the other kinds.
-  const k = compute([...demoPods, knp('bad', { podSelector: {}, ingress: [{ ports: [{ port: 'web' }] }] }), ccnp('bad', { endpointSelector: {}, ingress: [{ fromEntities: ['nowhere'] }] })]);
+  const k = compute([...demoPods, knp('bad', { podSelector: {}, ingress: [{ ports: [{ port: 'web-' }] }] }), ccnp('bad', { endpointSelector: {}, ingress: [{ fromEntities: ['nowhere'] }] })]);
   t.same(k.issues.map((i) => [i.object, i.field]), [
     ['CiliumClusterwideNetworkPolicy bad', 'spec.ingress[0].fromEntities[0]'],
     ['NetworkPolicy default/bad', 'spec.ingress[0].ports[0].port'],
@@ -356,4 +361,61 @@ t.test('IPv6 pods and CIDRs', async (t) => {
   t.equal(trace(r, { from: 'default/a', to: '2001:db8:1::1', port: 443 }).verdict, 'deny');
   t.equal(trace(r, { from: 'default/a', to: 'default/b', port: 443 }).verdict, 'allow');
   t.equal(trace(r, { from: 'default/a', to: '10.0.0.1', port: 443 }).verdict, 'deny');
+});
+
+t.test('named ports: the endpoint\'s own on ingress, the peer\'s on egress', async (t) => {
+  const withPorts = (o: any, ports: { name: string; containerPort: number; protocol?: string }[]) => ({ ...o, spec: { ...o.spec, containers: [{ name: 'main', ports }] } });
+  const r = compute([
+    withPorts(pod('api', '10.0.6.1', { app: 'api' }), [{ name: 'http', containerPort: 8080 }, { name: 'dns', containerPort: 5353, protocol: 'UDP' }]),
+    withPorts(pod('api-2', '10.0.6.4', { app: 'api' }), [{ name: 'http', containerPort: 8080 }]),
+    withPorts(pod('web', '10.0.6.2', { app: 'web' }), [{ name: 'http', containerPort: 3000 }]),
+    pod('client', '10.0.6.3', { app: 'client' }),
+    knp('api', { podSelector: { matchLabels: { app: 'api' } }, ingress: [{ ports: [{ port: 'http' }, { port: 'dns', protocol: 'UDP' }, { port: 'missing' }] }] }),
+    cnp('client', {
+      endpointSelector: { matchLabels: { app: 'client' } },
+      egress: [
+        { toEndpoints: [{ matchLabels: { app: 'api' } }], toPorts: [{ ports: [{ port: 'http', protocol: 'TCP' }] }] },
+        { toEndpoints: [{ matchLabels: { app: 'web' } }], toPorts: [{ ports: [{ port: 'http', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] },
+      ],
+    }),
+  ]);
+  t.same(r.issues, []);
+  const v = (from: string, to: string, port: number, proto: 'TCP' | 'UDP' = 'TCP') => trace(r, { from, to, port, proto }).verdict;
+  t.equal(v('default/client', 'default/api', 8080), 'allow', 'ingress: http is 8080 on api; egress: 8080 is api\'s http');
+  t.equal(v('default/web', 'default/api', 8080), 'allow');
+  t.equal(v('default/web', 'default/api', 3000), 'deny', "web's http is not api's");
+  t.equal(v('default/web', 'default/api', 5353, 'UDP'), 'allow', 'UDP name');
+  t.equal(v('default/web', 'default/api', 5353, 'TCP'), 'deny', 'the name is UDP only');
+  t.equal(v('default/client', 'default/web', 8080), 'deny', "egress: web's http is 3000");
+  t.match(trace(r, { from: 'default/client', to: 'default/web', port: 3000 }).decidedBy, { direction: 'egress', verdict: 'redirect' });
+  t.equal(trace(r, { from: 'default/client', to: 'default/web', port: 3000, method: 'GET', path: '/' }).verdict, 'allow');
+  const api = ep(r, 'default/api');
+  t.same(r.state.entries.filter((e) => e.endpoint === api.endpoint).map((e) => [e.identity, e.proto, e.port, e.portPrefixLen]).sort(), [[0, 17, 5353, 16], [0, 6, 8080, 16]]);
+  const l = r.l7.find((x) => x.direction === 'egress')!;
+  t.match(l, { port: 3000, identity: ep(r, 'default/client').identity });
+  t.same((l.rules[0].peers as { identity: number }[]).map((p) => p.identity), [ep(r, 'default/web').identity], 'only the peer whose http is 3000');
+  agree(t, r, [3000, 5353, 8080]);
+});
+
+t.test('peer selectors mean pods: {} in a CCNP and a namespace NotIn never reach the world or the host', async (t) => {
+  const objs = [pod('web', '10.0.2.1', { app: 'web' }, { namespace: 'a' }), pod('client', '10.0.3.2', { app: 'client' }, { namespace: 'b' })];
+  const r = compute([
+    ...objs,
+    ccnp('all-pods', { endpointSelector: { matchLabels: { app: 'web' } }, ingress: [{ fromEndpoints: [{}] }] }),
+    cnp('not-kube-system', { endpointSelector: { matchLabels: { app: 'client' } }, ingress: [{ fromEndpoints: [{ matchExpressions: [{ key: 'k8s:io.kubernetes.pod.namespace', operator: 'NotIn', values: ['kube-system'] }] }] }] }, 'b'),
+  ], { hostIPs: ['172.18.0.2'] });
+  t.same(r.issues, []);
+  for (const to of ['a/web', 'b/client']) {
+    t.equal(trace(r, { from: to === 'a/web' ? 'b/client' : 'a/web', to, port: 80 }).verdict, 'allow', `pods reach ${to}`);
+    t.equal(trace(r, { from: '8.8.8.8', to, port: 80 }).verdict, 'deny', `the world does not reach ${to}`);
+    t.equal(trace(r, { from: '172.18.0.2', to, port: 80 }).verdict, 'deny', `the host does not reach ${to}`);
+  }
+  agree(t, r, [80]);
+});
+
+t.test('the YAML source reads NetworkPolicy documents', async (t) => {
+  const { checkKubeObject } = await import('../src/sources/kube-objects.js');
+  const c = checkKubeObject({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'np' }, spec: { podSelector: {} } }, { file: 'np.yaml', index: 0 });
+  t.match(c, { object: { kind: 'NetworkPolicy', metadata: { name: 'np', namespace: 'default' } } });
+  t.match(checkKubeObject({ apiVersion: 'networking.k8s.io/v1beta1', kind: 'NetworkPolicy', metadata: { name: 'np' } }, { file: 'np.yaml', index: 0 }), { issue: { field: 'apiVersion' } });
 });

@@ -68,7 +68,13 @@ export interface EndpointSlice extends KubeObject {
 
 export interface Pod extends KubeObject {
   kind: 'Pod';
-  spec?: { nodeName?: string; serviceAccountName?: string; hostNetwork?: boolean };
+  spec?: {
+    nodeName?: string;
+    serviceAccountName?: string;
+    hostNetwork?: boolean;
+    /** Read for their named ports, which policies may name instead of numbers. */
+    containers?: { name?: string; ports?: { name?: string; containerPort: number; protocol?: 'TCP' | 'UDP' | 'SCTP' }[] }[];
+  };
   status?: { podIP?: string; podIPs?: { ip: string }[]; phase?: string };
 }
 

@@ -3,6 +3,7 @@ import type { CiliumClusterwideNetworkPolicy, CiliumNetworkPolicy } from '../mod
 import { describeObject } from '../model/objects.js';
 import { entityPeer } from './entities.js';
 import { parseHttpRules } from './http.js';
+import { CLUSTER_LABEL } from './labels.js';
 import { cidrPeer, inNamespace, namesNamespace } from './peers.js';
 import { PORT_PROTOS, PROTO, parsePort } from './ports.js';
 import { PolicyProblem, isObject, listAt, type Direction, type HttpRule, type Parsed, type PeerRule, type PortRule, type RuleSet } from './rules.js';
@@ -24,6 +25,9 @@ function selector(v: unknown, field: string, scope: string | undefined, isSubjec
   const reqs: Requirement[] = [...c.requirements];
   // A namespaced policy selects only its own namespace's endpoints, and its peers there unless they say otherwise.
   if (scope !== undefined && (isSubject || !namesNamespace(reqs))) reqs.push(inNamespace(scope));
+  // A peer selector means pods of the cluster (as Cilium's policy-default-local-cluster has it), so `{}` or a
+  // NotIn never reaches the world or the host; reserved: labels name those.
+  if (!isSubject && !reqs.some((r) => r.source === 'reserved' || r.key === CLUSTER_LABEL)) reqs.push({ source: 'k8s', key: CLUSTER_LABEL, op: 'Exists', values: [] });
   return selectorPeer(reqs);
 }
 
@@ -54,9 +58,12 @@ function portRules(tp: unknown, field: string, deny: boolean): PortRule[] {
   return ports.flatMap((p, i) => {
     const f = `${field}.ports[${i}]`;
     if (!isObject(p)) throw new PolicyProblem(f, 'want an object');
-    const port = parsePort(p.port);
-    if (typeof port !== 'number') throw new PolicyProblem(`${f}.port`, port.problem);
-    let hi = port === 0 ? 65535 : port;
+    const parsed = parsePort(p.port);
+    if (typeof parsed === 'object' && 'problem' in parsed) throw new PolicyProblem(`${f}.port`, parsed.problem);
+    const name = typeof parsed === 'object' ? parsed.name : undefined;
+    if (name !== undefined && p.endPort !== undefined) throw new PolicyProblem(`${f}.endPort`, 'a named port takes no endPort');
+    const port = typeof parsed === 'number' ? parsed : 0;
+    let hi = port === 0 && name === undefined ? 65535 : port;
     if (p.endPort !== undefined) {
       if (!Number.isInteger(p.endPort) || p.endPort < port || p.endPort > 65535 || port === 0)
         throw new PolicyProblem(`${f}.endPort`, `want a port from ${port || 1} to 65535 after a non-zero port, not ${JSON.stringify(p.endPort)}`);
@@ -64,11 +71,11 @@ function portRules(tp: unknown, field: string, deny: boolean): PortRule[] {
     }
     let protos = protocols(p.protocol, `${f}.protocol`);
     if (http) {
-      if (port === 0 || hi !== port) throw new PolicyProblem(p.endPort !== undefined ? `${f}.endPort` : `${f}.port`, 'L7 rules need a single port');
+      if ((port === 0 && name === undefined) || hi !== port) throw new PolicyProblem(p.endPort !== undefined ? `${f}.endPort` : `${f}.port`, 'L7 rules need a single port');
       if (protos[0] !== PROTO.TCP && protos[0] !== PROTO.ANY) throw new PolicyProblem(`${f}.protocol`, 'HTTP rules need TCP');
       protos = [PROTO.TCP];
     } else if (protos[0] === PROTO.ANY && !(port === 0 && hi === 65535)) protos = [...PORT_PROTOS];
-    return protos.map((proto) => ({ field: f, proto, lo: proto === PROTO.ANY ? 0 : port, hi, ...(http ? { http } : {}) }));
+    return protos.map((proto) => ({ field: f, proto, lo: proto === PROTO.ANY ? 0 : port, hi, ...(name !== undefined ? { name } : {}), ...(http ? { http } : {}) }));
   });
 }
 

@@ -1,7 +1,7 @@
 // The policy room's entry point: the model in, the datapath state, the L7
 // listeners' input and the problems out. Pure but for the id allocators.
 import type { Model } from '../model/model.js';
-import { describeObject, type KubeObject } from '../model/objects.js';
+import { describeObject, type KubeObject, type ModelObject } from '../model/objects.js';
 import type { TranslationIssue } from '../issues/issue.js';
 import { parseCiliumPolicy } from './cilium-rules.js';
 import type { EndpointEntry, PolicyDatapathState, PolicyEntry } from './datapath-state.js';
@@ -10,6 +10,7 @@ import { computeIdentities, type IdAllocator, type Identities } from './identiti
 import { parseNetworkPolicy } from './k8s-networkpolicy.js';
 import { l7Peers } from './l7-peers.js';
 import { listenerName, type L7Listener } from './l7.js';
+import { portRanges } from './named-ports.js';
 import { PROTO } from './ports.js';
 import type { Direction, Parsed, RuleSet } from './rules.js';
 import { SelectorCache } from './selectors.js';
@@ -41,6 +42,12 @@ export interface PolicyResult {
   issues: TranslationIssue[];
   compiled: CompiledPolicy;
   stats: { identities: number; selectors: number; selectorEvaluations: number };
+  /**
+   * The allocator keys this result uses. Once the datapath no longer holds the
+   * previous state, the wiring may release every other key (numbers come back
+   * late, see StableIds), so label sets that are gone do not hold numbers forever.
+   */
+  keys: { identities: string[]; cidrIdentities: string[]; endpoints: string[] };
 }
 
 const DIRECTIONS: Direction[] = ['ingress', 'egress'];
@@ -56,7 +63,7 @@ function parseAll(model: Model): { ruleSets: RuleSet[]; issues: TranslationIssue
   const issues: TranslationIssue[] = [];
   for (const [o, parse] of objects) {
     const parsed = parse();
-    const origin = model.originOf(o as never);
+    const origin = model.originOf(o as ModelObject);
     // A policy with a problem is enforced not at all, never in part.
     if ('problems' in parsed) for (const p of parsed.problems) issues.push({ object: describeObject(o), ...(origin ? { origin } : {}), field: p.field, message: p.message });
     else ruleSets.push(...parsed.ruleSets.map((r) => (origin ? { ...r, origin } : r)));
@@ -112,14 +119,22 @@ export function computePolicy(model: Model, ctx: PolicyContext): PolicyResult {
           if (r.direction !== direction) continue;
           const ids = peerIdentities(cache, r.peers);
           for (const pr of r.ports ?? [{ field: r.field, proto: PROTO.ANY, lo: 0, hi: 65535 }]) {
-            const listener = pr.http ? listenerName(direction, subject, pr.lo) : undefined;
-            const rank = r.deny ? Rank.Deny : listener ? Rank.Redirect : Rank.Allow;
-            for (const identity of ids) contributions.push({ identity, proto: pr.proto, lo: pr.lo, hi: pr.hi, rank, ...(listener ? { listener } : {}) });
-            if (!listener || !pr.http || ids.length === 0) continue;
-            let l = l7.get(listener);
-            if (!l) l7.set(listener, (l = { listener, direction, identity: subject, proto: 'TCP', port: pr.lo, endpoints: [], rules: [] }));
-            const peers = l7Peers(identities, ids);
-            for (const { field, ...http } of pr.http) l.rules.push({ policy: rs.policy, field, peers, ...http });
+            // Peers by the listener their port's L7 rules go to (a named port may differ per peer).
+            const l7ids = new Map<number, number[]>();
+            for (const identity of ids)
+              for (const { lo, hi } of portRanges(identities.namedPorts, pr, direction, subject, identity)) {
+                const listener = pr.http ? listenerName(direction, subject, lo) : undefined;
+                const rank = r.deny ? Rank.Deny : listener ? Rank.Redirect : Rank.Allow;
+                contributions.push({ identity, proto: pr.proto, lo, hi, rank, ...(listener ? { listener } : {}) });
+                if (listener) l7ids.set(lo, [...(l7ids.get(lo) ?? []), identity]);
+              }
+            for (const [port, peerIds] of l7ids) {
+              const listener = listenerName(direction, subject, port);
+              let l = l7.get(listener);
+              if (!l) l7.set(listener, (l = { listener, direction, identity: subject, proto: 'TCP', port, endpoints: [], rules: [] }));
+              const peers = l7Peers(identities, peerIds);
+              for (const { field, ...http } of pr.http ?? []) l.rules.push({ policy: rs.policy, field, peers, ...http });
+            }
           }
         }
       }
@@ -155,6 +170,11 @@ export function computePolicy(model: Model, ctx: PolicyContext): PolicyResult {
     issues,
     compiled: { ruleSets, identities, cache },
     stats: { identities: identities.all.length, selectors: cache.size, selectorEvaluations: cache.evaluations },
+    keys: {
+      identities: [...new Set([...identities.pods.values()].map((p) => p.key))].sort(),
+      cidrIdentities: identities.all.filter((i) => i.kind === 'cidr').map((i) => `cidr:${i.labels[0].key}`),
+      endpoints: local.map(([key]) => key),
+    },
   };
 }
 

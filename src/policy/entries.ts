@@ -43,32 +43,43 @@ export function buildEntries(endpoint: number, direction: Direction, contributio
     list.push(c);
   }
   const out: PolicyEntry[] = [];
-  const entry = (identity: number, proto: number, port: number, portPrefixLen: number, o: Outcome) =>
-    out.push({ endpoint, direction, identity, proto, port, portPrefixLen, verdict: verdictOf(o.rank)!, ...(o.listener ? { listener: o.listener } : {}) });
+  // Identities whose own contributions look alike (all of "cluster", say) get the same entries: build them once.
+  const templates = new Map<string, PolicyEntry[]>();
   for (const identity of [...byIdentity.keys()].sort((a, b) => a - b)) {
-    const cs = identity === 0 ? wildcard : [...byIdentity.get(identity)!, ...wildcard];
-    const base = cs.filter((c) => c.proto === PROTO.ANY).reduce<Outcome>(stronger, { rank: Rank.None });
-    if (base.rank !== Rank.None) entry(identity, PROTO.ANY, 0, 0, base);
-    for (const proto of PORT_PROTOS) {
-      const segs = cs.filter((c) => c.proto === proto);
-      if (!segs.length) continue;
-      const cuts = [...new Set([0, 65536, ...segs.flatMap((s) => [s.lo, s.hi + 1])])].sort((a, b) => a - b);
-      // Adjacent pieces with the same outcome join before they are split into prefixes.
-      let run: { lo: number; hi: number; o: Outcome } | undefined;
-      const flush = () => {
-        if (run && !sameOutput(run.o, base)) for (const p of rangeToPrefixes(run.lo, run.hi)) entry(identity, proto, p.port, p.prefixLen, run.o);
-      };
-      for (let i = 0; i + 1 < cuts.length; i++) {
-        const [lo, hi] = [cuts[i], cuts[i + 1] - 1];
-        const o = segs.filter((s) => s.lo <= lo && s.hi >= hi).reduce(stronger, base);
-        if (run && sameOutput(run.o, o)) run.hi = hi;
-        else {
-          flush();
-          run = { lo, hi, o };
-        }
+    const own = identity === 0 ? [] : byIdentity.get(identity)!;
+    const shape = identity === 0 ? '*' : own.map((c) => `${c.proto},${c.lo},${c.hi},${c.rank},${c.listener ?? ''}`).sort().join('|');
+    let template = templates.get(shape);
+    if (!template) templates.set(shape, (template = identityEntries(endpoint, direction, identity, [...own, ...wildcard])));
+    for (const e of template) out.push(e.identity === identity ? e : { ...e, identity });
+  }
+  return out;
+}
+
+function identityEntries(endpoint: number, direction: Direction, identity: number, cs: Contribution[]): PolicyEntry[] {
+  const out: PolicyEntry[] = [];
+  const entry = (proto: number, port: number, portPrefixLen: number, o: Outcome) =>
+    out.push({ endpoint, direction, identity, proto, port, portPrefixLen, verdict: verdictOf(o.rank)!, ...(o.listener ? { listener: o.listener } : {}) });
+  const base = cs.filter((c) => c.proto === PROTO.ANY).reduce<Outcome>(stronger, { rank: Rank.None });
+  if (base.rank !== Rank.None) entry(PROTO.ANY, 0, 0, base);
+  for (const proto of PORT_PROTOS) {
+    const segs = cs.filter((c) => c.proto === proto);
+    if (!segs.length) continue;
+    const cuts = [...new Set([0, 65536, ...segs.flatMap((s) => [s.lo, s.hi + 1])])].sort((a, b) => a - b);
+    // Adjacent pieces with the same outcome join before they are split into prefixes.
+    let run: { lo: number; hi: number; o: Outcome } | undefined;
+    const flush = () => {
+      if (run && !sameOutput(run.o, base)) for (const p of rangeToPrefixes(run.lo, run.hi)) entry(proto, p.port, p.prefixLen, run.o);
+    };
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const [lo, hi] = [cuts[i], cuts[i + 1] - 1];
+      const o = segs.filter((s) => s.lo <= lo && s.hi >= hi).reduce(stronger, base);
+      if (run && sameOutput(run.o, o)) run.hi = hi;
+      else {
+        flush();
+        run = { lo, hi, o };
       }
-      flush();
     }
+    flush();
   }
   return out;
 }

@@ -8,6 +8,7 @@ import { FIRST_CIDR_IDENTITY, FIRST_CLUSTER_IDENTITY, ReservedIdentity, type Ipc
 import { cidrContains, formatCidr, parseCidr, type Cidr } from './cidr.js';
 import { labelsKey, podIdentityLabels, type Label } from './labels.js';
 import { StableIds } from '../ids/stable-ids.js';
+import { addNamedPorts, type NamedPorts } from './named-ports.js';
 
 export interface IdentityInfo {
   id: number;
@@ -55,6 +56,7 @@ export interface Identities {
   byId: Map<number, IdentityInfo>;
   /** By "ns/name". */
   pods: Map<string, PodIdentity>;
+  namedPorts: NamedPorts;
   ipcache: IpcacheEntry[];
 }
 
@@ -98,9 +100,11 @@ export function computeIdentities(model: Model, cidrs: Iterable<string>, inp: Id
     { prefix: '0.0.0.0/0', identity: ReservedIdentity.World },
     { prefix: '::/0', identity: ReservedIdentity.World },
   ];
+  const namedPorts: NamedPorts = new Map();
   for (const [pod, key] of podKeys) {
     const ips = podIPs(pod);
     pods.set(objectKey(pod), { pod, key, identity: idOf.get(key)!, ips });
+    addNamedPorts(namedPorts, idOf.get(key)!, pod);
   }
   const named = [...new Set([...cidrs].map((c) => parseCidr(c)).filter((c): c is Cidr => !!c && c.len > 0).map(formatCidr))].sort();
   for (const prefix of named) {
@@ -115,7 +119,7 @@ export function computeIdentities(model: Model, cidrs: Iterable<string>, inp: Id
     for (const ip of p.ips) ipcache.push({ prefix: host(ip), identity: p.identity });
   // One entry per prefix: later sources (pods over nodes over CIDRs) win a clash.
   const byPrefix = new Map(ipcache.map((e) => [e.prefix, e]));
-  return { all, byId: new Map(all.map((i) => [i.id, i])), pods, ipcache: [...byPrefix.values()] };
+  return { all, byId: new Map(all.map((i) => [i.id, i])), pods, namedPorts, ipcache: [...byPrefix.values()] };
 }
 
 /** The identity that holds `ip`, by longest prefix, as the datapath finds it. */

@@ -43,8 +43,13 @@ function ports(list: unknown[], field: string): PortRule[] | undefined {
     if (!isObject(p)) throw new PolicyProblem(f, 'want an object');
     const protocol = p.protocol ?? 'TCP';
     if (protocol !== 'TCP' && protocol !== 'UDP' && protocol !== 'SCTP') throw new PolicyProblem(`${f}.protocol`, `unknown protocol ${JSON.stringify(protocol)}; want TCP, UDP or SCTP`);
-    const port = parsePort(p.port);
-    if (typeof port !== 'number') throw new PolicyProblem(`${f}.port`, port.problem);
+    const parsed = parsePort(p.port);
+    if (typeof parsed === 'object' && 'problem' in parsed) throw new PolicyProblem(`${f}.port`, parsed.problem);
+    if (typeof parsed === 'object') {
+      if (p.endPort !== undefined) throw new PolicyProblem(`${f}.endPort`, 'a named port takes no endPort');
+      return { field: f, proto: PROTO[protocol as 'TCP'], lo: 0, hi: 0, name: parsed.name };
+    }
+    const port = parsed;
     if (p.port !== undefined && port === 0) throw new PolicyProblem(`${f}.port`, 'port 0 is out of range 1-65535');
     let hi = port === 0 ? 65535 : port;
     if (p.endPort !== undefined) {

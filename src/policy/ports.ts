@@ -21,14 +21,18 @@ export function rangeToPrefixes(lo: number, hi: number): { port: number; prefixL
   return out;
 }
 
+/** A container port name as Kubernetes allows it (IANA_SVC_NAME). */
+const PORT_NAME = /^(?=.*[a-z])(?!.*--)[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/;
+
 /**
- * A port as Cilium and Kubernetes write it: a number or a numeric string.
- * A name cannot be resolved here (the model keeps no container ports).
+ * A port as Cilium and Kubernetes write it: a number, a numeric string, or
+ * the name of a container port, resolved later against the pods.
  */
-export function parsePort(v: unknown): number | { problem: string } {
+export function parsePort(v: unknown): number | { name: string } | { problem: string } {
   if (v === undefined) return 0;
-  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
-  if (typeof v === 'string' && !/^\d+$/.test(v)) return { problem: `named port "${v}" cannot be resolved: sluice does not read container ports; write the number` };
+  if (typeof v === 'string' && !/^\d+$/.test(v))
+    return PORT_NAME.test(v) ? { name: v } : { problem: `${JSON.stringify(v)} is neither a port number nor a container port name` };
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
   if (!Number.isInteger(n) || n < 0 || n > 65535) return { problem: `port ${JSON.stringify(v)} is out of range 0-65535` };
   return n;
 }

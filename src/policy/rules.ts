@@ -23,6 +23,8 @@ export interface PortRule {
   proto: number;
   lo: number;
   hi: number;
+  /** A container port name instead of lo-hi: the endpoint's own on ingress, the peer's on egress. */
+  name?: string;
   http?: HttpRule[];
 }
 

@@ -5,6 +5,7 @@ import type { PolicyResult } from './compute.js';
 import { httpRuleMatches } from './http.js';
 import { identityOfIp } from './identities.js';
 import { listenerName } from './l7.js';
+import { portRanges } from './named-ports.js';
 import { PROTO } from './ports.js';
 import type { Direction, HttpRule, PeerRule, PortRule } from './rules.js';
 
@@ -60,9 +61,10 @@ function party(result: PolicyResult, who: string): Party {
   throw new Error(`${who}: neither a known pod (ns/name) nor an address`);
 }
 
-function portMatch(ports: PortRule[] | undefined, proto: number, port: number): PortRule | undefined | 'all' {
+function portMatch(result: PolicyResult, ports: PortRule[] | undefined, proto: number, port: number, direction: Direction, subject: number, remote: number): PortRule | undefined | 'all' {
   if (!ports) return 'all';
-  return ports.find((p) => (p.proto === PROTO.ANY || p.proto === proto) && p.lo <= port && port <= p.hi);
+  const named = result.compiled.identities.namedPorts;
+  return ports.find((p) => (p.proto === PROTO.ANY || p.proto === proto) && portRanges(named, p, direction, subject, remote).some((r) => r.lo <= port && port <= r.hi));
 }
 
 function evaluate(result: PolicyResult, direction: Direction, subject: number, remote: number, proto: number, q: TraceQuery): TraceStep {
@@ -72,7 +74,7 @@ function evaluate(result: PolicyResult, direction: Direction, subject: number, r
   for (const rs of applicable)
     for (const rule of rs.rules) {
       if (rule.direction !== direction || !rule.peers.some((p) => p.any || cache.select(p).has(remote))) continue;
-      const port = portMatch(rule.ports, proto, q.port);
+      const port = portMatch(result, rule.ports, proto, q.port, direction, subject, rule.peers.some((p) => p.any) ? 0 : remote);
       if (port) hits.push({ policy: rs.policy, rule, port });
     }
   const fieldOf = (h: (typeof hits)[number]) => (h.port === 'all' ? h.rule.field : h.port.field);

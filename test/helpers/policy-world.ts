@@ -56,3 +56,14 @@ export const rule1L7 = cnp('rule1', {
     },
   ],
 });
+
+/** A seeded xorshift generator: random tests that run the same every time. rand(n) is in [0, n). */
+export function seeded(seed: number): (n: number) => number {
+  let s = seed | 0 || 1;
+  return (n) => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) % n;
+  };
+}
