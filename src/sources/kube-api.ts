@@ -23,10 +23,12 @@ interface Watched {
 export const WATCHED: readonly Watched[] = [
   { kind: 'Service', path: '/api/v1/services' },
   { kind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices' },
-  { kind: 'Pod', path: '/api/v1/pods', fieldSelector: (node) => `spec.nodeName=${node}` },
+  // Every node's pods: policy gives each an identity, so a peer elsewhere is not "world". Consumers that mean this node's pods filter by spec.nodeName.
+  { kind: 'Pod', path: '/api/v1/pods' },
   { kind: 'Namespace', path: '/api/v1/namespaces' },
   { kind: 'ServiceAccount', path: '/api/v1/serviceaccounts' },
-  { kind: 'Node', path: '/api/v1/nodes', fieldSelector: (node) => `metadata.name=${node}` },
+  // Every node: policy tells other nodes' addresses (remote-node) from the world's.
+  { kind: 'Node', path: '/api/v1/nodes' },
   { kind: 'CiliumEnvoyConfig', path: '/apis/cilium.io/v2/ciliumenvoyconfigs' },
   { kind: 'CiliumClusterwideEnvoyConfig', path: '/apis/cilium.io/v2/ciliumclusterwideenvoyconfigs' },
   { kind: 'CiliumNetworkPolicy', path: '/apis/cilium.io/v2/ciliumnetworkpolicies' },
