@@ -217,7 +217,10 @@ export class Agent {
       const listeners = (this.listeners = new Set(snapshot.get(TypeUrl.Listener).keys()));
       const ports = this.proxyPorts.settle(listeners);
       // A translation that met the port shortage is not to be reused once a port frees.
-      if (ports.short) this.memo.clear();
+      if (ports.short) {
+        this.memo.clear();
+        this.policyWiring.forget();
+      }
       portFreed = ports.retry;
       this.followAck(this.version, this.units, listeners);
       this.applyDatapath();
