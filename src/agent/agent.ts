@@ -107,6 +107,9 @@ export class Agent {
   /** A failed apply is tried again after this backoff, even if nothing changes. */
   private datapathRetry: { timer?: NodeJS.Timeout; failures: number } = { failures: 0 };
   readonly metrics = new AgentMetrics();
+  private sourceTimings: ModelUpdate['timings'];
+  /** Where the last publish spent its time, in ms, so a bench can tell the phases apart. */
+  lastPhases: Record<string, number> = {};
   /** Sources have delivered their first model and xDS is being served. */
   ready = false;
 
@@ -152,6 +155,7 @@ export class Agent {
   }
 
   private onModel(u: ModelUpdate): void {
+    this.sourceTimings = u.timings;
     this.model = u.model;
     this.sourceIssues = u.issues;
     this.publish();
@@ -182,17 +186,23 @@ export class Agent {
         proxyPortRange: this.proxyPortRange,
         reservedPorts: this.opts.reservedPorts,
       };
+      const t0 = performance.now();
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
       units = units.map((u) => this.holdBackNacked(u));
+      const t1 = performance.now();
       const { resources, redirects, issues } = assemble(units);
       const snapshot = Snapshot.fromResources(resources);
+      const t2 = performance.now();
       const allIssues = [...this.sourceIssues, ...issues];
       this.reportIssues(allIssues);
       this.units = new Map(units.map((u) => [u.object, u]));
       this.version = this.cache.setSnapshot(ANY_NODE, snapshot);
       this.currentRedirects = redirects;
-      log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length }, 'snapshot published');
+      const t3 = performance.now();
+      const phases = (this.lastPhases = { ...this.sourceTimings, translateMs: t1 - t0, assembleMs: t2 - t1, publishMs: t3 - t2 });
+      this.sourceTimings = undefined;
+      log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length, phases }, 'snapshot published');
       this.metrics.published(this.version, snapshot.size, allIssues.length);
       const listeners = (this.listeners = new Set(snapshot.get(TypeUrl.Listener).keys()));
       const ports = this.proxyPorts.settle(listeners);

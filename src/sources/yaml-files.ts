@@ -58,7 +58,11 @@ export function parseFileText(file: string, text: string): YamlDoc[] {
 interface Entry<T> {
   text: string;
   items: T[];
+  /** Per item, its document's position and content, so an edit of one document in a file keeps the others' items. */
+  sigs?: string[];
 }
+
+const signature = (d: YamlDoc) => `${d.index}\0${d.error ?? JSON.stringify(d.value)}`;
 
 
 /**
@@ -98,7 +102,12 @@ export class YamlTree<T> {
       return { text: '\0unreadable', items: [this.convert({ file, index: 0, error: `cannot read: ${(e as Error).message}` })] };
     }
     const hit = this.cache.get(file);
-    return hit && hit.text === text ? hit : { text, items: parseFileText(file, text).map(this.convert) };
+    if (hit && hit.text === text) return hit;
+    const docs = parseFileText(file, text);
+    const sigs = docs.map(signature);
+    const kept = new Map<string, T>();
+    hit?.sigs?.forEach((sig, i) => kept.set(sig, hit.items[i]));
+    return { text, sigs, items: docs.map((d, i) => kept.get(sigs[i]) ?? this.convert(d)) };
   }
 
   /**
