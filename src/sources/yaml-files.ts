@@ -77,6 +77,11 @@ export class YamlTree<T> {
   private order: string[] | undefined = [];
   /** Files read from disk by the last read(): what an edit costs. */
   lastReads = 0;
+  /**
+   * What the last read() changed, by file: the items before and after
+   * (undefined: no such file). Undefined when it read everything.
+   */
+  lastChanged: Map<string, { before?: T[]; after?: T[] }> | undefined;
 
   constructor(
     private readonly path: string,
@@ -117,6 +122,7 @@ export class YamlTree<T> {
    */
   read(changed?: Iterable<string>): T[] {
     this.lastReads = 0;
+    this.lastChanged = undefined;
     const isDir = this.isDir();
     const base = this.base(isDir);
     if (changed && isDir) {
@@ -136,6 +142,11 @@ export class YamlTree<T> {
 
   /** Applies the changed paths; undefined when one of them needs a full rescan. */
   private update(base: string, changed: Iterable<string>): T[] | undefined {
+    const delta = new Map<string, { before?: T[]; after?: T[] }>();
+    const note = (file: string, after: Entry<T> | undefined) => {
+      const before = delta.has(file) ? delta.get(file)!.before : this.cache.get(file)?.items;
+      if (before !== after?.items) delta.set(file, { before, after: after?.items });
+    };
     for (const abs of changed) {
       const file = relative(base, abs);
       if (file === '') return undefined;
@@ -156,9 +167,15 @@ export class YamlTree<T> {
       if (!YAML_FILE.test(file)) continue;
       if (isFile) {
         if (!this.cache.has(file)) this.order = undefined;
-        this.cache.set(file, this.load(abs, file));
-      } else if (this.cache.delete(file)) this.order = undefined;
+        const entry = this.load(abs, file);
+        note(file, entry);
+        this.cache.set(file, entry);
+      } else {
+        note(file, undefined);
+        if (this.cache.delete(file)) this.order = undefined;
+      }
     }
+    this.lastChanged = delta;
     return this.all();
   }
 
