@@ -105,6 +105,11 @@ export class AssemblyState {
     return this.winners.get(`${typeUrl}/${name}`)?.unit.u.object;
   }
 
+  /** The assembly order a unit was put in with. */
+  order(object: string): string | undefined {
+    return this.units.get(object)?.order;
+  }
+
   unit(object: string): ObjectTranslation | undefined {
     return this.units.get(object)?.u;
   }
