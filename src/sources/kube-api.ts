@@ -4,7 +4,7 @@
 // caches keep serving, and each watch resumes from its last resourceVersion.
 import { ADD, DELETE, ERROR, KubeConfig, KubernetesObjectApi, ListWatch, UPDATE, Watch, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
-import { Model } from '../model/model.js';
+import { ModelDeriver } from './model-deriver.js';
 import { API_VERSIONS, type Kind } from '../model/objects.js';
 import type { TranslationIssue } from '../issues/issue.js';
 import { checkKubeObject, type Checked } from './kube-objects.js';
@@ -111,6 +111,8 @@ export class KubeApiSource implements ModelSource {
   private readonly informers: Informer[] = [];
   private onChange: ((u: ModelUpdate) => void) | undefined;
   private debounce: NodeJS.Timeout | undefined;
+  /** Each emit's model derives from the last by the objects that changed, so unchanged ones keep their translations. */
+  private readonly deriver = new ModelDeriver();
   private stopped = false;
   /** Every kind has settled: from here on a change is a new model. Before, a model would be missing whole kinds. */
   private delivering = false;
@@ -230,7 +232,7 @@ export class KubeApiSource implements ModelSource {
       // Objects gone from the cache leave the memo with it.
       inf.checked = next;
     }
-    return { model: Model.from(objects), issues };
+    return { model: this.deriver.next(objects), issues };
   }
 
   private check(inf: Informer, o: KubernetesObject, next: Informer['checked']): Checked {

@@ -1,10 +1,11 @@
-import { Model, type ModelEdit } from '../model/model.js';
+import type { Model, ModelEdit } from '../model/model.js';
 import type { ModelObject } from '../model/objects.js';
 import { describeObject, objectKey } from '../model/objects.js';
 import type { TranslationIssue } from '../issues/issue.js';
 import { checkKubeObject, type Checked } from './kube-objects.js';
 import type { ModelSource, ModelUpdate } from './source.js';
 import { watchDir } from './watch-dir.js';
+import { ModelDeriver } from './model-deriver.js';
 import { YamlTree, type YamlDoc } from './yaml-files.js';
 
 function checkDoc(doc: YamlDoc): Checked {
@@ -22,8 +23,7 @@ export class KubeYamlDir implements ModelSource {
   private readonly trees: YamlTree<Checked>[];
   private unwatch: (() => void)[] = [];
   private model: Model | undefined;
-  /** The object each "Kind/ns/name" last read as, with where it was (as of the last full read). */
-  private current = new Map<string, Known>();
+  private readonly deriver = new ModelDeriver();
   /** Which file (tree and path) holds each "Kind/ns/name". */
   private readonly owner = new Map<string, string>();
   /** The documents' issues, by file, in file order once sorted. */
@@ -109,8 +109,6 @@ export class KubeYamlDir implements ModelSource {
     });
     if (clash) return undefined;
     for (const [id, o] of owners) o === undefined ? this.owner.delete(id) : this.owner.set(id, o);
-    for (const id of gone.keys()) this.current.delete(id);
-    for (const [id, c] of came) this.current.set(id, c);
     for (const [key, list] of issues) list.length ? this.fileIssues.set(key, list) : this.fileIssues.delete(key);
     const edits: ModelEdit[] = [];
     for (const [id, c] of came) {
@@ -119,27 +117,16 @@ export class KubeYamlDir implements ModelSource {
     }
     for (const [id, c] of gone) if (!came.has(id)) edits.push({ removed: { kind: c.object.kind, key: objectKey(c.object) } });
     const all = [...this.fileIssues].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).flatMap(([, l]) => l);
-    return { model: this.model!.withEdits(edits), issues: all };
+    return { model: this.deriver.apply({ gone: gone.values(), came: came.values() }, edits), issues: all };
   }
 
-  /** The next model from the last, by the objects that changed, so unchanged ones keep their identity and translations. */
+  /** The next model from the last by the objects that changed, and which file holds each object. */
   private derive(objects: Known[], items: Checked[][]): Model {
     this.owner.clear();
     items.forEach((list, t) => {
       for (const c of list) if ('object' in c && !this.owner.has(idOf(c.object))) this.owner.set(idOf(c.object), fileKey(t, c.origin.file ?? ''));
     });
-    const next = new Map<string, Known>();
-    for (const c of objects) next.set(idOf(c.object), c);
-    const prev = this.current;
-    this.current = next;
-    if (!this.model) return Model.from(objects);
-    const edits: ModelEdit[] = [];
-    for (const [id, c] of next) {
-      const before = prev.get(id);
-      if (before?.object !== c.object || before.origin?.file !== c.origin?.file || before.origin?.index !== c.origin?.index) edits.push(c);
-    }
-    for (const [id, c] of prev) if (!next.has(id)) edits.push({ removed: { kind: c.object.kind, key: objectKey(c.object) } });
-    return this.model.withEdits(edits);
+    return this.deriver.next(objects);
   }
 
   async start(onChange: (u: ModelUpdate) => void): Promise<void> {
