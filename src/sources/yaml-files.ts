@@ -60,6 +60,36 @@ interface Entry<T> {
   items: T[];
   /** Per item, its document's position and content, so an edit of one document in a file keeps the others' items. */
   sigs?: string[];
+  /** A YAML stream cut at its document markers, with each document's item: an edit parses only the documents it changed. */
+  chunks?: string[];
+  byChunk?: (T | undefined)[];
+}
+
+const MARKER = /^---(?:[ \t].*)?$/;
+
+/**
+ * The documents of a YAML stream, as text, when it can be cut safely at its
+ * "---" lines (no directives, no "..." ends); undefined otherwise. Whatever
+ * precedes the first marker belongs to the first document.
+ */
+export function splitDocuments(text: string): string[] | undefined {
+  const lines = text.split('\n');
+  const chunks: string[] = [];
+  let current: string[] = [];
+  let content = false;
+  for (const line of lines) {
+    if (line.startsWith('%') || /^\.\.\.(\s|$)/.test(line)) return undefined;
+    if (MARKER.test(line) && content) {
+      chunks.push(current.join('\n'));
+      current = [];
+      content = false;
+    }
+    current.push(line);
+    if (!MARKER.test(line) && line.trim() !== '' && !line.trimStart().startsWith('#')) content = true;
+    else if (MARKER.test(line) && line.trim() !== '---') content = true;
+  }
+  chunks.push(current.join('\n'));
+  return chunks;
 }
 
 const signature = (d: YamlDoc) => `${d.index}\0${d.error ?? JSON.stringify(d.value)}`;
@@ -108,11 +138,36 @@ export class YamlTree<T> {
     }
     const hit = this.cache.get(file);
     if (hit && hit.text === text) return hit;
+    const chunks = file.endsWith('.json') ? undefined : splitDocuments(text);
+    if (chunks && hit?.chunks) {
+      const byChunk = this.reparse(file, chunks, hit);
+      if (byChunk) return { text, chunks, byChunk, items: byChunk.filter((x): x is T => x !== undefined) };
+    }
     const docs = parseFileText(file, text);
     const sigs = docs.map(signature);
     const kept = new Map<string, T>();
     hit?.sigs?.forEach((sig, i) => kept.set(sig, hit.items[i]));
-    return { text, sigs, items: docs.map((d, i) => kept.get(sigs[i]) ?? this.convert(d)) };
+    const items = docs.map((d, i) => kept.get(sigs[i]) ?? this.convert(d));
+    // Cut the same way the parser counted, or not remembered as cut at all.
+    if (!chunks || docs.some((d) => d.index >= chunks.length || d.error)) return { text, sigs, items };
+    const byChunk: (T | undefined)[] = chunks.map(() => undefined);
+    docs.forEach((d, i) => (byChunk[d.index] = items[i]));
+    return { text, sigs, items, chunks, byChunk };
+  }
+
+  /** Each document's item, parsing only documents whose text changed; undefined when one does not parse alone as one document. */
+  private reparse(file: string, chunks: string[], hit: Entry<T>): (T | undefined)[] | undefined {
+    const out: (T | undefined)[] = [];
+    for (let i = 0; i < chunks.length; i++) {
+      if (hit.chunks![i] === chunks[i]) {
+        out.push(hit.byChunk![i]);
+        continue;
+      }
+      const docs = parseYamlText(file, chunks[i]);
+      if (docs.length > 1 || docs.some((d) => d.error || d.index !== 0)) return undefined;
+      out.push(docs.length ? this.convert({ ...docs[0], index: i }) : undefined);
+    }
+    return out;
   }
 
   /**
