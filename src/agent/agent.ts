@@ -213,7 +213,7 @@ export class Agent {
       this.lastIssues = { source: this.sourceIssues, assembled: issues };
       this.version = this.cache.setSnapshot(ANY_NODE, snapshot);
       const t3 = performance.now();
-      const phases = (this.lastPhases = { ...this.sourceTimings, translateMs: t1 - t0, assembleMs: t2 - t1, publishMs: t3 - t2 });
+      const phases: Record<string, number> = (this.lastPhases = { ...this.sourceTimings, translateMs: t1 - t0, assembleMs: t2 - t1, publishMs: t3 - t2 });
       this.sourceTimings = undefined;
       log.info({ version: this.version, resources: snapshot.size, objects: this.units.size, issues: allIssues.length, phases }, 'snapshot published');
       this.metrics.published(this.version, snapshot.size, allIssues.length);
@@ -226,6 +226,7 @@ export class Agent {
       this.followAck(this.version, this.units, listeners);
       this.applyDatapath();
       this.opts.status?.write({ model: this.model, issues: [...allIssues, ...this.datapathIssues] });
+      phases.totalMs = performance.now() - t0;
     } catch (e) {
       log.error({ err: e }, 'publish failed; the previous snapshot keeps serving');
     }
