@@ -144,10 +144,11 @@ export class YamlTree<T> {
       if (byChunk) return { text, chunks, byChunk, items: byChunk.filter((x): x is T => x !== undefined) };
     }
     const docs = parseFileText(file, text);
-    const sigs = docs.map(signature);
+    // Signatures only pay off on a re-read: the first read of a file skips them.
+    const sigs = hit ? docs.map(signature) : undefined;
     const kept = new Map<string, T>();
     hit?.sigs?.forEach((sig, i) => kept.set(sig, hit.items[i]));
-    const items = docs.map((d, i) => kept.get(sigs[i]) ?? this.convert(d));
+    const items = docs.map((d, i) => (sigs && kept.get(sigs[i])) ?? this.convert(d));
     // Cut the same way the parser counted, or not remembered as cut at all.
     if (!chunks || docs.some((d) => d.index >= chunks.length || d.error)) return { text, sigs, items };
     const byChunk: (T | undefined)[] = chunks.map(() => undefined);
