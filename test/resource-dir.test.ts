@@ -5,23 +5,38 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { EnvoyResourceDir } from '../src/sources/envoy-resource-dir.js';
+import { EnvoyResourceDir, type FileLoad } from '../src/sources/envoy-resource-dir.js';
+import { assemble } from '../src/translate/assemble.js';
 import { edsCluster, endpoints } from './helpers/resources.js';
 
 const yaml = (...docs: object[]) => docs.map((d) => stringify(d)).join('---\n');
+
+/** Every file's resources and errors, in file order, across loads that return only changed files. */
+function reader(src: EnvoyResourceDir) {
+  const files = new Map<string, FileLoad>();
+  return () => {
+    const changed = src.load();
+    for (const [file, load] of changed) {
+      if (load) files.set(file, load);
+      else files.delete(file);
+    }
+    const all = [...files.keys()].sort().map((f) => files.get(f)!);
+    return { changed, files: all, resources: all.flatMap((f) => f.resources), errors: all.flatMap((f) => f.errors) };
+  };
+}
 
 t.test('a document that turns bad keeps serving its last good version', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-dir-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'a.yaml'), yaml(edsCluster('one'), edsCluster('two')));
   writeFileSync(join(dir, 'b.yaml'), yaml(endpoints('one', [1])));
-  const src = new EnvoyResourceDir(dir);
-  const first = src.load();
+  const load = reader(new EnvoyResourceDir(dir));
+  const first = load();
   t.same(first.errors, []);
   t.same(first.resources.map((r) => r.name), ['one', 'two', 'one']);
 
   writeFileSync(join(dir, 'a.yaml'), yaml({ ...(edsCluster('one') as object), connect_timeout: 'soon' }, { ...(edsCluster('two') as object), connect_timeout: '9s' }));
-  const second = src.load();
+  const second = load();
   t.equal(second.errors.length, 1);
   t.match(second.errors[0], { file: 'a.yaml', index: 0, object: 'envoy.config.cluster.v3.Cluster/one' });
   t.match(second.errors[0].message, /connect_timeout: want a duration/);
@@ -31,8 +46,11 @@ t.test('a document that turns bad keeps serving its last good version', async (t
   t.not(two?.version, first.resources[1].version, 'its good neighbour updated');
 
   writeFileSync(join(dir, 'c.yaml'), yaml(edsCluster('two')) + '---\n{ not: [yaml');
-  const third = src.load();
-  t.ok(third.errors.some((e) => e.file === 'c.yaml' && /duplicate name "two": already defined at a.yaml\[1\]/.test(e.message)), 'duplicates name both places');
+  const third = load();
   t.ok(third.errors.some((e) => e.file === 'c.yaml' && e.index === 1 && /^YAML:/.test(e.message)), 'broken YAML is reported by file and document');
-  t.equal(third.resources.filter((r) => r.name === 'two').length, 1, 'the first definition wins');
+  t.same([...third.changed.keys()], ['c.yaml'], 'a full read still hands over only what changed: unchanged files keep their loads');
+  // Files are units of their own: a name two files define is settled in assembly, first file first.
+  const assembled = assemble(third.files.map((f) => ({ object: `Envoy resources ${f.file}`, resources: f.resources.map((r) => r.any), redirects: [], issues: [] })));
+  t.ok(assembled.issues.some((i) => i.object === 'Envoy resources c.yaml' && /"two" is also defined, differently, by Envoy resources a.yaml/.test(i.message)), 'the clash is reported on the later file, naming the first');
+  t.equal(assembled.resources.find((r) => r.name === 'two')!.version, second.resources.find((r) => r.name === 'two')!.version, 'the first definition wins');
 });

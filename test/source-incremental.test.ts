@@ -125,7 +125,7 @@ t.test('.json files: JSON.parse, YAML text still accepted, syntax errors name th
 
   const raw = tempDir(t);
   writeFileSync(join(raw, 'broken.json'), '{"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": ');
-  const load = new EnvoyResourceDir(raw).load();
+  const load = new EnvoyResourceDir(raw).load().get('broken.json')!;
   t.equal(load.errors.length, 1);
   t.equal(load.errors[0]!.file, 'broken.json', 'a raw resource file names itself too');
   t.match(load.errors[0]!.message, /JSON: /);

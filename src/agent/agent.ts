@@ -67,7 +67,7 @@ export interface AgentOptions {
 
 export const DEFAULT_ENVOY_GONE_GRACE_MS = 3000;
 
-const RAW_RESOURCES = 'Envoy resources directory';
+const RAW_RESOURCES = 'Envoy resources';
 
 /** Serves the node's Envoy what the sources say, re-translating when they change. */
 export class Agent {
@@ -87,13 +87,13 @@ export class Agent {
   private readonly good = new Map<string, ObjectTranslation>();
   /** Objects whose hold-back the last publish applied: the next one looks at them again. */
   private heldBack = new Set<string>();
-  private rawChanged = false;
+  /** Raw resource files read since the last publish, as units (undefined: the file is gone). */
+  private readonly rawChanged = new Map<string, ObjectTranslation | undefined>();
   /** The policy wiring's units as last assembled. */
   private policyUnits = new Map<string, ObjectTranslation>();
   private lastIssues: { source: TranslationIssue[]; assembled: TranslationIssue[] } | undefined;
   private model = Model.empty();
   private sourceIssues: TranslationIssue[] = [];
-  private rawUnit: ObjectTranslation | undefined;
   private version = 0;
   private units = PMap.empty<string, ObjectTranslation>();
   private acked: ReadonlyMap<string, ObjectTranslation> = new Map();
@@ -197,15 +197,13 @@ export class Agent {
 
   private readRaw(publish: boolean, changed?: ReadonlySet<string>): void {
     if (this.rawDirs.length === 0) return;
-    const resources = [];
-    const issues: TranslationIssue[] = [];
-    for (const d of this.rawDirs) {
-      const load = d.load(changed);
-      resources.push(...load.resources.map((r) => r.any));
-      for (const e of load.errors) issues.push({ object: e.object ?? `${e.file}[${e.index}]`, origin: { file: e.file, index: e.index }, field: '', message: e.message });
-    }
-    this.rawUnit = { object: RAW_RESOURCES, resources, redirects: [], issues };
-    this.rawChanged = true;
+    for (const d of this.rawDirs)
+      for (const [file, load] of d.load(changed)) {
+        // One unit a file: an edit re-assembles its file, not the directory.
+        const object = `${RAW_RESOURCES} ${join(d.dir, file)}`;
+        const issues: TranslationIssue[] = (load?.errors ?? []).map((e) => ({ object: e.object ?? `${e.file}[${e.index}]`, origin: { file: e.file, index: e.index }, field: '', message: e.message }));
+        this.rawChanged.set(object, load && { object, resources: load.resources.map((r) => r.any), redirects: [], issues });
+      }
     if (publish) this.publish();
   }
 
@@ -274,11 +272,12 @@ export class Agent {
       else this.good.delete(object);
       out.set(object, [object, good, order]);
     }
-    if (this.rawChanged && this.rawUnit) {
-      this.good.set(RAW_RESOURCES, this.rawUnit);
-      out.set(RAW_RESOURCES, [RAW_RESOURCES, this.rawUnit, unitOrder(RAW_RESOURCES)]);
+    for (const [object, unit] of this.rawChanged) {
+      if (unit) this.good.set(object, unit);
+      else this.good.delete(object);
+      out.set(object, [object, unit, unitOrder(object)]);
     }
-    this.rawChanged = false;
+    this.rawChanged.clear();
     // Policy's units come whole from its wiring; only those that differ by identity are changes.
     const policyUnits = new Map(this.policyWiring.translate(this.model, ctx).map((u) => [u.object, u]));
     for (const [object, u] of policyUnits) if (this.policyUnits.get(object) !== u) out.set(object, [object, u, unitOrder(object)]);

@@ -11,7 +11,9 @@ export interface ResourceError {
   message: string;
 }
 
-export interface ResourceLoad {
+/** One file's resources and the problems of its documents. */
+export interface FileLoad {
+  file: string;
   resources: XdsResource[];
   errors: ResourceError[];
 }
@@ -48,42 +50,64 @@ function parseDoc(doc: YamlDoc): Parsed {
  * A directory of Envoy resources written as proto3 JSON/YAML with "@type".
  * A document that turns bad keeps serving its last good version, so one typo
  * neither removes the resource from Envoy nor blocks the other documents.
+ * Each file is loaded on its own, so an edit costs its file, whatever the
+ * directory holds; names that clash across files are settled where every
+ * other name clash is, in assembly.
  */
 export class EnvoyResourceDir {
   private readonly tree: YamlTree<Parsed>;
   /** By file, then document index: what each document last served. */
   private lastGood = new Map<string, XdsResource[]>();
+  /** By file: the documents last loaded, so a rescan hands over only files whose documents differ. */
+  private lastDocs = new Map<string, readonly Parsed[]>();
 
-  constructor(dir: string) {
+  constructor(readonly dir: string) {
     this.tree = new YamlTree(dir, parseDoc);
   }
 
-  /** Without `changed` reads every file; with the paths a watcher saw change, only those. */
-  load(changed?: ReadonlySet<string>): ResourceLoad {
-    const errors: ResourceError[] = [];
-    const good = new Map<string, XdsResource[]>();
-    // Keyed without building a string per resource: at tens of thousands of resources
-    // the concatenations cost more than the edit itself.
-    const byName = new Map<string, Map<string, Parsed>>();
-    const resources: XdsResource[] = [];
-    for (const p of this.tree.read(changed)) {
-      if (p.error) errors.push({ file: p.file, index: p.index, object: p.object, message: p.error });
-      const r = p.resource ?? this.lastGood.get(p.file)?.[p.index];
-      if (!r) continue;
-      let names = byName.get(r.typeUrl);
-      if (!names) byName.set(r.typeUrl, (names = new Map()));
-      const first = names.get(r.name);
-      if (first) {
-        errors.push({ file: p.file, index: p.index, object: p.object, message: `duplicate name "${r.name}": already defined at ${first.file}[${first.index}]` });
+  /**
+   * The files that changed since the last load (all of them on the first, or
+   * without `changed`, the paths a watcher saw change), each with what it now
+   * serves; a file that is gone maps to undefined.
+   */
+  load(changed?: ReadonlySet<string>): Map<string, FileLoad | undefined> {
+    const items = this.tree.read(changed);
+    const delta = this.tree.lastChanged;
+    const byFile = new Map<string, Parsed[] | undefined>();
+    if (delta) for (const [file, { after }] of delta) byFile.set(file, after);
+    else {
+      for (const file of this.lastGood.keys()) byFile.set(file, undefined);
+      for (const p of items) {
+        let docs = byFile.get(p.file);
+        if (!docs) byFile.set(p.file, (docs = []));
+        docs.push(p);
+      }
+    }
+    const out = new Map<string, FileLoad | undefined>();
+    for (const [file, docs] of byFile) {
+      if (!docs) {
+        if (!this.lastGood.has(file)) continue;
+        this.lastGood.delete(file);
+        this.lastDocs.delete(file);
+        out.set(file, undefined);
         continue;
       }
-      names.set(r.name, p);
-      let kept = good.get(p.file);
-      if (!kept) good.set(p.file, (kept = []));
-      kept[p.index] = r;
-      resources.push(r);
+      const had = this.lastDocs.get(file);
+      if (had && had.length === docs.length && had.every((p, i) => p === docs[i])) continue;
+      this.lastDocs.set(file, docs);
+      const before = this.lastGood.get(file);
+      const kept: XdsResource[] = [];
+      const load: FileLoad = { file, resources: [], errors: [] };
+      for (const p of docs) {
+        if (p.error) load.errors.push({ file, index: p.index, object: p.object, message: p.error });
+        const r = p.resource ?? before?.[p.index];
+        if (!r) continue;
+        kept[p.index] = r;
+        load.resources.push(r);
+      }
+      this.lastGood.set(file, kept);
+      out.set(file, load);
     }
-    this.lastGood = good;
-    return { resources, errors };
+    return out;
   }
 }
