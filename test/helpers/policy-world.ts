@@ -102,5 +102,5 @@ export async function policyWorld(t: Teardown): Promise<PolicyWorld> {
   return { node, pods, reconciler, startAttacher, state };
 }
 
-/** What an http step's results come to: status or error, and the body. */
-export const outcomes = (rs: any[]) => rs.map((r) => (r.error ? r.error : `${r.status} ${r.backend}`));
+/** What a step's results come to: the error, or the status (http) and the body. */
+export const outcomes = (rs: any[]) => rs.map((r) => (r.error ? r.error : r.status === undefined ? r.backend : `${r.status} ${r.backend}`));
