@@ -12,14 +12,15 @@
 // conntrack there.
 //
 // Map layout (src/redirect/policy-maps.ts is the userspace side):
-//   ipcache:   LPM (v4-mapped address prefix) -> identity.
-//   endpoints: address (v4-mapped) -> endpoint id, identity, enforcement flags.
+//   ipcache:   LPM (set, v4-mapped address prefix) -> identity.
+//   endpoints: (v4-mapped address, set) -> endpoint id, identity, enforcement flags.
 //   policy:    LPM (endpoint, direction, identity, proto, port prefix) ->
 //              verdict, proxy port. Proto 0 is stored as a 56-bit prefix (any
-//              proto, any port). Each endpoint has two sets of entries, told
-//              apart by a bit beside the direction; its endpoints value names
-//              the live one, so userspace fills the other and switches an
-//              endpoint's whole policy (and enforcement flags) in one write.
+//              proto, any port). The set is a bit beside the direction.
+//   polgen:    one entry: which set of ipcache, endpoints and policy is live.
+//              Userspace fills the idle set and switches the whole state in one
+//              write; a packet reads it once, so it meets either the whole old
+//              state or the whole new one, never a mix.
 //   ct:        LRU (src, dst, sport, dport, proto, scope) -> verdict, last
 //              seen. Scope says whose check created it: the destination's
 //              ingress or the source's egress; a reply matches the reversed
@@ -77,21 +78,27 @@ struct addr {
 };
 
 struct lpm_addr_key {
-	__u32 prefixlen;
+	__u32 prefixlen; /* 8 (the set) + 96 + IPv4 length, or 8 + IPv6 length */
+	__u8 set;
 	struct addr addr;
+} __attribute__((packed));
+
+struct endpoint_key {
+	struct addr addr;
+	__u32 set;
 };
 
 struct endpoint {
 	__u32 identity;
 	__u16 id;
 	__u8 flags;
-	__u8 gen; /* which of the endpoint's two sets of policy entries is live */
+	__u8 pad;
 };
 
 struct policy_key {
 	__u32 prefixlen;
 	__u16 endpoint; /* network byte order, as every field here: LPM compares bytes */
-	__u8 direction; /* bit 0: egress; bit 1: the entry set (endpoint's gen) */
+	__u8 direction; /* bit 0: egress; bit 1: the set */
 	__u8 identity[4];
 	__u8 proto;
 	__u16 port;
@@ -132,16 +139,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct lpm_addr_key);
 	__type(value, __u32);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 524288);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_ipcache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct addr);
+	__type(key, struct endpoint_key);
 	__type(value, struct endpoint);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_endpts SEC(".maps");
@@ -150,7 +157,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct policy_key);
 	__type(value, struct policy_val);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 1048576);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_policy SEC(".maps");
@@ -178,6 +185,21 @@ struct {
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_tpcfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_polgen SEC(".maps");
+
+static __always_inline __u8 live_set(void)
+{
+	__u32 zero = 0;
+	__u32 *set = bpf_map_lookup_elem(&sluice_polgen, &zero);
+	return set ? *set & 1 : 0;
+}
 
 struct flow {
 	struct addr src;
@@ -288,9 +310,9 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 	return 1;
 }
 
-static __always_inline __u32 identity_of(struct addr *a)
+static __always_inline __u32 identity_of(struct addr *a, __u8 set)
 {
-	struct lpm_addr_key k = { .prefixlen = 128, .addr = *a };
+	struct lpm_addr_key k = { .prefixlen = 136, .set = set, .addr = *a };
 	__u32 *id = bpf_map_lookup_elem(&sluice_ipcache, &k);
 	return id ? *id : IDENTITY_WORLD;
 }
@@ -309,12 +331,12 @@ static __always_inline struct policy_val *policy_lookup(struct policy_key *k, __
  * wins, then a redirect (the proxy enforces the union of what both allow),
  * then an allow.
  */
-static __always_inline struct policy_val policy_verdict(struct endpoint *ep, __u8 dir, __u32 identity, struct flow *f)
+static __always_inline struct policy_val policy_verdict(struct endpoint *ep, __u8 set, __u8 dir, __u32 identity, struct flow *f)
 {
 	struct policy_key k = {
 		.prefixlen = POLICY_PREFIX_FULL,
 		.endpoint = bpf_htons(ep->id),
-		.direction = dir | (ep->gen & 1) << 1,
+		.direction = dir | set << 1,
 		.proto = f->proto,
 		.port = f->dport,
 	};
@@ -361,7 +383,7 @@ static __always_inline struct ct_val *ct_find(struct ct_key *k, struct flow *f, 
  * sends, seen at the pod veth's egress; the host may always reach its pods
  * unless a deny says otherwise (Cilium's allow-localhost).
  */
-static __always_inline __u8 check(struct endpoint *ep, __u8 dir, struct flow *f, int from_host, __u16 *proxy_port)
+static __always_inline __u8 check(struct endpoint *ep, __u8 set, __u8 dir, struct flow *f, int from_host, __u16 *proxy_port)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct ct_key k = { .src = f->src, .dst = f->dst, .sport = f->sport, .dport = f->dport, .proto = f->proto, .scope = dir };
@@ -374,8 +396,8 @@ static __always_inline __u8 check(struct endpoint *ep, __u8 dir, struct flow *f,
 	if (ct_find(&r, f, now))
 		return VERDICT_ALLOW;
 
-	__u32 identity = from_host ? IDENTITY_HOST : identity_of(dir == DIR_INGRESS ? &f->src : &f->dst);
-	struct policy_val pv = policy_verdict(ep, dir, identity, f);
+	__u32 identity = from_host ? IDENTITY_HOST : identity_of(dir == DIR_INGRESS ? &f->src : &f->dst, set);
+	struct policy_val pv = policy_verdict(ep, set, dir, identity, f);
 	__u8 verdict = pv.verdict;
 	if (verdict == VERDICT_DENY) {
 		drop_count(DROP_DENY_RULE);
@@ -476,15 +498,18 @@ int sluice_tc_ingress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	__u16 port = 0, dst_port = 0;
 	__u8 verdict = VERDICT_ALLOW, dst_verdict = VERDICT_ALLOW;
-	struct endpoint *src = bpf_map_lookup_elem(&sluice_endpts, &f.src);
+	__u8 set = live_set();
+	struct endpoint_key ek = { .addr = f.src, .set = set };
+	struct endpoint *src = bpf_map_lookup_elem(&sluice_endpts, &ek);
 	if (src) {
-		verdict = check(src, DIR_EGRESS, &f, 0, &port);
+		verdict = check(src, set, DIR_EGRESS, &f, 0, &port);
 		if (verdict == VERDICT_DENY)
 			return TC_ACT_SHOT;
 	}
-	struct endpoint *dst = bpf_map_lookup_elem(&sluice_endpts, &f.dst);
+	ek.addr = f.dst;
+	struct endpoint *dst = bpf_map_lookup_elem(&sluice_endpts, &ek);
 	if (dst) {
-		dst_verdict = check(dst, DIR_INGRESS, &f, 0, &dst_port);
+		dst_verdict = check(dst, set, DIR_INGRESS, &f, 0, &dst_port);
 		if (dst_verdict == VERDICT_DENY)
 			return TC_ACT_SHOT;
 	}
@@ -505,12 +530,14 @@ int sluice_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (rc < 0)
 		return TC_ACT_SHOT;
-	struct endpoint *dst = bpf_map_lookup_elem(&sluice_endpts, &f.dst);
+	__u8 set = live_set();
+	struct endpoint_key ek = { .addr = f.dst, .set = set };
+	struct endpoint *dst = bpf_map_lookup_elem(&sluice_endpts, &ek);
 	if (!dst)
 		return TC_ACT_UNSPEC;
 	__u16 port = 0;
 	/* A packet the node forwarded was judged at ingress and is found in conntrack; anything else the node sends itself. */
-	if (check(dst, DIR_INGRESS, &f, 1, &port) == VERDICT_DENY)
+	if (check(dst, set, DIR_INGRESS, &f, 1, &port) == VERDICT_DENY)
 		return TC_ACT_SHOT;
 	return TC_ACT_UNSPEC;
 }

@@ -2,34 +2,30 @@
 // mirror of what the kernel holds (read back at start, so a restarted agent
 // adopts the pinned state and rewrites nothing that is already right).
 //
-// Make-before-break: each endpoint has two sets of policy entries and its
-// endpoints value names the live one. A changed endpoint gets its new entries
-// in the idle set first; one write of its value then switches entries and
-// enforcement flags together, and only then does the old set go. A packet thus
-// meets either the whole old or the whole new policy of an endpoint, never a
-// mix. Identity mappings that are new come before the policies that name them,
-// the ones that go after; a removed endpoint's value goes before its entries.
-// A write that fails leaves the endpoint on its old set; it is reported and
-// the whole state retried later, and nothing that works is withdrawn.
-import { addon } from './bpf.js';
+// Make-before-break: ipcache, endpoints and policy entries each hold two sets,
+// and one word (sluice_polgen) says which is live. A change is written into
+// the idle set, which still holds the state before last and so needs only the
+// difference, and then one write switches the node to it. A packet reads the
+// word once, so it meets either the whole old state or the whole new one:
+// nothing both deny ever passes, nothing both allow ever drops. A write that
+// fails leaves the live set untouched; it is reported and retried later.
 import type { BpfMap } from './bpf.js';
 import { MapWriteError } from './bpf.js';
 import type { EndpointEntry, PolicyDatapathState, PolicyEntry } from '../policy/datapath-state.js';
 import {
-  addr16,
   addrString,
   ctAddresses,
   decodeEndpointVal,
   DROP_REASONS,
   type DropReason,
+  endpointKey,
   endpointVal,
   EP_EGRESS_ENFORCED,
   EP_INGRESS_ENFORCED,
   ipcacheKey,
+  keySet,
   policyKey,
-  policyKeyOwner,
   policyVal,
-  POLICY_SIZES,
   tpcfg,
   type TproxyConfig,
   u32le,
@@ -50,6 +46,8 @@ export interface PolicyReconcilerOptions {
 }
 
 type Mirror = Map<string, string>;
+type Kind = keyof typeof keySet;
+const KINDS: Kind[] = ['ipcache', 'endpoints', 'policy'];
 
 const hex = (b: Buffer) => b.toString('hex');
 const buf = (h: string) => Buffer.from(h, 'hex');
@@ -58,21 +56,30 @@ function readMirror(map: BpfMap): Mirror {
   return new Map(map.entries().map(([k, v]) => [hex(k), hex(v)]));
 }
 
+/** A key of the other set: the same entry, moved. */
+function otherSet(kind: Kind, key: string): string {
+  const b = buf(key);
+  if (kind === 'ipcache') b.writeUInt8(b.readUInt8(4) ^ 1, 4);
+  else if (kind === 'endpoints') b.writeUInt32LE(b.readUInt32LE(16) ^ 1, 16);
+  else b.writeUInt8(b.readUInt8(6) ^ 2, 6);
+  return hex(b);
+}
+
 export class PolicyReconciler {
-  private readonly ipcache: Mirror;
-  private readonly endpoints: Mirror;
-  private readonly policy: Mirror;
+  private readonly mirrors: Record<Kind, Mirror>;
+  private live: number;
   private desired?: PolicyDatapathState;
   private retry?: NodeJS.Timeout;
   private result: PolicyApplyResult = { written: 0, deleted: 0, errors: [] };
+  /** A write failed (worth retrying), as opposed to input that cannot be encoded (reported, not retried). */
+  private writeFailed = false;
 
   constructor(
     readonly maps: PolicyMaps,
     private readonly opts: PolicyReconcilerOptions = {},
   ) {
-    this.ipcache = readMirror(maps.ipcache);
-    this.endpoints = readMirror(maps.endpoints);
-    this.policy = readMirror(maps.policy);
+    this.mirrors = { ipcache: readMirror(maps.ipcache), endpoints: readMirror(maps.endpoints), policy: readMirror(maps.policy) };
+    this.live = (maps.polgen.lookup(u32le(0))?.readUInt32LE(0) ?? 0) & 1;
   }
 
   /** From the pins in pinDir (creating the maps when none are pinned yet). */
@@ -80,20 +87,27 @@ export class PolicyReconciler {
     return new PolicyReconciler(openPolicyMaps(pinDir, objectPath), opts);
   }
 
-  /** How many entries each map holds, as this reconciler knows them. */
-  get sizes(): { ipcache: number; endpoints: number; policy: number } {
-    return { ipcache: this.ipcache.size, endpoints: this.endpoints.size, policy: this.policy.size };
+  /** Which set of entries the programs use now (0 or 1). */
+  get liveSet(): number {
+    return this.live;
+  }
+
+  /** How many entries the live set holds in each map. */
+  get sizes(): Record<Kind, number> {
+    const count = (kind: Kind) => [...this.mirrors[kind].keys()].filter((k) => keySet[kind](buf(k)) === this.live).length;
+    return { ipcache: count('ipcache'), endpoints: count('endpoints'), policy: count('policy') };
   }
 
   apply(state: PolicyDatapathState): PolicyApplyResult {
     this.desired = state;
     clearTimeout(this.retry);
     this.result = { written: 0, deleted: 0, errors: [] };
+    this.writeFailed = false;
     this.reconcile(state);
     const out = this.result;
     for (const e of out.errors) this.opts.onError?.(e);
     const retryMs = this.opts.retryMs ?? 1000;
-    if (out.errors.length && retryMs > 0) {
+    if (this.writeFailed && retryMs > 0) {
       this.retry = setTimeout(() => this.desired === state && this.apply(state), retryMs);
       this.retry.unref();
     }
@@ -126,6 +140,84 @@ export class PolicyReconciler {
     this.result.errors.push(message);
   }
 
+  private inSet(kind: Kind, set: number): Mirror {
+    return new Map([...this.mirrors[kind]].filter(([k]) => keySet[kind](buf(k)) === set));
+  }
+
+  private reconcile(state: PolicyDatapathState): void {
+    const live = this.live;
+    const idle = 1 - live;
+    const current = Object.fromEntries(KINDS.map((k) => [k, this.inSet(k, live)])) as Record<Kind, Mirror>;
+    const wantLive = this.encode(state, live, current);
+    if (KINDS.every((k) => sameEntries(current[k], wantLive[k]))) return;
+    // The idle set holds the state before last: write only what differs from the new one.
+    const want = Object.fromEntries(KINDS.map((k) => [k, new Map([...wantLive[k]].map(([key, v]) => [otherSet(k, key), v]))])) as Record<Kind, Mirror>;
+    for (const kind of KINDS) {
+      const map = this.maps[kind];
+      const mirror = this.mirrors[kind];
+      const stale = [...this.inSet(kind, idle).keys()].filter((k) => !want[kind].has(k));
+      if (!this.remove(map, mirror, stale) || !this.put(map, mirror, [...want[kind]])) return;
+    }
+    try {
+      this.maps.polgen.update(u32le(0), u32le(idle));
+      this.result.written++;
+    } catch (e) {
+      this.error(`switching ${this.maps.polgen.name} to set ${idle}: ${(e as Error).message}`);
+      this.writeFailed = true;
+      return;
+    }
+    this.live = idle;
+    // A removed pod's flows: its address may come back as another pod, which must not inherit them.
+    const addrOf = (k: string) => k.slice(0, 32);
+    const now = new Set([...wantLive.endpoints.keys()].map(addrOf));
+    const gone = [...current.endpoints.keys()].map(addrOf).filter((a) => !now.has(a));
+    if (gone.length) this.flushConntrack(gone.map(buf));
+  }
+
+  /**
+   * The state as map entries of one set. An endpoint with an entry that cannot
+   * be encoded keeps what it has now, entries and enforcement alike: a policy
+   * is enforced whole or not changed, never half.
+   */
+  private encode(state: PolicyDatapathState, set: number, current: Record<Kind, Mirror>): Record<Kind, Mirror> {
+    const out: Record<Kind, Mirror> = { ipcache: new Map(), endpoints: new Map(), policy: new Map() };
+    for (const e of state.ipcache) {
+      try {
+        out.ipcache.set(hex(ipcacheKey(e.prefix, set)), hex(u32le(e.identity)));
+      } catch (err) {
+        this.error(`ipcache entry ${e.prefix}: ${(err as Error).message}`);
+      }
+    }
+    const invalid = new Set<number>();
+    for (const e of state.entries) {
+      const problem = entryProblem(e);
+      if (!problem) continue;
+      invalid.add(e.endpoint);
+      this.error(`policy entry of endpoint ${e.endpoint} (${e.direction}, identity ${e.identity}, proto ${e.proto}, port ${e.port}/${e.portPrefixLen}): ${problem}`);
+    }
+    for (const e of state.entries)
+      if (!invalid.has(e.endpoint)) out.policy.set(hex(policyKey(e, set)), hex(policyVal(e.verdict, e.proxyPort)));
+    for (const ep of state.endpoints) {
+      let key: string;
+      try {
+        if (!Number.isInteger(ep.endpoint) || ep.endpoint < 0 || ep.endpoint > 0xffff) throw new Error(`endpoint number ${ep.endpoint} is not 0..65535`);
+        key = hex(endpointKey(ep.ip, set));
+      } catch (err) {
+        this.error(`endpoint ${ep.pod}: ${(err as Error).message}`);
+        continue;
+      }
+      if (out.endpoints.has(key)) {
+        this.error(`endpoint ${ep.pod}: address ${ep.ip} is listed twice; the first one holds it`);
+        continue;
+      }
+      if (!invalid.has(ep.endpoint)) out.endpoints.set(key, hex(endpointVal(ep.identity, ep.endpoint, flagsOf(ep))));
+    }
+    // What the invalid endpoints have now, carried over unchanged.
+    for (const [k, v] of current.endpoints) if (invalid.has(decodeEndpointVal(buf(v)).id)) out.endpoints.set(k, v);
+    for (const [k, v] of current.policy) if (invalid.has(buf(k).readUInt16BE(4))) out.policy.set(k, v);
+    return out;
+  }
+
   /** Writes in order; records exactly what made it. False when something did not. */
   private put(map: BpfMap, mirror: Mirror, entries: [string, string][]): boolean {
     const todo = entries.filter(([k, v]) => mirror.get(k) !== v);
@@ -137,6 +229,7 @@ export class PolicyReconciler {
       for (const [k, v] of todo.slice(0, written)) mirror.set(k, v);
       this.result.written += written;
       this.error(`writing ${map.name}: ${(e as Error).message}`);
+      this.writeFailed = true;
       return false;
     }
     for (const [k, v] of todo) mirror.set(k, v);
@@ -153,164 +246,18 @@ export class PolicyReconciler {
         this.result.deleted++;
       } catch (e) {
         ok = false;
+        this.writeFailed = true;
         this.error(`deleting from ${map.name}: ${(e as Error).message}`);
       }
     }
     return ok;
   }
 
-  private reconcile(state: PolicyDatapathState): void {
-    const ipcache = this.encodeIpcache(state);
-    const { endpoints, byId } = this.encodeEndpoints(state.endpoints);
-    const entries = this.encodeEntries(state.entries);
-
-    // 1. Identity mappings that are new or changed, before policies naming them.
-    this.put(this.maps.ipcache, this.ipcache, [...ipcache]);
-
-    // 2. Per endpoint: fill the idle set, then switch its addresses to it.
-    const keep = new Map<number, number>(); // endpoint id -> the set it now uses (or will, once it has addresses)
-    const ids = new Set<number>([...byId.keys(), ...entries.keys()]);
-    const owned = this.policyByOwner();
-    const liveNow = this.liveGensById();
-    for (const id of ids) {
-      const want = entries.get(id);
-      if (want === null) continue; // invalid: reported; the endpoint keeps what it has
-      const gens = [...(liveNow.get(id) ?? [])];
-      const live = gens[0];
-      // A switch cut short: both sets are whole policies; settle on one before filling the other.
-      if (gens.length > 1 && !this.switchTo(id, live, this.addrsOf(id))) continue;
-      const wantIn = (gen: number) => new Map((want ?? []).map((e) => [hex(policyKey(e, gen)), hex(policyVal(e.verdict, e.proxyPort))]));
-      let target: number;
-      const entriesOf = (gen: number) => owned.get(`${id}:${gen}`) ?? new Map<string, string>();
-      if (live !== undefined && sameEntries(entriesOf(live), wantIn(live))) target = live;
-      else {
-        target = live === undefined ? 0 : 1 - live;
-        const fill = wantIn(target);
-        const stale = [...entriesOf(target).keys()].filter((k) => !fill.has(k));
-        if (!this.remove(this.maps.policy, this.policy, stale) || !this.put(this.maps.policy, this.policy, [...fill])) continue;
-      }
-      const values = (byId.get(id) ?? []).map((ep) => [hex(addr16(ep.ip)), hex(endpointVal(ep.identity, id, flagsOf(ep), target))] as [string, string]);
-      if (this.put(this.maps.endpoints, this.endpoints, values)) keep.set(id, target);
-    }
-
-    // 3. Addresses no longer endpoints.
-    const gone = [...this.endpoints.keys()].filter((k) => !endpoints.has(k));
-    const goneIps = gone.map((k) => buf(k));
-    this.remove(this.maps.endpoints, this.endpoints, gone);
-
-    // 4. Entry sets nobody uses any more: the old set of a switched endpoint, every set of one gone.
-    //    An endpoint whose update failed keeps its sets, the idle one included, for the retry.
-    const stale: string[] = [];
-    const liveAfter = this.liveGensById();
-    for (const k of this.policy.keys()) {
-      const { endpoint, gen } = policyKeyOwner(buf(k));
-      if (liveAfter.get(endpoint)?.has(gen) || keep.get(endpoint) === gen) continue;
-      if (keep.has(endpoint) || !ids.has(endpoint)) stale.push(k);
-    }
-    this.remove(this.maps.policy, this.policy, stale);
-
-    // 5. Identity mappings that went, once no policy needs them.
-    this.remove(
-      this.maps.ipcache,
-      this.ipcache,
-      [...this.ipcache.keys()].filter((k) => !ipcache.has(k)),
-    );
-
-    // 6. A removed pod's flows: its address may come back as another pod, which must not inherit them.
-    if (goneIps.length) this.flushConntrack(goneIps);
-  }
-
-  private encodeIpcache(state: PolicyDatapathState): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const e of state.ipcache) {
-      try {
-        out.set(hex(ipcacheKey(e.prefix)), hex(u32le(e.identity)));
-      } catch (err) {
-        this.error(`ipcache entry ${e.prefix}: ${(err as Error).message}`);
-      }
-    }
-    return out;
-  }
-
-  private encodeEndpoints(list: EndpointEntry[]): { endpoints: Set<string>; byId: Map<number, EndpointEntry[]> } {
-    const endpoints = new Set<string>();
-    const byId = new Map<number, EndpointEntry[]>();
-    for (const ep of list) {
-      let key: string;
-      try {
-        if (!Number.isInteger(ep.endpoint) || ep.endpoint < 0 || ep.endpoint > 0xffff) throw new Error(`endpoint number ${ep.endpoint} is not 0..65535`);
-        key = hex(addr16(ep.ip));
-      } catch (err) {
-        this.error(`endpoint ${ep.pod}: ${(err as Error).message}`);
-        continue;
-      }
-      if (endpoints.has(key)) {
-        this.error(`endpoint ${ep.pod}: address ${ep.ip} is listed twice; the first one holds it`);
-        continue;
-      }
-      endpoints.add(key);
-      byId.set(ep.endpoint, [...(byId.get(ep.endpoint) ?? []), ep]);
-    }
-    return { endpoints, byId };
-  }
-
-  /** Per endpoint id, its entries; null for an endpoint with an entry that cannot be encoded (then none of its are). */
-  private encodeEntries(list: PolicyEntry[]): Map<number, PolicyEntry[] | null> {
-    const out = new Map<number, PolicyEntry[] | null>();
-    for (const e of list) {
-      if (out.get(e.endpoint) === null) continue;
-      const problem = entryProblem(e);
-      if (problem) {
-        this.error(`policy entry of endpoint ${e.endpoint} (${e.direction}, identity ${e.identity}, proto ${e.proto}, port ${e.port}/${e.portPrefixLen}): ${problem}`);
-        out.set(e.endpoint, null);
-        continue;
-      }
-      out.set(e.endpoint, [...(out.get(e.endpoint) ?? []), e]);
-    }
-    return out;
-  }
-
-  private addrsOf(id: number): string[] {
-    return [...this.endpoints].filter(([, v]) => decodeEndpointVal(buf(v)).id === id).map(([k]) => k);
-  }
-
-  /** Per endpoint id, the entry sets its addresses use now. */
-  private liveGensById(): Map<number, Set<number>> {
-    const out = new Map<number, Set<number>>();
-    for (const v of this.endpoints.values()) {
-      const d = decodeEndpointVal(buf(v));
-      out.set(d.id, (out.get(d.id) ?? new Set()).add(d.gen));
-    }
-    return out;
-  }
-
-  /** The policy mirror split by "endpoint:set". */
-  private policyByOwner(): Map<string, Mirror> {
-    const out = new Map<string, Mirror>();
-    for (const [k, v] of this.policy) {
-      const o = policyKeyOwner(buf(k));
-      const key = `${o.endpoint}:${o.gen}`;
-      if (!out.has(key)) out.set(key, new Map());
-      out.get(key)!.set(k, v);
-    }
-    return out;
-  }
-
-  private switchTo(id: number, gen: number, addrs: string[]): boolean {
-    const values = addrs.map((k) => {
-      const d = decodeEndpointVal(buf(this.endpoints.get(k)!));
-      return [k, hex(endpointVal(d.identity, id, d.flags, gen))] as [string, string];
-    });
-    return this.put(this.maps.endpoints, this.endpoints, values);
-  }
-
   private flushConntrack(ips: Buffer[]): void {
     try {
-      const keys = addon().mapKeys(this.maps.ct.fd, POLICY_SIZES.ctKey);
-      for (let o = 0; o < keys.length; o += POLICY_SIZES.ctKey) {
-        const key = keys.subarray(o, o + POLICY_SIZES.ctKey);
+      for (const key of this.maps.ct.keys()) {
         const [src, dst] = ctAddresses(key);
-        if (ips.some((ip) => ip.equals(src) || ip.equals(dst))) this.maps.ct.delete(Buffer.from(key));
+        if (ips.some((ip) => ip.equals(src) || ip.equals(dst))) this.maps.ct.delete(key);
       }
     } catch (e) {
       this.error(`flushing conntrack of ${ips.map(addrString).join(', ')}: ${(e as Error).message}`);

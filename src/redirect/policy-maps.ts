@@ -12,12 +12,13 @@ export const POLICY_MAPS = {
   ct: 'sluice_ct',
   drops: 'sluice_drops',
   tpcfg: 'sluice_tpcfg',
+  polgen: 'sluice_polgen',
 } as const;
 
 export const POLICY_SIZES = {
-  ipcacheKey: 20,
+  ipcacheKey: 21,
   ipcacheVal: 4,
-  endpointKey: 16,
+  endpointKey: 20,
   endpointVal: 8,
   policyKey: 14,
   policyVal: 4,
@@ -58,20 +59,35 @@ function zeroHostBits(b: Buffer, from: number, bits: number): void {
   }
 }
 
-/** "10.0.0.0/8" -> LPM key with prefix length 104 over the v4-mapped address. */
-export function ipcacheKey(prefix: string): Buffer {
+/** "10.0.0.0/8" in set 1 -> LPM key with prefix length 8 + 104 over (set, v4-mapped address). */
+export function ipcacheKey(prefix: string, set: number): Buffer {
   const [ip, lenText] = prefix.split('/');
   const v4 = isIPv4(ip);
   const max = v4 ? 32 : 128;
   const len = lenText === undefined ? max : Number(lenText);
   if (!Number.isInteger(len) || len < 0 || len > max) throw new Error(`bad prefix length in ${prefix}`);
   const b = Buffer.alloc(POLICY_SIZES.ipcacheKey);
-  const bits = (v4 ? 96 : 0) + len;
+  const bits = 8 + (v4 ? 96 : 0) + len;
   b.writeUInt32LE(bits, 0);
-  addr16(ip).copy(b, 4);
+  b.writeUInt8(set, 4);
+  addr16(ip).copy(b, 5);
   zeroHostBits(b, 4, bits);
   return b;
 }
+
+export function endpointKey(ip: string, set: number): Buffer {
+  const b = Buffer.alloc(POLICY_SIZES.endpointKey);
+  addr16(ip).copy(b, 0);
+  b.writeUInt32LE(set, 16);
+  return b;
+}
+
+/** Which set an ipcache, endpoints or policy key belongs to. */
+export const keySet = {
+  ipcache: (k: Buffer) => k.readUInt8(4),
+  endpoints: (k: Buffer) => k.readUInt32LE(16),
+  policy: (k: Buffer) => (k.readUInt8(6) >> 1) & 1,
+};
 
 export function u32le(n: number): Buffer {
   const b = Buffer.alloc(4);
@@ -79,17 +95,16 @@ export function u32le(n: number): Buffer {
   return b;
 }
 
-export function endpointVal(identity: number, id: number, flags: number, gen: number): Buffer {
+export function endpointVal(identity: number, id: number, flags: number): Buffer {
   const b = Buffer.alloc(POLICY_SIZES.endpointVal);
   b.writeUInt32LE(identity >>> 0, 0);
   b.writeUInt16LE(id, 4);
   b.writeUInt8(flags, 6);
-  b.writeUInt8(gen, 7);
   return b;
 }
 
-export function decodeEndpointVal(b: Buffer): { identity: number; id: number; flags: number; gen: number } {
-  return { identity: b.readUInt32LE(0), id: b.readUInt16LE(4), flags: b.readUInt8(6), gen: b.readUInt8(7) };
+export function decodeEndpointVal(b: Buffer): { identity: number; id: number; flags: number } {
+  return { identity: b.readUInt32LE(0), id: b.readUInt16LE(4), flags: b.readUInt8(6) };
 }
 
 export interface PolicyKeyFields {
@@ -102,22 +117,17 @@ export interface PolicyKeyFields {
 }
 
 /** Proto 0 means any protocol and any port: the key stops after the identity. */
-export function policyKey(e: PolicyKeyFields, gen: number): Buffer {
+export function policyKey(e: PolicyKeyFields, set: number): Buffer {
   const b = Buffer.alloc(POLICY_SIZES.policyKey);
   const bits = e.proto === 0 ? 56 : 64 + e.portPrefixLen;
   b.writeUInt32LE(bits, 0);
   b.writeUInt16BE(e.endpoint, 4);
-  b.writeUInt8((e.direction === 'egress' ? 1 : 0) | (gen << 1), 6);
+  b.writeUInt8((e.direction === 'egress' ? 1 : 0) | (set << 1), 6);
   b.writeUInt32BE(e.identity >>> 0, 7);
   b.writeUInt8(e.proto, 11);
   b.writeUInt16BE(e.port, 12);
   zeroHostBits(b, 4, bits);
   return b;
-}
-
-/** The endpoint and entry set a policy key belongs to. */
-export function policyKeyOwner(b: Buffer): { endpoint: number; gen: number } {
-  return { endpoint: b.readUInt16BE(4), gen: (b.readUInt8(6) >> 1) & 1 };
 }
 
 export function policyVal(verdict: Verdict, proxyPort = 0): Buffer {

@@ -34,6 +34,7 @@ export interface PolicyMaps {
   ct: BpfMap;
   drops: BpfMap;
   tpcfg: BpfMap;
+  polgen: BpfMap;
   close(): void;
 }
 
@@ -66,6 +67,7 @@ export function openPolicyMaps(pinDir: string, objectPath = POLICY_OBJECT): Poli
       ct: map(POLICY_MAPS.ct, POLICY_SIZES.ctKey, POLICY_SIZES.ctVal),
       drops: map(POLICY_MAPS.drops, 4, 8 * possibleCpus()),
       tpcfg: map(POLICY_MAPS.tpcfg, 4, POLICY_SIZES.tpcfg),
+      polgen: map(POLICY_MAPS.polgen, 4, 4),
       close: () => fds.splice(0).forEach((fd) => bpf.closeFd(fd)),
     };
   } catch (e) {
