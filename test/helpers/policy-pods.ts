@@ -13,10 +13,12 @@ interface Teardown {
 
 const here = new URL('.', import.meta.url).pathname;
 export const GATEWAY = '169.254.1.1';
+export const GATEWAY6 = 'fd00:244::1';
 
 export interface Pod {
   ns: string;
   ip: string;
+  ip6: string;
   /** The node side of its veth. */
   veth: string;
   ifindex(): number;
@@ -41,7 +43,8 @@ export function podMaker(t: Teardown, node: NetnsWorld) {
       }
   });
   node.sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-  return (k: number, ip: string): Pod => {
+  node.sh('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
+  return (k: number, ip: string, ip6: string): Pod => {
     const ns = `${node.ns}-q${k}`;
     const veth = `lxc${k}`;
     execFileSync('ip', ['netns', 'add', ns]);
@@ -51,15 +54,22 @@ export function podMaker(t: Teardown, node: NetnsWorld) {
     node.sh('ip', ['addr', 'add', `${GATEWAY}/32`, 'dev', veth]);
     node.sh('ip', ['link', 'set', veth, 'up']);
     node.sh('ip', ['route', 'add', `${ip}/32`, 'dev', veth]);
+    // nodad: usable at once, not after duplicate address detection's second or two.
+    node.sh('ip', ['addr', 'add', `${GATEWAY6}/128`, 'dev', veth, 'nodad']);
+    node.sh('ip', ['-6', 'route', 'add', `${ip6}/128`, 'dev', veth]);
     psh('ip', ['link', 'set', 'lo', 'up']);
     psh('ip', ['addr', 'add', `${ip}/32`, 'dev', 'eth0']);
     psh('ip', ['link', 'set', 'eth0', 'up']);
     psh('ip', ['route', 'add', GATEWAY, 'dev', 'eth0', 'scope', 'link']);
     psh('ip', ['route', 'add', 'default', 'via', GATEWAY, 'dev', 'eth0']);
+    psh('ip', ['addr', 'add', `${ip6}/128`, 'dev', 'eth0', 'nodad']);
+    psh('ip', ['-6', 'route', 'add', GATEWAY6, 'dev', 'eth0']);
+    psh('ip', ['-6', 'route', 'add', 'default', 'via', GATEWAY6, 'dev', 'eth0']);
     const script = (plan: object[]) => `echo $$ > ${node.cgroupDir}/cgroup.procs && exec ${process.execPath} ${join(here, 'netns-client.mjs')} '${JSON.stringify(plan)}'`;
     return {
       ns,
       ip,
+      ip6,
       veth,
       ifindex: () => JSON.parse(node.sh('ip', ['-j', 'link', 'show', veth]))[0].ifindex,
       client: (plan) => JSON.parse(execFileSync('nsenter', [`--net=/var/run/netns/${ns}`, 'sh', '-c', script(plan)], { encoding: 'utf8' })),

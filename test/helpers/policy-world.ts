@@ -21,6 +21,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 export const ID = { x: 256, y: 257, s: 258, u: 259, worldNet: FIRST_CIDR_IDENTITY } as const;
 export const IP = { x: '10.244.0.11', y: '10.244.0.12', s: '10.244.0.13', u: '10.244.0.14', w: '192.0.2.10' } as const;
+export const IP6 = { x: 'fd00:244::11', y: 'fd00:244::12', s: 'fd00:244::13', u: 'fd00:244::14', w: '2001:db8::10' } as const;
 
 export interface PolicyWorld {
   node: NetnsWorld;
@@ -50,9 +51,9 @@ export async function policyWorld(t: Teardown): Promise<PolicyWorld> {
     if (!existsSync(f)) throw new Error(`${f} is missing: run scripts/setup.sh (or npm run build and the clang line for bpf/policy.c)`);
   const node = await netnsWorld(t, []);
   const pod = podMaker(t, node);
-  const pods = { x: pod(1, IP.x), y: pod(2, IP.y), s: pod(3, IP.s), u: pod(4, IP.u), w: pod(5, IP.w) };
+  const pods = { x: pod(1, IP.x, IP6.x), y: pod(2, IP.y, IP6.y), s: pod(3, IP.s, IP6.s), u: pod(4, IP.u, IP6.u), w: pod(5, IP.w, IP6.w) };
   await Promise.all([
-    pods.s.servers({ http: [{ ip: IP.s, port: 80, name: 'deathstar' }], tcp: [{ ip: IP.s, port: 8080, name: 'deathstar-8080' }] }),
+    pods.s.servers({ http: [{ ip: IP.s, port: 80, name: 'deathstar' }, { ip: IP6.s, port: 80, name: 'deathstar6' }], tcp: [{ ip: IP.s, port: 8080, name: 'deathstar-8080' }] }),
     pods.u.servers({ http: [{ ip: IP.u, port: 80, name: 'open' }] }),
     pods.w.servers({ http: [{ ip: IP.w, port: 80, name: 'world' }] }),
     pods.x.servers({ http: [{ ip: IP.x, port: 80, name: 'x' }] }),
@@ -84,18 +85,26 @@ export async function policyWorld(t: Teardown): Promise<PolicyWorld> {
   const state: PolicyWorld['state'] = ({ enforce = {}, entries = [] }) => ({
     ipcache: [
       { prefix: '0.0.0.0/0', identity: ReservedIdentity.World },
+      { prefix: '::/0', identity: ReservedIdentity.World },
       { prefix: '192.0.2.0/24', identity: ID.worldNet },
-      ...(['x', 'y', 's', 'u'] as const).map((p) => ({ prefix: `${IP[p]}/32`, identity: ID[p] })),
+      ...(['x', 'y', 's', 'u'] as const).flatMap((p) => [
+        { prefix: `${IP[p]}/32`, identity: ID[p] },
+        { prefix: `${IP6[p]}/128`, identity: ID[p] },
+      ]),
     ],
-    endpoints: (['x', 'y', 's', 'u'] as const).map(
-      (p): EndpointEntry => ({
+    // A dual-stack pod is two endpoint entries with one number.
+    endpoints: (['x', 'y', 's', 'u'] as const).flatMap((p) => [IP[p], IP6[p]]).map(
+      (ip): EndpointEntry => {
+        const p = (Object.keys(IP) as (keyof typeof IP)[]).find((k) => IP[k] === ip || IP6[k] === ip) as 'x' | 'y' | 's' | 'u';
+        return {
         pod: `default/${p}`,
-        ip: IP[p],
+        ip,
         endpoint: EP[p],
         identity: ID[p],
         ingressEnforced: enforce[p]?.includes('ingress') ?? false,
         egressEnforced: enforce[p]?.includes('egress') ?? false,
-      }),
+      };
+      },
     ),
     entries,
   });
