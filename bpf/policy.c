@@ -379,11 +379,12 @@ static __always_inline struct ct_val *ct_find(struct ct_key *k, struct flow *f, 
 
 /*
  * One endpoint's check of one direction. Returns the verdict for this packet
- * (allow, deny or redirect with *proxy_port set). `from_host`: the node itself
- * sends, seen at the pod veth's egress; the host may always reach its pods
- * unless a deny says otherwise (Cilium's allow-localhost).
+ * (allow, deny or redirect with *proxy_port set). `at_egress`: seen at a pod
+ * veth's egress, where nothing can be steered any more. `from_host`: the node
+ * itself sends; the host may always reach its pods unless a deny says
+ * otherwise (Cilium's allow-localhost).
  */
-static __always_inline __u8 check(struct endpoint *ep, __u8 set, __u8 dir, struct flow *f, int from_host, __u16 *proxy_port)
+static __always_inline __u8 check(struct endpoint *ep, __u8 set, __u8 dir, struct flow *f, int at_egress, int from_host, __u16 *proxy_port)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct ct_key k = { .src = f->src, .dst = f->dst, .sport = f->sport, .dport = f->dport, .proto = f->proto, .scope = dir };
@@ -411,9 +412,16 @@ static __always_inline __u8 check(struct endpoint *ep, __u8 set, __u8 dir, struc
 		}
 		verdict = VERDICT_ALLOW;
 	}
-	/* Only TC ingress can steer; what the node sends itself goes straight. */
-	if (verdict == VERDICT_REDIRECT && from_host)
+	/* Only TC ingress can steer. What the node sends itself goes straight; a
+	 * forwarded packet that met no ingress hook (an interface the attacher has
+	 * yet to find) must not slip past the proxy. */
+	if (verdict == VERDICT_REDIRECT && at_egress) {
+		if (!from_host) {
+			drop_count(DROP_NO_PROXY);
+			return VERDICT_DENY;
+		}
 		verdict = VERDICT_ALLOW;
+	}
 	struct ct_val nv = { .last_seen = now, .verdict = verdict, .proxy_port = verdict == VERDICT_REDIRECT ? pv.proxy_port : 0 };
 	bpf_map_update_elem(&sluice_ct, &k, &nv, BPF_ANY);
 	*proxy_port = nv.proxy_port;
@@ -502,14 +510,14 @@ int sluice_tc_ingress(struct __sk_buff *skb)
 	struct endpoint_key ek = { .addr = f.src, .set = set };
 	struct endpoint *src = bpf_map_lookup_elem(&sluice_endpts, &ek);
 	if (src) {
-		verdict = check(src, set, DIR_EGRESS, &f, 0, &port);
+		verdict = check(src, set, DIR_EGRESS, &f, 0, 0, &port);
 		if (verdict == VERDICT_DENY)
 			return TC_ACT_SHOT;
 	}
 	ek.addr = f.dst;
 	struct endpoint *dst = bpf_map_lookup_elem(&sluice_endpts, &ek);
 	if (dst) {
-		dst_verdict = check(dst, set, DIR_INGRESS, &f, 0, &dst_port);
+		dst_verdict = check(dst, set, DIR_INGRESS, &f, 0, 0, &dst_port);
 		if (dst_verdict == VERDICT_DENY)
 			return TC_ACT_SHOT;
 	}
@@ -536,8 +544,9 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	if (!dst)
 		return TC_ACT_UNSPEC;
 	__u16 port = 0;
-	/* A packet the node forwarded was judged at ingress and is found in conntrack; anything else the node sends itself. */
-	if (check(dst, set, DIR_INGRESS, &f, 1, &port) == VERDICT_DENY)
+	/* A forwarded packet was judged at ingress and is found in conntrack; one
+	 * without an ingress interface the node sends itself. */
+	if (check(dst, set, DIR_INGRESS, &f, 1, skb->ingress_ifindex == 0, &port) == VERDICT_DENY)
 		return TC_ACT_SHOT;
 	return TC_ACT_UNSPEC;
 }
