@@ -2,7 +2,7 @@
 // Keys are built canonically (host bits of a prefix zeroed), so that what the
 // kernel hands back compares equal to what desired state encodes.
 import { isIPv4 } from 'node:net';
-import type { Verdict } from '../policy/datapath-state.js';
+import type { PolicyEntry, Verdict } from '../policy/datapath-state.js';
 import { encodeAddr } from './maps.js';
 
 export const POLICY_MAPS = {
@@ -107,14 +107,7 @@ export function decodeEndpointVal(b: Buffer): { identity: number; id: number; fl
   return { identity: b.readUInt32LE(0), id: b.readUInt16LE(4), flags: b.readUInt8(6) };
 }
 
-export interface PolicyKeyFields {
-  endpoint: number;
-  direction: 'ingress' | 'egress';
-  identity: number;
-  proto: number;
-  port: number;
-  portPrefixLen: number;
-}
+export type PolicyKeyFields = Pick<PolicyEntry, 'endpoint' | 'direction' | 'identity' | 'proto' | 'port' | 'portPrefixLen'>;
 
 /** Proto 0 means any protocol and any port: the key stops after the identity. */
 export function policyKey(e: PolicyKeyFields, set: number): Buffer {

@@ -79,11 +79,6 @@ export class TcAttacher {
     addon().closeObject(this.handle);
   }
 
-  /** The pin names ("IFINDEX-ingress") of the attachments in place. */
-  get pins(): string[] {
-    return readdirSync(this.linkDir).sort();
-  }
-
   sync(): Promise<void> {
     this.running ??= this.syncOnce().finally(() => (this.running = undefined));
     return this.running;
