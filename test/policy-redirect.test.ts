@@ -62,4 +62,11 @@ t.test('a redirect verdict lands the flow on Envoy’s transparent listener, whi
   t.same(outcomes(fromY), ['timeout'], 'y, which no entry names, is dropped in the kernel, not redirected');
   t.same(outcomes(toU), ['200 open'], 'traffic without a redirect verdict never enters Envoy');
   t.equal((await envoy.stats('listener.0.0.0.0_15001.downstream_cx_total'))['listener.0.0.0.0_15001.downstream_cx_total'], 3, 'Envoy saw no other connection');
+
+  // A redirect to a port no listener holds fails closed, and says why.
+  const noProxy = w.reconciler.dropCounters()['no-proxy'];
+  t.same(w.reconciler.apply(w.state({ enforce: { s: ['ingress'] }, entries: [...state.entries, entry(EP.s, 'ingress', ID.y, 6, 80, 'redirect', PROXY_PORT + 1)] })).errors, []);
+  const [yNoProxy] = w.pods.y.client([{ op: 'http', host: IP.s, port: 80 }]);
+  t.same(outcomes(yNoProxy), ['timeout'], 'y, redirected to a port with no listener, is dropped');
+  t.ok(w.reconciler.dropCounters()['no-proxy'] > noProxy, 'counted as no proxy');
 });
