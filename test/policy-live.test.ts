@@ -100,3 +100,21 @@ t.test('restart: enforcement outlives the agent; a new attacher and reconciler a
   t.same(outcomes(y8080), ['deathstar-8080'], 'and applies changes');
   t.ok(existsSync(join(w.node.pinDir, 'sluice_policy')), 'the maps stay pinned where the next agent looks');
 });
+
+t.test('an established flow keeps the verdict of its first packet when policy changes (as in Cilium); new flows get the new one', async (t) => {
+  const w = await policyWorld(t);
+  await w.startAttacher();
+  const go = join(tmpdir(), `sluice-policy-hold-${process.pid}`);
+  rmSync(go, { force: true });
+  t.teardown(() => rmSync(go, { force: true }));
+  t.same(w.reconciler.apply(w.state({ enforce: { s: ['ingress'] }, entries: [entry(EP.s, 'ingress', ID.x, TCP, 9000, 'allow')] })).errors, []);
+  const held = w.pods.x.clientAsync([{ op: 'hold', host: IP.s, port: 9000, file: go }]);
+  const established = () => w.reconciler.maps.ct.entries().some(([k]) => addrString(k.subarray(0, 16)) === IP.x && k.readUInt16BE(34) === 9000);
+  await eventually(established, 20_000, 'the held connection');
+  t.same(w.reconciler.apply(w.state({ enforce: { s: ['ingress'] } })).errors, [], 'the allow goes');
+  const [fresh] = w.pods.x.client([{ op: 'tcp', host: IP.s, port: 9000 }]);
+  t.same(outcomes(fresh), ['timeout'], 'a new connection meets the new policy');
+  writeFileSync(go, '');
+  const [[h]] = await held;
+  t.same(h, { echoes: ['one', 'two'] }, 'the connection that was allowed goes on');
+});

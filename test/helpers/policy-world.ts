@@ -53,7 +53,7 @@ export async function policyWorld(t: Teardown): Promise<PolicyWorld> {
   const pod = podMaker(t, node);
   const pods = { x: pod(1, IP.x, IP6.x), y: pod(2, IP.y, IP6.y), s: pod(3, IP.s, IP6.s), u: pod(4, IP.u, IP6.u), w: pod(5, IP.w, IP6.w) };
   await Promise.all([
-    pods.s.servers({ http: [{ ip: IP.s, port: 80, name: 'deathstar' }, { ip: IP6.s, port: 80, name: 'deathstar6' }], tcp: [{ ip: IP.s, port: 8080, name: 'deathstar-8080' }] }),
+    pods.s.servers({ http: [{ ip: IP.s, port: 80, name: 'deathstar' }, { ip: IP6.s, port: 80, name: 'deathstar6' }], tcp: [{ ip: IP.s, port: 8080, name: 'deathstar-8080' }], echo: [{ ip: IP.s, port: 9000 }] }),
     pods.u.servers({ http: [{ ip: IP.u, port: 80, name: 'open' }] }),
     pods.w.servers({ http: [{ ip: IP.w, port: 80, name: 'world' }] }),
     pods.x.servers({ http: [{ ip: IP.x, port: 80, name: 'x' }] }),
