@@ -12,6 +12,10 @@ for (const s of cfg.tcp ?? []) {
   pending++;
   createServer((c) => c.end(s.name)).listen(s.port, s.ip, ready);
 }
+for (const s of cfg.echo ?? []) {
+  pending++;
+  createServer((c) => c.pipe(c)).listen(s.port, s.ip, ready);
+}
 for (const s of cfg.http ?? []) {
   pending++;
   createHttpServer((_req, res) => res.end(s.name)).listen(s.port, s.ip, ready);
