@@ -23,6 +23,7 @@ import { DEFAULT_PROXY_PORT_RANGE, ephemeralOverlap } from '../ids/stable-ids.js
 import type { Unplaced } from '../redirect/apply.js';
 import { TypeUrl } from '../resources/types.js';
 import { ProxyPorts } from './proxy-ports.js';
+import { PolicyWiring, type PolicyView } from './policy-wiring.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -72,6 +73,7 @@ export class Agent {
   private readonly rawDirs: EnvoyResourceDir[];
   private readonly unwatch: (() => void)[] = [];
   private readonly proxyPorts: ProxyPorts;
+  private readonly policyWiring: PolicyWiring;
   private readonly proxyAddresses: ProxyAddresses;
   private readonly proxyPortRange: [number, number];
   private readonly lastGood = new LastGood();
@@ -121,6 +123,7 @@ export class Agent {
     this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
     this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
     this.proxyPortRange = range;
+    this.policyWiring = new PolicyWiring(opts.stateDir);
     this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 
@@ -131,6 +134,16 @@ export class Agent {
   /** Service traffic to steer into Envoy, as of the current version. */
   get redirects(): readonly ServiceRedirect[] {
     return this.currentRedirects;
+  }
+
+  /** Network policy: the computation, and its datapath state as desired and as the datapath may apply it (redirects gated on Envoy's ACK). */
+  get policy(): PolicyView {
+    return this.policyWiring.view;
+  }
+
+  /** The policy datapath reconciler's hook: called with each new policy view. */
+  onPolicy(fn: (view: PolicyView) => void): () => void {
+    return this.policyWiring.subscribe(fn);
   }
 
   async start(): Promise<XdsServerAddresses> {
@@ -184,6 +197,7 @@ export class Agent {
       };
       let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
       if (this.rawUnit) units.push(this.rawUnit);
+      units.push(...this.policyWiring.translate(this.model, ctx));
       units = units.map((u) => this.holdBackNacked(u));
       const { resources, redirects, issues } = assemble(units);
       const snapshot = Snapshot.fromResources(resources);
@@ -234,6 +248,7 @@ export class Agent {
           this.ackedVersion = version;
           this.acked = units;
           this.ackedRedirects = [...units.values()].flatMap((u) => u.redirects);
+          this.policyWiring.acked(listeners);
           this.metrics.acked(version);
           this.applyDatapath();
           this.clearAccepted(units);
@@ -304,12 +319,14 @@ export class Agent {
     if (!this.following.has(this.version)) {
       void this.followAck(this.version, this.units, this.listeners);
     }
-    if (this.envoyGone || this.ackedRedirects.length === 0) return;
+    const steering = () => this.ackedRedirects.length > 0 || this.policyWiring.redirecting;
+    if (this.envoyGone || !steering()) return;
     this.envoyGone = setTimeout(() => {
       this.envoyGone = undefined;
-      if (!this.ready || this.cache.holdsListeners(node) || this.ackedRedirects.length === 0) return;
+      if (!this.ready || this.cache.holdsListeners(node) || !steering()) return;
       this.opts.log.warn({ node, redirects: this.ackedRedirects.length }, "no xDS stream of this node's Envoy holds listeners; Services go straight to their backends until one ACKs listeners again");
       this.ackedRedirects = [];
+      this.policyWiring.acked(new Set());
       this.applyDatapath();
     }, this.opts.envoyGoneGraceMs ?? DEFAULT_ENVOY_GONE_GRACE_MS);
     this.envoyGone.unref?.();

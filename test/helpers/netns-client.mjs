@@ -21,11 +21,11 @@ function tcp(host, port) {
   });
 }
 
-// One HTTP/1.1 GET on a fresh connection; the body is the backend's name.
-function http(host, port) {
+// One HTTP/1.1 request (GET / unless the step says) on a fresh connection; the body is the backend's name.
+function http(host, port, step = {}) {
   return new Promise((resolve, reject) => {
     let peer;
-    const req = request({ host, port, path: '/', agent: false, timeout: 3000 }, (res) => {
+    const req = request({ host, port, path: step.path ?? '/', method: step.method ?? 'GET', headers: step.headers, agent: false, timeout: 3000 }, (res) => {
       let body = '';
       res.on('data', (d) => (body += d));
       res.on('end', () => resolve({ status: res.statusCode, backend: body, peer, via: res.headers['x-envoy-upstream-service-time'] !== undefined ? 'envoy' : undefined }));
@@ -84,7 +84,7 @@ for (const step of plan) {
       if (step.op === 'tcp') results.push(await tcp(step.host, step.port));
       else if (step.op === 'udp') results.push(await udp(step.host, step.port));
       else if (step.op === 'udp6') results.push(await udp(step.host, step.port, 'udp6'));
-      else if (step.op === 'http') results.push(await http(step.host, step.port));
+      else if (step.op === 'http') results.push(await http(step.host, step.port, step));
       else if (step.op === 'hold') results.push(await hold(step.host, step.port, step.file));
       else if (step.op === 'dns') {
         const r = new Resolver({ timeout: 2000, tries: 1 });

@@ -20,6 +20,14 @@ for (const s of cfg.http ?? []) {
   pending++;
   createHttpServer((_req, res) => res.end(s.name)).listen(s.port, s.ip, ready);
 }
+// Answers with what it saw: the request, and the addresses of the connection it came on.
+for (const s of cfg.httpEcho ?? []) {
+  pending++;
+  createHttpServer((req, res) => {
+    const { localAddress, localPort, remoteAddress } = req.socket;
+    res.end(JSON.stringify({ name: s.name, method: req.method, url: req.url, headers: req.headers, local: `${localAddress}:${localPort}`, remote: remoteAddress }));
+  }).listen(s.port, s.ip, ready);
+}
 for (const s of cfg.udp ?? []) {
   pending++;
   const sock = createSocket(s.ip.includes(':') ? 'udp6' : 'udp4');

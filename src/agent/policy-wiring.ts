@@ -1,0 +1,93 @@
+// Policy in the agent: computes it from each model, hands its L7 listeners to
+// assembly as translation units, and keeps two datapath states: the desired
+// one, and the one the datapath may apply now, where a flow is steered into a
+// listener only once the node's Envoy has accepted that listener (traffic
+// never meets a closed port). Until then such an entry drops rather than
+// allows: an L7 rule is never bypassed, only late.
+import { join } from 'node:path';
+import type { Model } from '../model/model.js';
+import { computePolicy, identityAllocators, type PolicyDatapathState, type PolicyEntry, type PolicyResult } from '../policy/index.js';
+import type { TranslateContext } from '../translate/context.js';
+import type { ObjectTranslation } from '../translate/output.js';
+import { translatePolicyListeners } from '../translate/policy-l7.js';
+
+export interface PolicyView {
+  /** The latest computation; undefined before the first model. */
+  result?: PolicyResult;
+  /** Every redirect with the proxy port of its listener; one whose listener could not be served drops. */
+  desired: PolicyDatapathState;
+  /** What the datapath may apply: redirects only into listeners the node's Envoy has ACKed, the rest drop for now. */
+  acked: PolicyDatapathState;
+}
+
+const EMPTY: PolicyDatapathState = { ipcache: [], endpoints: [], entries: [] };
+
+/** A redirect that cannot go to its listener (yet) drops: never allowed past its L7 rules. */
+const drop = ({ listener: _l, proxyPort: _p, ...e }: PolicyEntry): PolicyEntry => ({ ...e, verdict: 'deny' });
+
+export class PolicyWiring {
+  private readonly allocators: ReturnType<typeof identityAllocators>;
+  private result: PolicyResult | undefined;
+  private units: ObjectTranslation[] = [];
+  private desired = EMPTY;
+  private gated = EMPTY;
+  private ackedListeners = new Set<string>();
+  private readonly subscribers = new Set<(view: PolicyView) => void>();
+
+  constructor(stateDir: string | undefined) {
+    const file = (name: string) => (stateDir ? join(stateDir, name) : undefined);
+    this.allocators = identityAllocators({ identities: file('policy-identities.json'), cidrs: file('policy-cidr-identities.json'), endpoints: file('policy-endpoints.json') });
+  }
+
+  /**
+   * Computes policy for the node and returns its units for assembly. Should
+   * that throw (a bug, not bad input: policies' problems are issues), the
+   * previous units and states stay, and the rest of the config still goes out.
+   */
+  translate(model: Model, ctx: TranslateContext): ObjectTranslation[] {
+    let result: PolicyResult;
+    let translated: ReturnType<typeof translatePolicyListeners>;
+    try {
+      result = computePolicy(model, { nodeName: ctx.nodeName, ...this.allocators });
+      translated = translatePolicyListeners(result.l7, ctx, result.issues);
+    } catch (e) {
+      const message = `policy computation failed, the previous policy stays in force: ${(e as Error).message}`;
+      return [...this.units.map((u) => ({ ...u, issues: [] })), { object: 'policy', resources: [], redirects: [], issues: [{ object: 'policy', field: '', message }] }];
+    }
+    const { units, ports } = translated;
+    this.units = units;
+    const entries = result.state.entries.map((e) => (e.verdict !== 'redirect' ? e : ports.has(e.listener!) ? { ...e, proxyPort: ports.get(e.listener!)! } : drop(e)));
+    this.result = result;
+    this.desired = { ...result.state, entries };
+    this.regate();
+    return units;
+  }
+
+  /** The node's Envoy accepted a version with these listeners (an empty set: it has none any more). */
+  acked(listeners: ReadonlySet<string>): void {
+    this.ackedListeners = new Set(listeners);
+    this.regate();
+  }
+
+  /** Whether some redirect currently steers into Envoy. */
+  get redirecting(): boolean {
+    return this.gated.entries.some((e) => e.verdict === 'redirect');
+  }
+
+  get view(): PolicyView {
+    return { ...(this.result ? { result: this.result } : {}), desired: this.desired, acked: this.gated };
+  }
+
+  /** Calls `fn` with every new view (the datapath reconciler's hook); returns the unsubscribe. */
+  subscribe(fn: (view: PolicyView) => void): () => void {
+    this.subscribers.add(fn);
+    return () => this.subscribers.delete(fn);
+  }
+
+  private regate(): void {
+    const entries = this.desired.entries.map((e) => (e.verdict === 'redirect' && !this.ackedListeners.has(e.listener!) ? drop(e) : e));
+    this.gated = { ...this.desired, entries };
+    const view = this.view;
+    for (const fn of this.subscribers) fn(view);
+  }
+}

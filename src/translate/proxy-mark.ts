@@ -1,0 +1,16 @@
+// The mark the node's Envoy puts on its own upstream sockets (SO_MARK) of
+// policy listeners. The proxy opens these connections on behalf of a flow the
+// policy datapath already steered into it and the RBAC filter admitted, so the
+// TC programs must let packets carrying it pass instead of enforcing (or
+// steering) them a second time: without that the proxy's connection would be
+// judged as coming from the host and a redirect would loop back into Envoy.
+//
+// 0x1ce0 avoids the bits kube-proxy (0x4000, 0x8000), Calico (0xffff0000) and
+// Weave (0x20000, 0x40000) use. The datapath compares skb->mark under
+// PROXY_UPSTREAM_MARK_MASK, so a CNI's own high bits on the packet do not hide it.
+export const PROXY_UPSTREAM_MARK = 0x1ce0;
+export const PROXY_UPSTREAM_MARK_MASK = 0xffff;
+
+/** Linux's SOL_SOCKET and SO_MARK, as Envoy's SocketOption wants them. */
+export const SOL_SOCKET = 1;
+export const SO_MARK = 36;
