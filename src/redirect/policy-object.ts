@@ -11,6 +11,9 @@ import { POLICY_MAPS, POLICY_SIZES } from './policy-maps.js';
 export const POLICY_OBJECT = fileURLToPath(new URL('../../build/bpf/policy.o', import.meta.url));
 export const POLICY_PROGRAMS = { ingress: 'sluice_tc_ingress', egress: 'sluice_tc_egress' } as const;
 
+/** The agent pins the policy object beside the socket LB's, in a folder of its own. */
+export const policyPinDir = (agentPinDir: string) => join(agentPinDir, 'policy');
+
 /**
  * Opens the object, reusing maps pinned in pinDir and pinning the ones it
  * creates. A pinned map that no longer fits the object is an error, not a
