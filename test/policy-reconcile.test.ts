@@ -233,3 +233,16 @@ t.test('adopting maps that already hold the state writes nothing; invalid entrie
   t.same(adopted.apply(fixed).errors, []);
   t.equal(judge(maps, { ep: IPS.s, dir: 'ingress', peer: IPS.y, proto: 6, port: 80 }), 'redirect');
 });
+
+t.test('a moment after a switch the idle set catches up, so the next change writes only its difference', async (t) => {
+  const maps = fakeMaps({ n: 0, failAt: 0, after: () => {} });
+  const r = new PolicyReconciler(maps as unknown as PolicyMaps, { retryMs: 0 });
+  t.teardown(() => r.close());
+  const first = r.apply(STATES.allowXY);
+  t.ok(first.written > 10, `the first state is written whole (${first.written} writes)`);
+  await new Promise((res) => setTimeout(res, 300));
+  const next = structuredClone(STATES.allowXY);
+  next.entries.push(e(3, 'ingress', IDS.y, 6, 443, 'allow'));
+  t.same(r.apply(next), { written: 2, deleted: 0, errors: [] }, 'one entry into the idle set, one switch');
+  t.equal(judge(maps, { ep: IPS.s, dir: 'ingress', peer: IPS.y, proto: 6, port: 443 }), 'allow');
+});

@@ -4,8 +4,8 @@
 //
 // Make-before-break: ipcache, endpoints and policy entries each hold two sets,
 // and one word (sluice_polgen) says which is live. A change is written into
-// the idle set, which still holds the state before last and so needs only the
-// difference, and then one write switches the node to it. A packet reads the
+// the idle set, only what differs there, and then one write switches the node
+// to it. A packet reads the
 // word once, so it meets either the whole old state or the whole new one:
 // nothing both deny ever passes, nothing both allow ever drops. A write that
 // fails leaves the live set untouched; it is reported and retried later.
@@ -46,6 +46,7 @@ export interface PolicyReconcilerOptions {
 }
 
 type Mirror = Map<string, string>;
+const IDLE_COPY_DELAY_MS = 100;
 type Kind = keyof typeof keySet;
 const KINDS: Kind[] = ['ipcache', 'endpoints', 'policy'];
 
@@ -56,13 +57,18 @@ function readMirror(map: BpfMap): Mirror {
   return new Map(map.entries().map(([k, v]) => [hex(k), hex(v)]));
 }
 
+/** Where, in a key's hex form, the digit holding its set sits (see keySet); bit 1 of it for policy, bit 0 otherwise. */
+const SET_DIGIT: Record<Kind, { at: number; bit: number }> = { ipcache: { at: 9, bit: 1 }, endpoints: { at: 33, bit: 1 }, policy: { at: 13, bit: 2 } };
+
+function setOf(kind: Kind, key: string): number {
+  const { at, bit } = SET_DIGIT[kind];
+  return parseInt(key[at], 16) & bit ? 1 : 0;
+}
+
 /** A key of the other set: the same entry, moved. */
 function otherSet(kind: Kind, key: string): string {
-  const b = buf(key);
-  if (kind === 'ipcache') b.writeUInt8(b.readUInt8(4) ^ 1, 4);
-  else if (kind === 'endpoints') b.writeUInt32LE(b.readUInt32LE(16) ^ 1, 16);
-  else b.writeUInt8(b.readUInt8(6) ^ 2, 6);
-  return hex(b);
+  const { at, bit } = SET_DIGIT[kind];
+  return key.slice(0, at) + (parseInt(key[at], 16) ^ bit).toString(16) + key.slice(at + 1);
 }
 
 export class PolicyReconciler {
@@ -70,6 +76,7 @@ export class PolicyReconciler {
   private live: number;
   private desired?: PolicyDatapathState;
   private retry?: NodeJS.Timeout;
+  private mirror?: NodeJS.Timeout;
   private result: PolicyApplyResult = { written: 0, deleted: 0, errors: [] };
   /** A write failed (worth retrying), as opposed to input that cannot be encoded (reported, not retried). */
   private writeFailed = false;
@@ -94,13 +101,14 @@ export class PolicyReconciler {
 
   /** How many entries the live set holds in each map. */
   get sizes(): Record<Kind, number> {
-    const count = (kind: Kind) => [...this.mirrors[kind].keys()].filter((k) => keySet[kind](buf(k)) === this.live).length;
+    const count = (kind: Kind) => [...this.mirrors[kind].keys()].filter((k) => setOf(kind, k) === this.live).length;
     return { ipcache: count('ipcache'), endpoints: count('endpoints'), policy: count('policy') };
   }
 
   apply(state: PolicyDatapathState): PolicyApplyResult {
     this.desired = state;
     clearTimeout(this.retry);
+    clearTimeout(this.mirror);
     this.result = { written: 0, deleted: 0, errors: [] };
     this.writeFailed = false;
     this.reconcile(state);
@@ -133,6 +141,7 @@ export class PolicyReconciler {
 
   close(): void {
     clearTimeout(this.retry);
+    clearTimeout(this.mirror);
     this.maps.close();
   }
 
@@ -141,7 +150,7 @@ export class PolicyReconciler {
   }
 
   private inSet(kind: Kind, set: number): Mirror {
-    return new Map([...this.mirrors[kind]].filter(([k]) => keySet[kind](buf(k)) === set));
+    return new Map([...this.mirrors[kind]].filter(([k]) => setOf(kind, k) === set));
   }
 
   private reconcile(state: PolicyDatapathState): void {
@@ -150,7 +159,7 @@ export class PolicyReconciler {
     const current = Object.fromEntries(KINDS.map((k) => [k, this.inSet(k, live)])) as Record<Kind, Mirror>;
     const wantLive = this.encode(state, live, current);
     if (KINDS.every((k) => sameEntries(current[k], wantLive[k]))) return;
-    // The idle set holds the state before last: write only what differs from the new one.
+    // The idle set holds an earlier state (usually the live one, copied): write only what differs from the new one.
     const want = Object.fromEntries(KINDS.map((k) => [k, new Map([...wantLive[k]].map(([key, v]) => [otherSet(k, key), v]))])) as Record<Kind, Mirror>;
     for (const kind of KINDS) {
       const map = this.maps[kind];
@@ -167,11 +176,28 @@ export class PolicyReconciler {
       return;
     }
     this.live = idle;
+    // Once no packet can still be reading the old set (a program runs for microseconds), bring it up to the new
+    // state too, so that the next change writes only what it changes.
+    this.mirror = setTimeout(() => this.copyLiveToIdle(), IDLE_COPY_DELAY_MS);
+    this.mirror.unref();
     // A removed pod's flows: its address may come back as another pod, which must not inherit them.
     const addrOf = (k: string) => k.slice(0, 32);
     const now = new Set([...wantLive.endpoints.keys()].map(addrOf));
     const gone = [...current.endpoints.keys()].map(addrOf).filter((a) => !now.has(a));
     if (gone.length) this.flushConntrack(gone.map(buf));
+  }
+
+  private copyLiveToIdle(): void {
+    const saved = this.result;
+    this.result = { written: 0, deleted: 0, errors: [] };
+    for (const kind of KINDS) {
+      const want = new Map([...this.inSet(kind, this.live)].map(([k, v]) => [otherSet(kind, k), v]));
+      const stale = [...this.inSet(kind, 1 - this.live).keys()].filter((k) => !want.has(k));
+      if (!this.remove(this.maps[kind], this.mirrors[kind], stale) || !this.put(this.maps[kind], this.mirrors[kind], [...want])) break;
+    }
+    // Nothing depends on this copy; the next change writes whatever it missed.
+    for (const e of this.result.errors) this.opts.onError?.(`copying the live set to the idle one: ${e}`);
+    this.result = saved;
   }
 
   /**
