@@ -38,6 +38,7 @@ t.test('a restarted agent keeps identities and proxy ports, whatever the order p
   t.ok(redirect(before).length > 0);
   t.same(redirect(after), redirect(before), 'the same listener on the same proxy port');
   t.notOk(after.acked.entries.some((e) => e.verdict === 'redirect'), 'no Envoy has ACKed it: nothing is steered into it');
+  t.equal(after.ackSeen, false, '...and the view says no ACK has come since the start, so a reconciler keeps what it adopted');
   t.same(after.result?.l7.map((l) => l.listener), redirect(before).slice(0, 1).map(([l]) => l));
 });
 

@@ -124,6 +124,7 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
     all,
     'once Envoy ACKed the listener, the gated state carries the redirects',
   );
+  t.ok(agent.agent.policy.ackSeen);
   const dump = await envoy.configDump();
   const listener = dump.listeners[redirects[0].listener!];
   t.ok(listener?.transparent, 'Envoy holds the transparent listener');

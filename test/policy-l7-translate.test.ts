@@ -82,7 +82,7 @@ t.test('headerMatches actions: a filter chain per peer group, routes per combina
     { name: 'x-one', string_match: { exact: '1' }, invert_match: true, treat_missing_header_as_empty: true },
     { name: 'x-two', string_match: { exact: '2' }, invert_match: true, treat_missing_header_as_empty: true },
   ]);
-  t.same(groups[1], { routes: [{ match: { prefix: '/' }, route: { cluster: 'c' } }] }, 'b and unknown peers: no rewriting');
+  t.same(groups[1], { routes: [{ match: { prefix: '/' }, route: { cluster: 'c', timeout: '0s' } }] }, 'b and unknown peers: no rewriting');
   t.notOk(policies(l).some((p) => JSON.stringify(p).includes('x-one')), 'the RBAC does not require a header that has a mismatch action');
   t.ok(JSON.stringify(policies(l)[2]).includes('/c'));
 
@@ -109,10 +109,11 @@ t.test('problems land on the policies: a rewrite of a pseudo-header, no proxy po
     cnp('other', { endpointSelector: { matchLabels: { class: 'deathstar' } }, ingress: [{ toPorts: [{ ports: [{ port: '80' }], rules: { http: [{ path: '/z' }] } }] }] }),
     cnp('broken', { endpointSelector: {}, ingress: [{ fromEntities: ['nowhere'] }] }),
   ]);
-  const { units } = translatePolicyListeners(r.l7, ctx, r.issues);
+  const origins = new Map(r.compiled.ruleSets.map((rs) => [rs.policy, rs.origin!]));
+  const { units } = translatePolicyListeners(r.l7, ctx, r.issues, origins);
   const shared = units.find((u) => u.object === 'CiliumNetworkPolicy default/hosty, CiliumNetworkPolicy default/other')!;
   t.ok(shared, 'policies sharing a listener share a unit, named after both');
-  t.same(shared.issues.map((i) => [i.object, i.field]), [['CiliumNetworkPolicy default/hosty', 'spec.ingress[0].toPorts[0].rules.http[0].headerMatches[0].mismatch']]);
+  t.same(shared.issues.map((i) => [i.object, i.field, i.origin]), [['CiliumNetworkPolicy default/hosty', 'spec.ingress[0].toPorts[0].rules.http[0].headerMatches[0].mismatch', { file: 'policy.yaml', index: 3 }]]);
   const rbac = JSON.stringify(anyToJson(shared.resources[0]));
   t.notOk(rbac.includes('/x'), 'the rule Envoy cannot carry out is not enforced: its requests are refused');
   t.ok(rbac.includes('/y') && rbac.includes('/z'), 'the rest are');

@@ -18,6 +18,13 @@ export interface PolicyView {
   desired: PolicyDatapathState;
   /** What the datapath may apply: redirects only into listeners the node's Envoy has ACKed, the rest drop for now. */
   acked: PolicyDatapathState;
+  /**
+   * Whether the node's Envoy has ACKed (or gone) since this agent started. Until then,
+   * `acked` drops every redirect; a restarted agent's reconciler should keep
+   * the redirect entries it adopted from the pinned maps meanwhile (Envoy kept
+   * its listeners across the restart), so L7 flows see no gap.
+   */
+  ackSeen: boolean;
 }
 
 const EMPTY: PolicyDatapathState = { ipcache: [], endpoints: [], entries: [] };
@@ -32,6 +39,7 @@ export class PolicyWiring {
   private desired = EMPTY;
   private gated = EMPTY;
   private ackedListeners = new Set<string>();
+  private ackSeen = false;
   private readonly subscribers = new Set<(view: PolicyView) => void>();
 
   constructor(stateDir: string | undefined) {
@@ -49,7 +57,8 @@ export class PolicyWiring {
     let translated: ReturnType<typeof translatePolicyListeners>;
     try {
       result = computePolicy(model, { nodeName: ctx.nodeName, ...this.allocators });
-      translated = translatePolicyListeners(result.l7, ctx, result.issues);
+      const origins = new Map(result.compiled.ruleSets.flatMap((rs) => (rs.origin ? [[rs.policy, rs.origin] as const] : [])));
+      translated = translatePolicyListeners(result.l7, ctx, result.issues, origins);
     } catch (e) {
       const message = `policy computation failed, the previous policy stays in force: ${(e as Error).message}`;
       return [...this.units.map((u) => ({ ...u, issues: [] })), { object: 'policy', resources: [], redirects: [], issues: [{ object: 'policy', field: '', message }] }];
@@ -66,6 +75,7 @@ export class PolicyWiring {
   /** The node's Envoy accepted a version with these listeners (an empty set: it has none any more). */
   acked(listeners: ReadonlySet<string>): void {
     this.ackedListeners = new Set(listeners);
+    this.ackSeen = true;
     this.regate();
   }
 
@@ -75,7 +85,7 @@ export class PolicyWiring {
   }
 
   get view(): PolicyView {
-    return { ...(this.result ? { result: this.result } : {}), desired: this.desired, acked: this.gated };
+    return { ...(this.result ? { result: this.result } : {}), desired: this.desired, acked: this.gated, ackSeen: this.ackSeen };
   }
 
   /** Calls `fn` with every new view (the datapath reconciler's hook); returns the unsubscribe. */

@@ -34,6 +34,9 @@ export function headerActionIssues(l: L7Listener): TranslationIssue[] {
 /** Rules the translator leaves out: those whose actions Envoy cannot perform. */
 export const enforceable = (r: L7Rule) => !rewrites(r).some((h) => unrewritable(h.name));
 
+/** On to the original destination, with no timeout the application did not have (Envoy's default is 15 s). */
+const forward = (cluster: string) => ({ cluster, timeout: '0s' });
+
 function rewriteRoutes(r: L7Rule, cluster: string): Json[] {
   const acts = rewrites(r);
   const base = ruleHeaders(r);
@@ -47,7 +50,7 @@ function rewriteRoutes(r: L7Rule, cluster: string): Json[] {
     const remove = mismatched.filter((h) => h.mismatch === 'DELETE').map((h) => h.name.toLowerCase());
     routes.push({
       match: { prefix: '/', headers },
-      route: { cluster },
+      route: forward(cluster),
       ...(add.length ? { request_headers_to_add: add } : {}),
       ...(remove.length ? { request_headers_to_remove: remove } : {}),
     });
@@ -64,7 +67,7 @@ export interface RouteGroup {
 /** The route groups of a listener: one default, plus one per peer-prefix group with rules of their own. */
 export function routeGroups(l: L7Listener, cluster: string): RouteGroup[] {
   const rules = l.rules.filter((r) => enforceable(r) && rewrites(r).length > 0);
-  const straight = { match: { prefix: '/' }, route: { cluster } };
+  const straight = { match: { prefix: '/' }, route: forward(cluster) };
   const routesFor = (idx: number[]) => [...idx.flatMap((i) => rewriteRoutes(rules[i], cluster)), straight];
   const anyPeer = rules.flatMap((r, i) => (r.peers === 'any' ? [i] : []));
   // Every prefix a rule with actions names, and those carved out of them, goes to the

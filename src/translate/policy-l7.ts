@@ -5,6 +5,7 @@
 // ORIGINAL_DST cluster takes admitted ones on to where they were going, from
 // sockets marked PROXY_UPSTREAM_MARK so the datapath lets them pass.
 import type { TranslationIssue } from '../issues/issue.js';
+import type { Origin } from '../model/model.js';
 import type { L7Listener } from '../policy/l7.js';
 import { anyFromJson, type Any } from '../proto/any.js';
 import { ProtoJsonError } from '../proto/json.js';
@@ -32,6 +33,13 @@ export function originalDstCluster(listener: string): Json {
     type: 'ORIGINAL_DST',
     lb_policy: 'CLUSTER_PROVIDED',
     connect_timeout: '5s',
+    // Upstream speaks what the client spoke (gRPC stays HTTP/2): the proxy is not meant to show.
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': `${T}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`,
+        use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} },
+      },
+    },
     upstream_bind_config: {
       source_address: { address: '0.0.0.0', port_value: 0 },
       extra_source_addresses: [{ address: { address: '::', port_value: 0 }, socket_options: { socket_options: [markOption] } }],
@@ -92,6 +100,8 @@ export function translatePolicyListeners(
   l7: readonly L7Listener[],
   ctx: TranslateContext,
   policyIssues: readonly TranslationIssue[] = [],
+  /** Where each policy ("Kind ns/name") was read from, for the issues found here. */
+  origins: ReadonlyMap<string, Origin> = new Map(),
 ): { units: ObjectTranslation[]; ports: Map<string, number> } {
   const units = new Map<string, ObjectTranslation>();
   /** The listeners translated, by name, with their proxy ports. */
@@ -105,8 +115,8 @@ export function translatePolicyListeners(
   for (const l of l7) {
     const policies = policiesOf(l);
     const u = unit(policies.join(', '));
-    const problems = headerActionIssues(l);
-    u.issues.push(...problems);
+    const located = (i: TranslationIssue): TranslationIssue => (origins.has(i.object) ? { ...i, origin: origins.get(i.object) } : i);
+    u.issues.push(...headerActionIssues(l).map(located));
     const listener = { ...l, rules: l.rules.filter(enforceable) };
     try {
       const port = ctx.proxyPort(l.listener);
@@ -114,7 +124,7 @@ export function translatePolicyListeners(
       ports.set(l.listener, port);
     } catch (e) {
       const message = e instanceof ProtoJsonError ? `${e.path}: ${e.detail}` : (e as Error).message;
-      for (const object of policies) u.issues.push({ object, field: 'rules.http', message: `listener ${l.listener} not served, so its L7 rules are not enforced: ${message}` });
+      for (const object of policies) u.issues.push(located({ object, field: 'rules.http', message: `listener ${l.listener} not served, so its L7 rules are not enforced: ${message}` }));
     }
   }
   return { units: [...units.values()], ports };
