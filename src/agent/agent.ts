@@ -155,7 +155,7 @@ export class Agent {
       if (this.datapath.adopted.length) this.opts.log.info({ programs: this.datapath.adopted }, 'adopted the datapath a previous agent left pinned');
       const { replaced, awaitingFill } = this.datapath.migration;
       if (replaced.length) this.opts.log.info({ maps: replaced, awaitingFill }, 'map definitions changed since the pinned ones: new maps replace them, the old ones serve until then');
-      const policy = (this.policyDatapath = new PolicyDatapath({ pinDir: this.opts.datapath.pinDir, proxyAddresses: this.proxyAddresses, log: this.opts.log, envoyHoldsListeners: () => this.cache.holdsListeners(this.opts.nodeName) }));
+      const policy = (this.policyDatapath = new PolicyDatapath({ pinDir: this.opts.datapath.pinDir, proxyAddresses: this.proxyAddresses, log: this.opts.log }));
       this.unwatch.push(this.onPolicy((view) => policy.update(view)));
     }
     this.readRaw(false);

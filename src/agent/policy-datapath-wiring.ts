@@ -29,8 +29,6 @@ export interface PolicyDatapathOptions {
   pinDir: string;
   /** Where the policy listeners listen: the redirect hands flows to these addresses. */
   proxyAddresses: ProxyAddresses;
-  /** Whether some xDS stream of the node's Envoy holds listeners the current agent served. */
-  envoyHoldsListeners(): boolean;
   log: Logger;
   objectPath?: string;
   /** How often the attacher looks for new interfaces. */
@@ -60,8 +58,8 @@ export class PolicyDatapath {
   /**
    * Redirects the kernel held when this agent started (policy key of the live
    * set to value): a restarted agent keeps steering those flows into the same
-   * proxy port until its own Envoy stream holds listeners, instead of dropping
-   * them for the moment between its first publish and Envoy's ACK.
+   * proxy port until the node's Envoy has ACKed this agent (or gone), instead
+   * of dropping them for the moment between its first publish and that ACK.
    */
   private inherited?: { set: number; redirects: Map<string, string> };
   private closed = false;
@@ -139,9 +137,8 @@ export class PolicyDatapath {
       log.error({ err: e, retryInMs }, 'policy datapath could not be loaded: policies are not enforced on this node yet; retrying');
       return;
     }
-    const { state, kept } = this.withInherited(view.acked, view.desired);
-    // Once the node's Envoy has accepted this agent's listeners for all of them, the gate alone decides.
-    if (this.inherited && !kept && this.opts.envoyHoldsListeners()) this.inherited = undefined;
+    if (view.ackSeen) this.inherited = undefined;
+    const state = this.withInherited(view.acked, view.desired);
     const r = this.reconciler!.apply(state);
     const stats = { written: r.written, deleted: r.deleted, entries: state.entries.length, endpoints: state.endpoints.length, redirects: state.entries.filter((e) => e.verdict === 'redirect').length };
     if (r.errors.length) {
@@ -154,18 +151,13 @@ export class PolicyDatapath {
   }
 
   /** The gated state, but a redirect this agent inherited stays a redirect while it is still desired into the same port. */
-  private withInherited(acked: PolicyDatapathState, desired: PolicyDatapathState): { state: PolicyDatapathState; kept: number } {
+  private withInherited(acked: PolicyDatapathState, desired: PolicyDatapathState): PolicyDatapathState {
     const inh = this.inherited;
-    if (!inh || !inh.redirects.size) return { state: acked, kept: 0 };
+    if (!inh || !inh.redirects.size) return acked;
     const held = (e: PolicyEntry) => e.verdict === 'redirect' && inh.redirects.get(keyOf(e, inh.set)) === hex(policyVal('redirect', e.proxyPort));
     const keep = new Map(desired.entries.filter(held).map((e) => [keyOf(e, 0), e]));
-    let kept = 0;
-    const entries = acked.entries.map((e) => {
-      const k = e.verdict !== 'redirect' ? keep.get(keyOf(e, 0)) : undefined;
-      if (k) kept++;
-      return k ?? e;
-    });
-    return { state: kept ? { ...acked, entries } : acked, kept };
+    if (!keep.size) return acked;
+    return { ...acked, entries: acked.entries.map((e) => (e.verdict !== 'redirect' && keep.get(keyOf(e, 0))) || e) };
   }
 
   /** Another apply after a backoff from 1 s to a minute, even if nothing changes. */
