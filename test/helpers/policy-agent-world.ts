@@ -39,6 +39,8 @@ export interface AgentPolicyWorld {
   node: NetnsWorld;
   pods: Record<string, Pod>;
   envoy: EnvoyHandle;
+  /** A scratch directory of the test's (not on bpffs), removed at teardown. */
+  dir: string;
   /** The agent's output so far (JSON log lines). */
   output(): string;
   /** (Re)writes one YAML file of the agent's source directory, atomically; [] removes it. */
@@ -137,6 +139,7 @@ export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { pr
     node,
     pods: made,
     envoy,
+    dir,
     output: () => output,
     write,
     startAgent,
