@@ -15,13 +15,14 @@ export function checkPrerequisites() {
   if (!existsSync(join(root, 'dist/cli.js'))) throw new Error('dist/ is not built; run scripts/setup.sh');
 }
 
-/** --name=value or --name value flags. */
+/** --name=value or --name value flags, and bare --name switches. */
 export function flags(defaults) {
   const out = { ...defaults };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const m = /^--([^=]+)(?:=(.*))?$/.exec(argv[i]);
-    if (m) out[m[1]] = m[2] ?? argv[++i];
+    // A bare flag (the last, or followed by another flag) is a switch: "true".
+    if (m) out[m[1]] = m[2] ?? (argv[i + 1] === undefined || argv[i + 1].startsWith('--') ? 'true' : argv[++i]);
   }
   return out;
 }
@@ -41,7 +42,8 @@ export function rssMiB(pid, field = 'VmRSS') {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-function spawnLines(cmd, argv, onLine) {
+/** Spawns `cmd` and hands each line of its stderr to `onLine`. */
+export function spawnLines(cmd, argv, onLine) {
   const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   let buf = '';
   child.stderr.on('data', (d) => {
@@ -55,11 +57,12 @@ function spawnLines(cmd, argv, onLine) {
   return child;
 }
 
-async function stop(child) {
+/** SIGTERM, then SIGKILL after `graceMs`: stops a child this bench started, by its PID. */
+export async function stop(child, graceMs = 3000) {
   const alive = () => child.exitCode === null && !child.signalCode;
   if (!alive()) return;
   child.kill('SIGTERM');
-  for (let i = 0; i < 60 && alive(); i++) await sleep(50);
+  for (let i = 0; i < graceMs / 50 && alive(); i++) await sleep(50);
   if (alive()) child.kill('SIGKILL');
 }
 
@@ -69,6 +72,17 @@ export async function until(pred, timeoutMs, what) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(2);
   }
+}
+
+/** Writes Envoy's bootstrap for node "bench" on `ads` (sotw or delta) over the agent's socket. */
+export async function writeBootstrap(file, ads, socket) {
+  const out = await new Promise((res, rej) => {
+    let s = '';
+    const p = spawn(process.execPath, [join(root, 'bin/sluice.js'), 'bootstrap', '-o', 'json', '--node', 'bench', '--ads', ads, '--socket', socket, '--health-port', '0']);
+    p.stdout.on('data', (d) => (s += d));
+    p.on('exit', (c) => (c === 0 ? res(s) : rej(new Error('sluice bootstrap failed'))));
+  });
+  writeFileSync(file, out);
 }
 
 /**
@@ -102,13 +116,7 @@ export async function withAgentAndEnvoy({ ads, agentArgs, setup }, body) {
   try {
     await until(() => existsSync(socket) && published.length > 0, 120_000, 'agent start');
     const bootstrap = join(dir, 'bootstrap.json');
-    const out = await new Promise((res, rej) => {
-      let s = '';
-      const p = spawn(process.execPath, [join(root, 'bin/sluice.js'), 'bootstrap', '-o', 'json', '--node', 'bench', '--ads', ads, '--socket', socket, '--health-port', '0']);
-      p.stdout.on('data', (d) => (s += d));
-      p.on('exit', (c) => (c === 0 ? res(s) : rej(new Error('sluice bootstrap failed'))));
-    });
-    writeFileSync(bootstrap, out);
+    await writeBootstrap(bootstrap, ads, socket);
     const h = {
       data,
       published,
@@ -120,15 +128,20 @@ export async function withAgentAndEnvoy({ ads, agentArgs, setup }, body) {
       startEnvoy: () => {
         envoy = spawnLines(envoyBin, ['-c', bootstrap, '--use-dynamic-base-id', '--concurrency', '1', '--log-level', 'error', '--admin-address-path', join(dir, 'admin')]);
       },
-      /** Writes, waits for the agent to publish, then for Envoy to ACK `types`; returns ms. */
+      /**
+       * Writes, waits for the agent to publish, then for Envoy to ACK `types`; returns ms from
+       * the start of the write to the publish and to the ACK, and from `written`, when the
+       * write says when it took effect (an API call's return), to the ACK.
+       */
       async change(write, types, timeoutMs = 60_000) {
         const before = published.length;
         const start = performance.now();
-        write();
+        const { written = start } = (await write()) ?? {};
         await until(() => published.length > before, timeoutMs, 'the agent to publish');
-        const v = published.at(-1).version;
-        await until(() => h.ackedAll(v, types), timeoutMs, `Envoy to ACK version ${v}`);
-        return performance.now() - start;
+        const p = published.at(-1);
+        await until(() => h.ackedAll(p.version, types), timeoutMs, `Envoy to ACK version ${p.version}`);
+        const end = performance.now();
+        return { ms: end - start, publishMs: p.at - start, fromWrittenMs: end - written, writeMs: written - start };
       },
     };
     return await body(h);
@@ -140,6 +153,8 @@ export async function withAgentAndEnvoy({ ads, agentArgs, setup }, body) {
 }
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** The nearest-rank percentile: with fewer than 100 samples p99 is the largest. */
+export const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.max(0, Math.ceil((p / 100) * xs.length) - 1)];
 export const col = (x, w, d = 0) => (typeof x === 'number' ? x.toFixed(d) : String(x)).padStart(w);
 
 /**
@@ -153,13 +168,27 @@ export async function measureSyncAndEdits(h, { types, changes, edit, label }) {
   h.startEnvoy();
   await until(() => h.ackedAll(v1, types), 600_000, `initial sync of ${label}`);
   const initial = performance.now() - t0;
-  const times = [];
+  const runs = [];
   for (let c = 0; c < changes; c++) {
     const { write, waitFor } = edit(c);
-    times.push(await h.change(write, waitFor));
+    runs.push(await h.change(write, waitFor));
     await sleep(100);
   }
-  return { initial, p50: median(times), max: Math.max(...times), agentRss: rssMiB(h.agentPid()), agentPeak: rssMiB(h.agentPid(), 'VmHWM'), envoyRss: rssMiB(h.envoyPid()) };
+  const times = runs.map((r) => r.ms);
+  const of = (k) => runs.map((r) => r[k]);
+  return {
+    initial,
+    p50: median(times),
+    p99: percentile(times, 99),
+    max: Math.max(...times),
+    publishP50: median(of('publishMs')),
+    fromWrittenP50: median(of('fromWrittenMs')),
+    fromWrittenP99: percentile(of('fromWrittenMs'), 99),
+    writeP50: median(of('writeMs')),
+    agentRss: rssMiB(h.agentPid()),
+    agentPeak: rssMiB(h.agentPid(), 'VmHWM'),
+    envoyRss: rssMiB(h.envoyPid()),
+  };
 }
 
 /** Runs `run(ads, n)` for every size over SotW then delta. */

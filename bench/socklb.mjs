@@ -1,16 +1,21 @@
 #!/usr/bin/env node
 // The socket load balancer (bpf/sock_lb.c, cgroup connect4) against a
-// kube-proxy-faithful iptables ruleset, on the real kernel:
-//   - connect()+close() latency, p50 and p99, at 100, 1,000 and 10,000
+// kube-proxy-faithful iptables ruleset, on the real kernel, in two parts:
+//   latency: connect()+close() latency, p50 and p99, at 100, 1,000 and 10,000
 //     Services (10 endpoints each), targets drawn uniformly over every
 //     Service, with a direct connect to a backend as the floor;
-//   - the time to apply one Service change at the largest size: our diff
-//     apply (BPF map writes) against kube-proxy's iptables-restore.
+//   change: the cost of one Service change (an endpoint replaced) at 100 to
+//     50,000 Services: the agent's own path (ServiceDatapath.apply of the new
+//     model: model delta, the changed Service's frontends, map writes), the
+//     full walk every change cost before, and kube-proxy's partial sync
+//     (iptables-restore --noflush with KUBE-SERVICES and the one Service's chains).
 //
-//   sudo node bench/socklb.mjs [--sizes 100,1000,10000] [--connects 3000] [--warmup 100]
-//                              [--rounds 10] [--changes 5] [--full-changes 3] [--restore-timeout 30]
-//                              [--iptables nft|legacy|nft,legacy] [--seed 1]
+//   sudo node bench/socklb.mjs [--part latency,change] [--sizes 100,1000,10000] [--connects 3000] [--warmup 100]
+//                              [--rounds 10] [--restore-timeout 30] [--iptables nft|legacy|nft,legacy] [--seed 1]
+//                              [--change-sizes 100,1000,10000,50000] [--change-endpoints 4] [--change-runs 100]
+//                              [--restore-runs 5] [--full-runs 3] [--change-iptables legacy] [--cell-seconds 10] [--load-timeout 60]
 //
+// --part change alone runs in about two minutes at its default sizes.
 // --iptables defaults to both backends, the system's first. iptables-nft
 // 1.8.9's --noflush restore is superlinear (measured: 1,500 Services 13.6 s,
 // 3,000 Services 305 s), so above 1,000 Services the nft ruleset is loaded
@@ -29,16 +34,34 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { flags, machine, root } from './lib.mjs';
 
 const CGROUP2 = process.env.SLUICE_CGROUP2 ?? '/sys/fs/cgroup/unified';
-const opts = flags({ sizes: '100,1000,10000', connects: '3000', warmup: '100', rounds: '10', changes: '5', 'full-changes': '3', 'restore-timeout': '30', iptables: '', seed: '1' });
+const opts = flags({
+  part: 'latency,change',
+  sizes: '100,1000,10000',
+  connects: '3000',
+  warmup: '100',
+  rounds: '10',
+  'restore-timeout': '30',
+  iptables: '',
+  seed: '1',
+  'change-sizes': '100,1000,10000,50000',
+  'change-endpoints': '4',
+  'change-runs': '100',
+  'restore-runs': '5',
+  'full-runs': '3',
+  'change-iptables': 'legacy',
+  'cell-seconds': '10',
+  'load-timeout': '60',
+});
+const parts = opts.part.split(',');
 const sizes = opts.sizes.split(',').map(Number);
 const CONNECTS = Number(opts.connects);
 const WARMUP = Number(opts.warmup);
 const ROUNDS = Number(opts.rounds);
-const CHANGES = Number(opts.changes);
-const FULL_CHANGES = Number(opts['full-changes']);
 const RESTORE_TIMEOUT_MS = Number(opts['restore-timeout']) * 1000;
 const NFT_NOFLUSH_MAX = 1000;
 const ENDPOINTS = 10;
@@ -64,7 +87,7 @@ need(
     .some((l) => l.split(' ')[1] === CGROUP2 && l.split(' ')[2] === 'cgroup2'),
   `no cgroup v2 mount at ${CGROUP2} (set SLUICE_CGROUP2)`,
 );
-for (const f of ['dist/redirect/datapath.js', 'dist/redirect/apply.js', 'build/bpf/sock_lb.o', 'native/build/Release/sluice_bpf.node'])
+for (const f of ['dist/redirect/datapath.js', 'dist/redirect/apply.js', 'dist/agent/service-datapath.js', 'build/bpf/sock_lb.o', 'native/build/Release/sluice_bpf.node'])
   need(existsSync(join(root, f)), `${f} is missing; run scripts/setup.sh`);
 const which = (cmd) => {
   try {
@@ -75,19 +98,23 @@ const which = (cmd) => {
 };
 const sh1 = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8' }).trim();
 const systemBackend = /nf_tables/.test(sh1('iptables', ['--version'])) ? 'nft' : 'legacy';
-const backends = (opts.iptables || [systemBackend, systemBackend === 'nft' ? 'legacy' : 'nft'].join(',')).split(',');
-for (const b of backends) need(['nft', 'legacy'].includes(b) && which(`iptables-${b}-restore`), `iptables-${b}-restore is not available`);
+const backends = parts.includes('latency') ? (opts.iptables || [systemBackend, systemBackend === 'nft' ? 'legacy' : 'nft'].join(',')).split(',') : [];
+const changeBackends = parts.includes('change') ? opts['change-iptables'].split(',') : [];
+for (const b of [...backends, ...changeBackends]) need(['nft', 'legacy'].includes(b) && which(`iptables-${b}-restore`), `iptables-${b}-restore is not available`);
+for (const p of parts) need(['latency', 'change'].includes(p), `--part: no part ${p}`);
 for (const c of ['gcc', 'nsenter', 'ip', 'bpftool']) need(which(c), `${c} is not installed; run scripts/setup.sh`);
 
 const { SockLb } = await import(join(root, 'dist/redirect/datapath.js'));
 const { SockLbApplier } = await import(join(root, 'dist/redirect/apply.js'));
 const { StableIds } = await import(join(root, 'dist/ids/stable-ids.js'));
-const { addon } = await import(join(root, 'dist/redirect/bpf.js'));
+const { ServiceDatapath } = await import(join(root, 'dist/agent/service-datapath.js'));
+const { Model } = await import(join(root, 'dist/model/model.js'));
+const { desiredServices } = await import(join(root, 'dist/redirect/desired.js'));
 
 // ---------------------------------------------------------------- cleanup
 
 const id = `${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
-const made = { netns: [], cgroups: [], children: [], bpffs: undefined, pinDir: undefined, tmp: undefined, lb: undefined };
+const made = { netns: [], cgroups: [], children: [], bpffs: undefined, pinDirs: [], tmp: undefined, lbs: [] };
 let cleaned = false;
 function cleanup() {
   if (cleaned) return;
@@ -100,8 +127,8 @@ function cleanup() {
     }
   };
   for (const c of made.children) if (c.exitCode === null && c.signalCode === null) attempt(`kill ${c.pid}`, () => process.kill(c.pid, 'SIGKILL'));
-  if (made.lb) attempt('close the BPF object', () => made.lb.close());
-  if (made.pinDir) attempt('remove pins', () => SockLb.remove(made.pinDir));
+  for (const lb of made.lbs) attempt('close the BPF object', () => lb.close());
+  for (const dir of made.pinDirs) attempt(`remove pins in ${dir}`, () => SockLb.remove(dir));
   if (made.bpffs) {
     attempt('umount bpffs', () => execFileSync('umount', [made.bpffs]));
     attempt('remove bpffs dir', () => rmSync(made.bpffs, { recursive: true, force: true }));
@@ -316,8 +343,8 @@ COMMIT
  * MinimizeIPTablesRestore) rewrites the top-level chains, KUBE-SERVICES with a
  * rule for every Service included, but only the changed Services' own chains.
  */
-function kubeProxyRestore(n, { changed, partial = false } = {}) {
-  const large = n * ENDPOINTS > 1000; // kube-proxy's largeClusterMode drops per-endpoint comments
+function kubeProxyRestore(n, { changed, partial = false, eps: epsOf = (i) => endpointsOf(i, changed), gone = [] } = {}) {
+  const large = n * epsOf(0).length > 1000; // kube-proxy's largeClusterMode drops per-endpoint comments
   const chains = [];
   const rules = [];
   for (const c of ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ']) chains.push(`:${c} - [0:0]`);
@@ -333,7 +360,7 @@ function kubeProxyRestore(n, { changed, partial = false } = {}) {
     rules.push(`-A KUBE-SERVICES ${match} -j ${svc}`);
     if (partial && changed?.svc !== i) continue;
     written++;
-    const eps = endpointsOf(i, changed);
+    const eps = epsOf(i);
     chains.push(`:${svc} - [0:0]`);
     rules.push(`-A ${svc} ${match} ! -s ${CLUSTER_CIDR} -j KUBE-MARK-MASQ`);
     eps.forEach((ep, j) => {
@@ -350,6 +377,11 @@ function kubeProxyRestore(n, { changed, partial = false } = {}) {
     }
   }
   rules.push(`-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS`);
+  // Chains of endpoints that went away: flushed by their declaration, then deleted, as kube-proxy does.
+  for (const c of gone) {
+    chains.push(`:${c} - [0:0]`);
+    rules.push(`-X ${c}`);
+  }
   const filter = [
     '*filter',
     ...['KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL', 'KUBE-FIREWALL'].map((c) => `:${c} - [0:0]`),
@@ -445,209 +477,355 @@ header.push('# sluice socket LB vs kube-proxy iptables');
 header.push(`command:  ${command}`);
 header.push(`date:     ${new Date().toISOString()}`);
 header.push(`kernel:   ${sh1('uname', ['-r'])}`);
-for (const b of backends) header.push(`iptables: ${sh1(`iptables-${b}`, ['--version'])}${b === systemBackend ? '  (the system default)' : ''}`);
+for (const b of new Set([...backends, ...changeBackends])) header.push(`iptables: ${sh1(`iptables-${b}`, ['--version'])}${b === systemBackend ? '  (the system default)' : ''}`);
 header.push(`machine:  ${machine()}`);
-header.push(
+if (parts.includes('latency')) header.push(
   `setup:    each Service is ClusterIP TCP :80 with ${ENDPOINTS} endpoints (distinct pod IPs :${BACKEND_PORT}); every pod IP is a local address in the bench netns (AnyIP route ${POD_ROUTE} on lo, one wildcard listener)`,
 );
-header.push(
+if (parts.includes('latency')) header.push(
   `client:   C, blocking connect() then close() with SO_LINGER{1,0} (RST, no TIME_WAIT), CLOCK_MONOTONIC around connect+close (socket() not timed); ${CONNECTS} timed connects per cell in ${ROUNDS} interleaved rounds (rotating order), each round after ${WARMUP} untimed; targets uniform over all N Services (seed ${opts.seed})`,
 );
-header.push(
+if (parts.includes('latency')) header.push(
   `paths:    socket LB = client in a cgroup with sluice's cgroup/connect4 program, in a netns with no iptables rules (no conntrack); iptables = client in a cgroup with no BPF program, netns with kube-proxy 1.28's filter+nat ruleset; floor = direct connect to a pod IP, no LB`,
 );
 if (backends.includes('nft'))
   header.push(
-    `note:     iptables-nft-restore --noflush is superlinear in this iptables (1,500 Services: 13.6 s, 3,000: 305 s when we measured), so above ${NFT_NOFLUSH_MAX} Services the nft ruleset is loaded without --noflush (the same rules); the change timings below use --noflush as kube-proxy does`,
+    `note:     iptables-nft-restore --noflush is superlinear in this iptables (1,500 Services: 13.6 s, 3,000: 305 s when we measured), so above ${NFT_NOFLUSH_MAX} Services the nft ruleset is loaded without --noflush (the same rules); kube-proxy's own syncs use --noflush`,
+  );
+if (changeBackends.length && !changeBackends.includes('nft'))
+  header.push(
+    `note:     the change curve's kube-proxy baseline is iptables-legacy by default (--change-iptables): iptables-nft-restore --noflush is superlinear in the ruleset's size here (1,500 Services: 13.6 s, 3,000: 305 s to load when we measured), so nft is measured only when asked for`,
   );
 console.log(header.join('\n'));
 const started = now();
 
-const lbNs = netns(`sluice-bench-${id}-lb`);
-const iptNs = Object.fromEntries(backends.map((b) => [b, netns(`sluice-bench-${id}-${b}`)]));
-await lbNs.serve();
-for (const ns of Object.values(iptNs)) await ns.serve();
-
 made.bpffs = mkdtempSync(join(tmpdir(), 'sluice-bench-bpffs-'));
 execFileSync('mount', ['-t', 'bpf', 'bpf', made.bpffs]);
-made.pinDir = join(made.bpffs, 'sluice');
-mkdirSync(made.pinDir);
-const lbCg = cgroup('lb');
-const plainCg = cgroup('plain');
-made.lb = SockLb.open({ pinDir: made.pinDir, cgroupDir: lbCg });
 const effective = (cg) => execFileSync('bpftool', ['cgroup', 'show', cg, 'effective'], { encoding: 'utf8' });
-need(/sluice_connect4/.test(effective(lbCg)), `the socket LB program is not attached to ${lbCg}`);
-need(!/sluice_/.test(effective(plainCg)), `${plainCg} must not run the socket LB (it measures iptables and the floor)`);
-const applier = new SockLbApplier(made.lb.maps, { services: new StableIds(undefined, [1, 65535]), backends: new StableIds(undefined, [1, 2 ** 30]) });
-
-const lat = []; // { n, path, p50, p99 }
-const loads = []; // { n, what, ms }
 const rand = mulberry32(Number(opts.seed));
-
-/** Checks that connects through a path land on one of the target Service's endpoints. */
-function verify(ns, cg, n, label) {
-  const targets = Array.from({ length: 40 }, () => Math.floor(rand() * n));
-  const lines = ns.client(
-    cg,
-    targets.map((i) => ({ ip: vip(i), port: 80 })),
-    0,
-    targets.length,
-    true,
-  );
-  lines.forEach((l, k) => {
-    const got = l.split(' ')[1];
-    const want = endpointsOf(targets[k]).map((ep) => `${ep}:${BACKEND_PORT}`);
-    need(want.includes(got), `${label}: a connect to ${vip(targets[k])}:80 reached ${got}, not an endpoint of svc-${targets[k]}`);
-  });
-}
-
-for (const n of sizes) {
-  process.stderr.write(`bench: ${n} services: loading...\n`);
-  let t0 = now();
-  const stats = applier.apply(desired(n));
-  loads.push({ n, what: 'socket LB: SockLbApplier.apply (initial fill)', ms: ms(t0, now()), note: `${stats.upserts} entries` });
-  for (const [b, ns] of Object.entries(iptNs)) {
-    const { text, natRules } = kubeProxyRestore(n);
-    const noflush = !(b === 'nft' && n > NFT_NOFLUSH_MAX);
-    const took = ns.restore(b, text, { noflush, timeout: 600_000 });
-    need(took !== Infinity, `loading ${n} services into iptables-${b} took over 10 minutes`);
-    loads.push({ n, what: `iptables (${b}): full sync, iptables-restore ${noflush ? '--noflush' : '(no --noflush: see header)'}`, ms: took, note: `${natRules} nat rules` });
-    // kube-proxy's jump rules from the built-in chains; a restore without --noflush flushed them.
-    if (n === sizes[0] || !noflush) ns.restore(b, JUMPS);
-  }
-  verify(lbNs, lbCg, n, 'socket LB');
-  for (const [b, ns] of Object.entries(iptNs)) verify(ns, plainCg, n, `iptables (${b})`);
-
-  const vipTargets = Array.from({ length: WARMUP + CONNECTS }, () => ({ ip: vip(Math.floor(rand() * n)), port: 80 }));
-  const podTargets = Array.from({ length: WARMUP + CONNECTS }, () => ({ ip: podIP(Math.floor(rand() * n * ENDPOINTS)), port: BACKEND_PORT }));
-  const cells = [
-    { path: 'floor: direct to a pod IP, no LB', ns: lbNs, cg: plainCg, targets: podTargets },
-    { path: 'socket LB: VIP via cgroup/connect4', ns: lbNs, cg: lbCg, targets: vipTargets },
-    { path: 'socket LB attached, direct to a pod IP', ns: lbNs, cg: lbCg, targets: podTargets },
-    ...Object.entries(iptNs).flatMap(([b, ns]) => [
-      { path: `iptables (${b}): VIP via KUBE-SERVICES`, ns, cg: plainCg, targets: vipTargets, backend: b },
-      { path: `iptables (${b}) loaded, direct to a pod IP`, ns, cg: plainCg, targets: podTargets, backend: b },
-    ]),
-  ];
-  const samples = new Map(cells.map((c) => [c.path, []]));
-  const roundP50 = new Map(cells.map((c) => [c.path, []]));
-  const per = Math.ceil(CONNECTS / ROUNDS);
-  // Interleaved rounds in a rotating order: this VM's speed drifts by +-15% between
-  // runs of the same cell, and the drift should fall on every path alike.
-  for (let r = 0; r < ROUNDS; r++)
-    for (const c of [...cells.slice(r % cells.length), ...cells.slice(0, r % cells.length)]) {
-      const slice = c.targets.slice(WARMUP + r * per, WARMUP + (r + 1) * per);
-      const warm = c.targets.slice(0, WARMUP);
-      const got = c.ns.client(c.cg, [...warm, ...slice], warm.length, slice.length).map(Number);
-      samples.get(c.path).push(...got);
-      roundP50.get(c.path).push(median(got) / 1000);
-    }
-  for (const c of cells) {
-    const s = samples.get(c.path).sort((a, b) => a - b);
-    const rp = roundP50.get(c.path);
-    lat.push({ n, path: c.path, backend: c.backend, p50: pct(s, 0.5) / 1000, p99: pct(s, 0.99) / 1000, count: s.length, lo: Math.min(...rp), hi: Math.max(...rp) });
-  }
-}
-
-// One Service change at the largest size: an endpoint of one Service replaced by a new pod.
-const N = sizes.at(-1);
-process.stderr.write(`bench: one service change at ${N} services...\n`);
-const updates = [];
-{
-  const times = [];
-  let st;
-  for (let c = 0; c < CHANGES; c++) {
-    const want = desired(N, { svc: Math.floor(N / 2), n: c });
-    const t0 = now();
-    st = applier.apply(want);
-    times.push(ms(t0, now()));
-  }
-  updates.push({ what: 'socket LB: SockLbApplier.apply (signature of all N, diff of the changed + map writes)', times, note: `${st.upserts} upserts, ${st.deletes} deletes` });
-  // The kernel side alone: one bpf_map_update_elem through the addon.
-  const map = made.lb.maps.backends;
-  const [k, v] = map.entries()[0];
-  const one = [];
-  for (let i = 0; i < 2000; i++) {
-    const t0 = now();
-    addon().mapUpdate(map.fd, k, v);
-    one.push(ms(t0, now()));
-  }
-  updates.push({ what: 'socket LB: one BPF map update syscall (bpf_map_update_elem)', times: one, note: 'the diff above is 3 of these' });
-  for (const [b, ns] of Object.entries(iptNs)) {
-    for (const partial of [true, false]) {
-      const t = [];
-      let info;
-      for (let c = 0; c < (partial ? CHANGES : FULL_CHANGES); c++) {
-        info = kubeProxyRestore(N, { changed: { svc: Math.floor(N / 2), n: partial ? c : CHANGES + c }, partial });
-        t.push(ns.restore(b, info.text));
-        if (t.at(-1) === Infinity) break; // stopped at the timeout: once is enough to know
-      }
-      updates.push({
-        what: partial
-          ? `iptables (${b}): kube-proxy 1.27+ partial sync, iptables-restore --noflush`
-          : `iptables (${b}): kube-proxy full sync, iptables-restore --noflush`,
-        times: t,
-        note: `${info.natRules} nat rules in the input${partial ? ' (KUBE-SERVICES whole + 1 service)' : ''}`,
-        backend: b,
-        partial,
-      });
-    }
-    verify(ns, plainCg, N, `iptables (${b}) after the changes`);
-  }
-  verify(lbNs, lbCg, N, 'socket LB after the changes');
-}
-
-// ---------------------------------------------------------------- report
-
 const f = (x, d = 1) => (x >= 100 ? x.toFixed(0) : x.toFixed(d));
 const pad = (s, w) => String(s).padEnd(w);
 const lpad = (s, w) => String(s).padStart(w);
-console.log('\nconnect()+close() latency, microseconds (round p50s: the lowest and highest p50 of the rounds, i.e. the noise on this machine)');
-console.log(`${lpad('services', 8)}  ${pad('path', 44)} ${lpad('p50', 8)} ${lpad('p99', 8)} ${lpad('n', 6)}  ${pad('round p50s', 14)}`);
-for (const r of lat) console.log(`${lpad(r.n, 8)}  ${pad(r.path, 44)} ${lpad(f(r.p50), 8)} ${lpad(f(r.p99), 8)} ${lpad(r.count, 6)}  ${f(r.lo)}-${f(r.hi)}`);
 
-console.log('\nratios of latency (p50 / p99); floor = direct connect with no LB');
-const cell = (n, path) => lat.find((r) => r.n === n && r.path === path);
-const ratio = (a, b) => `${(a.p50 / b.p50).toFixed(2)} / ${(a.p99 / b.p99).toFixed(2)}`;
-const rcols = ['iptables/socketLB', 'socketLB/floor', 'iptables/floor', 'ipt-loaded-direct/floor', 'LB-attached-direct/floor'];
-console.log(`${lpad('services', 8)}  ${pad('iptables', 8)} ${rcols.map((c) => lpad(c, 24)).join(' ')}`);
-for (const n of sizes)
-  for (const b of backends) {
-    const floor = cell(n, 'floor: direct to a pod IP, no LB');
-    const lb = cell(n, 'socket LB: VIP via cgroup/connect4');
-    const lbDirect = cell(n, 'socket LB attached, direct to a pod IP');
-    const ipt = cell(n, `iptables (${b}): VIP via KUBE-SERVICES`);
-    const iptDirect = cell(n, `iptables (${b}) loaded, direct to a pod IP`);
-    console.log(
-      `${lpad(n, 8)}  ${pad(b, 8)} ${[ratio(ipt, lb), ratio(lb, floor), ratio(ipt, floor), ratio(iptDirect, floor), ratio(lbDirect, floor)].map((c) => lpad(c, 24)).join(' ')}`,
+if (parts.includes('latency')) await latencyPart();
+if (parts.includes('change')) await changePart();
+
+async function latencyPart() {
+  const lbNs = netns(`sluice-bench-${id}-lb`);
+  const iptNs = Object.fromEntries(backends.map((b) => [b, netns(`sluice-bench-${id}-${b}`)]));
+  await lbNs.serve();
+  for (const ns of Object.values(iptNs)) await ns.serve();
+
+  const pinDir = join(made.bpffs, 'sluice');
+  mkdirSync(pinDir);
+  made.pinDirs.push(pinDir);
+  const lbCg = cgroup('lb');
+  const plainCg = cgroup('plain');
+  const lb = SockLb.open({ pinDir, cgroupDir: lbCg });
+  made.lbs.push(lb);
+  need(/sluice_connect4/.test(effective(lbCg)), `the socket LB program is not attached to ${lbCg}`);
+  need(!/sluice_/.test(effective(plainCg)), `${plainCg} must not run the socket LB (it measures iptables and the floor)`);
+  const applier = new SockLbApplier(lb.maps, { services: new StableIds(undefined, [1, 65535]), backends: new StableIds(undefined, [1, 2 ** 30]) });
+
+  const lat = []; // { n, path, p50, p99 }
+  const loads = []; // { n, what, ms }
+
+  /** Checks that connects through a path land on one of the target Service's endpoints. */
+  function verify(ns, cg, n, label) {
+    const targets = Array.from({ length: 40 }, () => Math.floor(rand() * n));
+    const lines = ns.client(
+      cg,
+      targets.map((i) => ({ ip: vip(i), port: 80 })),
+      0,
+      targets.length,
+      true,
     );
+    lines.forEach((l, k) => {
+      const got = l.split(' ')[1];
+      const want = endpointsOf(targets[k]).map((ep) => `${ep}:${BACKEND_PORT}`);
+      need(want.includes(got), `${label}: a connect to ${vip(targets[k])}:80 reached ${got}, not an endpoint of svc-${targets[k]}`);
+    });
   }
 
-console.log('\nloading all Services (informational; one run each)');
-for (const l of loads) console.log(`${lpad(l.n, 8)}  ${pad(l.what, 52)} ${lpad(f(l.ms), 9)} ms  ${l.note}`);
+  for (const n of sizes) {
+    process.stderr.write(`bench: ${n} services: loading...\n`);
+    let t0 = now();
+    const stats = applier.apply(desired(n));
+    loads.push({ n, what: 'socket LB: SockLbApplier.apply (initial fill)', ms: ms(t0, now()), note: `${stats.upserts} entries` });
+    for (const [b, ns] of Object.entries(iptNs)) {
+      const { text, natRules } = kubeProxyRestore(n);
+      const noflush = !(b === 'nft' && n > NFT_NOFLUSH_MAX);
+      const took = ns.restore(b, text, { noflush, timeout: 600_000 });
+      need(took !== Infinity, `loading ${n} services into iptables-${b} took over 10 minutes`);
+      loads.push({ n, what: `iptables (${b}): full sync, iptables-restore ${noflush ? '--noflush' : '(no --noflush: see header)'}`, ms: took, note: `${natRules} nat rules` });
+      // kube-proxy's jump rules from the built-in chains; a restore without --noflush flushed them.
+      if (n === sizes[0] || !noflush) ns.restore(b, JUMPS);
+    }
+    verify(lbNs, lbCg, n, 'socket LB');
+    for (const [b, ns] of Object.entries(iptNs)) verify(ns, plainCg, n, `iptables (${b})`);
 
-console.log(`\napplying one Service change at ${N} services (one endpoint of one Service replaced by a new pod IP): median and max`);
-console.log(
-  '  kube-proxy model: the restore input kube-proxy 1.28 writes (pkg/proxy/iptables/proxier.go), fed to iptables-restore -w 5 --noflush --counters inside the netns;',
-);
-console.log('  partial sync = 1.27+ default for Service/endpoint changes; full sync = startup, periodic/forced resync, any change before 1.27. Times include');
-console.log('  starting iptables-restore (as kube-proxy does per sync) but not generating its input. Socket LB times include SockLbApplier computing its diff.');
-console.log(`  ${pad('method', 72)} ${lpad('median ms', 10)} ${lpad('max ms', 9)}  note`);
-const msCell = (x) => (x === Infinity ? `>${RESTORE_TIMEOUT_MS / 1000}s` : x.toFixed(3));
-for (const u of updates)
-  console.log(
-    `  ${pad(u.what, 72)} ${lpad(msCell(median(u.times)), 10)} ${lpad(msCell(Math.max(...u.times)), 9)}  ${u.note}${u.times.includes(Infinity) ? `; stopped at --restore-timeout after ${u.times.length} run(s)` : ` (${u.times.length} runs)`}`,
-  );
-const lbApply = median(updates[0].times);
-const lbSyscall = median(updates[1].times);
-console.log('\n  ratios (iptables-restore / socket LB)');
-for (const u of updates.filter((x) => x.backend))
-  console.log(
-    median(u.times) === Infinity
-      ? `  ${pad(u.what, 72)} ${lpad(`>${(RESTORE_TIMEOUT_MS / lbApply).toFixed(1)}`, 8)}x vs apply()   ${lpad(`>${(RESTORE_TIMEOUT_MS / lbSyscall).toFixed(0)}`, 8)}x vs one map update`
-      : `  ${pad(u.what, 72)} ${lpad((median(u.times) / lbApply).toFixed(1), 8)}x vs apply()   ${lpad((median(u.times) / lbSyscall).toFixed(0), 8)}x vs one map update`,
-  );
+    const vipTargets = Array.from({ length: WARMUP + CONNECTS }, () => ({ ip: vip(Math.floor(rand() * n)), port: 80 }));
+    const podTargets = Array.from({ length: WARMUP + CONNECTS }, () => ({ ip: podIP(Math.floor(rand() * n * ENDPOINTS)), port: BACKEND_PORT }));
+    const cells = [
+      { path: 'floor: direct to a pod IP, no LB', ns: lbNs, cg: plainCg, targets: podTargets },
+      { path: 'socket LB: VIP via cgroup/connect4', ns: lbNs, cg: lbCg, targets: vipTargets },
+      { path: 'socket LB attached, direct to a pod IP', ns: lbNs, cg: lbCg, targets: podTargets },
+      ...Object.entries(iptNs).flatMap(([b, ns]) => [
+        { path: `iptables (${b}): VIP via KUBE-SERVICES`, ns, cg: plainCg, targets: vipTargets, backend: b },
+        { path: `iptables (${b}) loaded, direct to a pod IP`, ns, cg: plainCg, targets: podTargets, backend: b },
+      ]),
+    ];
+    const samples = new Map(cells.map((c) => [c.path, []]));
+    const roundP50 = new Map(cells.map((c) => [c.path, []]));
+    const per = Math.ceil(CONNECTS / ROUNDS);
+    // Interleaved rounds in a rotating order: this VM's speed drifts by +-15% between
+    // runs of the same cell, and the drift should fall on every path alike.
+    for (let r = 0; r < ROUNDS; r++)
+      for (const c of [...cells.slice(r % cells.length), ...cells.slice(0, r % cells.length)]) {
+        const slice = c.targets.slice(WARMUP + r * per, WARMUP + (r + 1) * per);
+        const warm = c.targets.slice(0, WARMUP);
+        const got = c.ns.client(c.cg, [...warm, ...slice], warm.length, slice.length).map(Number);
+        samples.get(c.path).push(...got);
+        roundP50.get(c.path).push(median(got) / 1000);
+      }
+    for (const c of cells) {
+      const s = samples.get(c.path).sort((a, b) => a - b);
+      const rp = roundP50.get(c.path);
+      lat.push({ n, path: c.path, backend: c.backend, p50: pct(s, 0.5) / 1000, p99: pct(s, 0.99) / 1000, count: s.length, lo: Math.min(...rp), hi: Math.max(...rp) });
+    }
+  }
 
+  // ---------------------------------------------------------------- report
+
+  console.log('\nconnect()+close() latency, microseconds (round p50s: the lowest and highest p50 of the rounds, i.e. the noise on this machine)');
+  console.log(`${lpad('services', 8)}  ${pad('path', 44)} ${lpad('p50', 8)} ${lpad('p99', 8)} ${lpad('n', 6)}  ${pad('round p50s', 14)}`);
+  for (const r of lat) console.log(`${lpad(r.n, 8)}  ${pad(r.path, 44)} ${lpad(f(r.p50), 8)} ${lpad(f(r.p99), 8)} ${lpad(r.count, 6)}  ${f(r.lo)}-${f(r.hi)}`);
+
+  console.log('\nratios of latency (p50 / p99); floor = direct connect with no LB');
+  const cell = (n, path) => lat.find((r) => r.n === n && r.path === path);
+  const ratio = (a, b) => `${(a.p50 / b.p50).toFixed(2)} / ${(a.p99 / b.p99).toFixed(2)}`;
+  const rcols = ['iptables/socketLB', 'socketLB/floor', 'iptables/floor', 'ipt-loaded-direct/floor', 'LB-attached-direct/floor'];
+  console.log(`${lpad('services', 8)}  ${pad('iptables', 8)} ${rcols.map((c) => lpad(c, 24)).join(' ')}`);
+  for (const n of sizes)
+    for (const b of backends) {
+      const floor = cell(n, 'floor: direct to a pod IP, no LB');
+      const lb = cell(n, 'socket LB: VIP via cgroup/connect4');
+      const lbDirect = cell(n, 'socket LB attached, direct to a pod IP');
+      const ipt = cell(n, `iptables (${b}): VIP via KUBE-SERVICES`);
+      const iptDirect = cell(n, `iptables (${b}) loaded, direct to a pod IP`);
+      console.log(
+        `${lpad(n, 8)}  ${pad(b, 8)} ${[ratio(ipt, lb), ratio(lb, floor), ratio(ipt, floor), ratio(iptDirect, floor), ratio(lbDirect, floor)].map((c) => lpad(c, 24)).join(' ')}`,
+      );
+    }
+
+  console.log('\nloading all Services (informational; one run each)');
+  for (const l of loads) console.log(`${lpad(l.n, 8)}  ${pad(l.what, 52)} ${lpad(f(l.ms), 9)} ms  ${l.note}`);
+}
+
+// ---------------------------------------------------------------- one Service change: the scaling curve
+
+/**
+ * At each size: N Services (ClusterIP TCP :80, --change-endpoints endpoints
+ * each, one EndpointSlice) as model objects, filled once; then changes, each
+ * replacing the oldest endpoint of a random Service with a new pod, applied
+ * the way the agent applies a new model; then the same for kube-proxy.
+ */
+async function changePart() {
+  const SIZES = opts['change-sizes'].split(',').map(Number);
+  const EPS = Number(opts['change-endpoints']);
+  const RUNS = Number(opts['change-runs']);
+  const RESTORE_RUNS = Number(opts['restore-runs']);
+  const FULL_RUNS = Number(opts['full-runs']);
+  const NODE = 'bench-node';
+  const WARM = 10;
+  // Each measured loop stops at its run count or, past a minimum, at this many seconds: the runtime stays bounded at 50,000.
+  const BUDGET_MS = Number(opts['cell-seconds']) * 1000;
+  const MIN_RUNS = 30;
+  const LOAD_TIMEOUT_MS = Number(opts['load-timeout']) * 1000;
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc');
+  // Pods of this part: 172.16.0.0/12 (a million addresses), all local in the LB namespace.
+  const POD_BASE_C = 172 * 2 ** 24 + 16 * 2 ** 16;
+  const pod = (k) => ipOf(POD_BASE_C + k + 1);
+  const ns = netns(`sluice-bench-${id}-chg`);
+  ns.run('ip', ['route', 'add', 'local', '172.16.0.0/12', 'dev', 'lo']);
+  await ns.serve();
+  const ipt = Object.fromEntries(changeBackends.map((b) => [b, netns(`sluice-bench-${id}-chg-${b}`)]));
+  const cg = cgroup('change');
+  const fullCg = cgroup('change-full');
+
+  const service = (i) => ({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { namespace: 'bench', name: `svc-${i}` },
+    spec: { type: 'ClusterIP', clusterIP: vip(i), ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: BACKEND_PORT }] },
+  });
+  const slice = (i, eps) => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { namespace: 'bench', name: `svc-${i}-a`, labels: { 'kubernetes.io/service-name': `svc-${i}` } },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', protocol: 'TCP', port: BACKEND_PORT }],
+    endpoints: eps.map((ip) => ({ addresses: [ip], nodeName: NODE, conditions: { ready: true } })),
+  });
+  const pct99 = (xs) => pct([...xs].sort((a, b) => a - b), 0.99);
+  const rows = [];
+  for (const n of SIZES) {
+    process.stderr.write(`bench: change curve at ${n} services...\n`);
+    const eps = Array.from({ length: n }, (_, i) => Array.from({ length: EPS }, (_, j) => pod(i * EPS + j)));
+    let spare = n * EPS;
+    const services = Array.from({ length: n }, (_, i) => service(i));
+    const slices = eps.map((e, i) => slice(i, e));
+    // A source hands out the same object while it is unchanged; the model is rebuilt around them.
+    const modelOf = () => Model.from([...services, ...slices].map((object) => ({ object })));
+    const row = { n };
+
+    // sluice, the agent's path: ServiceDatapath over its own pins and cgroup.
+    const pinDir = join(made.bpffs, `change-${n}`);
+    mkdirSync(pinDir);
+    made.pinDirs.push(pinDir);
+    const dp = new ServiceDatapath({ pinDir, cgroupDir: cg });
+    made.lbs.push(dp);
+    let model = modelOf();
+    let t0 = now();
+    let r = dp.apply(model, [], NODE);
+    row.loadLb = ms(t0, now());
+    process.stderr.write(`bench:   sluice first apply ${f(row.loadLb)} ms; changes...\n`);
+    need(!r.failed && !r.unplaced.length && r.services === n, `${n} services: the first apply did not place every Service: ${JSON.stringify(r).slice(0, 300)}`);
+    const times = [];
+    const delta = [];
+    const applier = [];
+    const changed = [];
+    const sluiceStart = now();
+    for (let c = -WARM; c < RUNS && !(c >= MIN_RUNS && now() - sluiceStart > BUDGET_MS); c++) {
+      const i = Math.floor(rand() * n);
+      eps[i] = [...eps[i].slice(1), pod(spare++)];
+      slices[i] = slice(i, eps[i]);
+      changed.push(i);
+      const next = modelOf();
+      // The young garbage of rebuilding a model of 2N objects per change is the bench's, not the agent's: collect it untimed
+      // (a full collection per change costs seconds at 50,000 and leaves the model delta slower still).
+      gc({ type: 'minor' });
+      t0 = now();
+      r = dp.apply(next, [], NODE);
+      const took = ms(t0, now());
+      need(!r.failed && !r.undeleted && r.upserts >= 1 && r.deletes >= 1, `${n} services, change ${c}: ${JSON.stringify(r).slice(0, 300)}`);
+      need(!dp.lastApply.full && dp.lastApply.services === 1, `${n} services: a change looked at ${dp.lastApply.services} Services (full walk: ${dp.lastApply.full})`);
+      model = next;
+      if (c < 0) continue;
+      times.push(took);
+      delta.push(dp.lastApply.deltaMs);
+      applier.push(took - dp.lastApply.deltaMs);
+    }
+    // Connects through the LB reach the changed Services' new endpoints, and others' too.
+    const targets = [...changed.slice(-20), ...Array.from({ length: 20 }, () => Math.floor(rand() * n))];
+    ns.client(cg, targets.map((i) => ({ ip: vip(i), port: 80 })), 0, targets.length, true).forEach((l, k) => {
+      const got = l.split(' ')[1];
+      need(eps[targets[k]].some((ip) => `${ip}:${BACKEND_PORT}` === got), `socket LB at ${n}: ${vip(targets[k])}:80 reached ${got}, not an endpoint of svc-${targets[k]}`);
+    });
+    row.lb = { p50: median(times), p99: pct99(times), runs: times.length };
+    row.applier = { p50: median(applier), p99: pct99(applier) };
+    row.delta = median(delta);
+    dp.close();
+    made.lbs.splice(made.lbs.indexOf(dp), 1);
+    SockLb.remove(pinDir);
+
+    // What every change cost before this branch: the desired state of every Service, and a full walk of it.
+    const fullPins = join(made.bpffs, `change-full-${n}`);
+    mkdirSync(fullPins);
+    made.pinDirs.push(fullPins);
+    const lb = SockLb.open({ pinDir: fullPins, cgroupDir: fullCg });
+    made.lbs.push(lb);
+    const walker = new SockLbApplier(lb.maps, { services: new StableIds(undefined, [1, 65535]), backends: new StableIds(undefined, [1, 2 ** 30]) });
+    walker.apply(desiredServices(model, [], { nodeIPs: [], nodeName: NODE }));
+    const full = [];
+    const fullStart = now();
+    for (let c = -1; c < FULL_RUNS && !(c >= 1 && now() - fullStart > BUDGET_MS); c++) {
+      const i = Math.floor(rand() * n);
+      eps[i] = [...eps[i].slice(1), pod(spare++)];
+      slices[i] = slice(i, eps[i]);
+      model = modelOf();
+      gc({ type: 'minor' });
+      t0 = now();
+      r = walker.apply(desiredServices(model, [], { nodeIPs: [], nodeName: NODE }));
+      if (c >= 0) full.push(ms(t0, now()));
+      need(!r.failed && r.upserts >= 1, `${n} services, full walk ${c}: ${JSON.stringify(r).slice(0, 300)}`);
+    }
+    row.full = { p50: median(full), p99: pct99(full), runs: full.length };
+    process.stderr.write(`bench:   full walks done; iptables...\n`);
+    lb.close();
+    made.lbs.splice(made.lbs.indexOf(lb), 1);
+    SockLb.remove(fullPins);
+
+    // kube-proxy: the whole ruleset, then partial syncs of one changed Service each.
+    row.ipt = {};
+    for (const [b, ins] of Object.entries(ipt)) {
+      const { text } = kubeProxyRestore(n, { eps: (i) => eps[i] });
+      // Without --noflush the restore replaces the tables whole: the previous size's rules go.
+      row.ipt[b] = { load: ins.restore(b, text, { noflush: false, timeout: LOAD_TIMEOUT_MS }) };
+      if (row.ipt[b].load === Infinity) {
+        // Stopped: a restore is all or nothing, so the previous size's rules are still there; this size goes unmeasured.
+        Object.assign(row.ipt[b], { p50: NaN, p99: NaN, runs: 0 });
+        continue;
+      }
+      ins.restore(b, JUMPS);
+      process.stderr.write(`bench:   iptables-${b} full load ${f(row.ipt[b].load)} ms; partial syncs...\n`);
+      const t = [];
+      let rules = 0;
+      const iptStart = now();
+      for (let c = 0; c < RESTORE_RUNS && !(c >= 1 && now() - iptStart > BUDGET_MS); c++) {
+        const i = Math.floor(rand() * n);
+        const old = eps[i][0];
+        eps[i] = [...eps[i].slice(1), pod(spare++)];
+        const info = kubeProxyRestore(n, { eps: (k) => eps[k], partial: true, changed: { svc: i }, gone: [sepChain(i, old)] });
+        rules = info.natRules;
+        t.push(ins.restore(b, info.text));
+        if (t.at(-1) === Infinity) break;
+      }
+      Object.assign(row.ipt[b], { p50: median(t), p99: pct99(t), runs: t.length, rules });
+      // The partial syncs left exactly one SVC chain per Service and one SEP chain per endpoint.
+      const saved = ins.run(`iptables-${b}-save`, ['-t', 'nat']);
+      const count = (re) => (saved.match(re) ?? []).length;
+      need(count(/^:KUBE-SVC-/gm) === n && count(/^:KUBE-SEP-/gm) === n * EPS, `iptables-${b} at ${n}: the partial syncs left ${count(/^:KUBE-SVC-/gm)} SVC and ${count(/^:KUBE-SEP-/gm)} SEP chains`);
+    }
+    rows.push(row);
+  }
+
+  const ratio = (a, b) => (a === Infinity ? `>${(RESTORE_TIMEOUT_MS / b).toFixed(0)}` : (a / b).toFixed(0));
+  console.log(`\none Service change (its oldest endpoint replaced by a new pod IP), milliseconds per change; ${EPS} endpoints per Service`);
+  console.log('  sluice = ServiceDatapath.apply(new model): the model delta (Model.changesSince), the changed Service\'s frontends, BPF map writes (as the agent applies a new model)');
+  console.log('  before = what each change cost before this branch: desiredServices() of every Service and SockLbApplier.apply() walking every frontend');
+  console.log('  kube-proxy = iptables-restore -w 5 --noflush --counters of a partial sync (KUBE-SERVICES whole, the changed Service\'s SVC/SEP chains, -X of the gone SEP chain), in its own netns');
+  const bcols = changeBackends.map((b) => `${lpad(`ipt-${b} p50`, 14)} ${lpad('p99', 8)} ${lpad(`ipt/sluice p50`, 15)}`).join(' ');
+  console.log(
+    `${lpad('services', 9)} ${lpad('sluice p50', 11)} ${lpad('p99', 7)} ${lpad('delta p50', 10)} ${lpad('applier p50', 12)} ${lpad('p99', 7)} ${lpad('before p50', 11)} ${lpad('before/sluice', 14)} ${bcols}`,
+  );
+  for (const r of rows)
+    console.log(
+      `${lpad(r.n, 9)} ${lpad(r.lb.p50.toFixed(3), 11)} ${lpad(r.lb.p99.toFixed(3), 7)} ${lpad(r.delta.toFixed(3), 10)} ${lpad(r.applier.p50.toFixed(3), 12)} ${lpad(r.applier.p99.toFixed(3), 7)} ${lpad(f(r.full.p50, 2), 11)} ${lpad((r.full.p50 / r.lb.p50).toFixed(0), 14)} ${changeBackends
+        .map((b) => `${lpad(r.ipt[b].runs === 0 ? `load >${LOAD_TIMEOUT_MS / 1000}s` : r.ipt[b].p50 === Infinity ? `>${RESTORE_TIMEOUT_MS / 1000}s` : f(r.ipt[b].p50, 2), 14)} ${lpad(r.ipt[b].runs === 0 || r.ipt[b].p99 === Infinity ? '-' : f(r.ipt[b].p99, 2), 8)} ${lpad(r.ipt[b].runs === 0 ? '-' : ratio(r.ipt[b].p50, r.lb.p50), 15)}`)
+        .join(' ')}`,
+    );
+  console.log(
+    `  runs (after ${WARM} untimed for sluice, 1 for before; each loop stops at --change-runs ${RUNS} / --full-runs ${FULL_RUNS} / --restore-runs ${RESTORE_RUNS} or after --cell-seconds past a minimum): ${rows
+      .map((r) => `${r.n}: ${r.lb.runs}/${r.full.runs}/${changeBackends.map((b) => r.ipt[b].runs).join('/')}`)
+      .join(', ')}`,
+  );
+  console.log('  delta = Model.changesSince(previous model), inside the sluice column; applier = sluice minus delta (finding the changed Services, their frontends, map writes)');
+  for (const [what, pick] of [
+    ['sluice', (r) => r.lb.p50],
+    ['applier', (r) => r.applier.p50],
+  ]) {
+    const lo = Math.min(...rows.map(pick));
+    const hi = Math.max(...rows.map(pick));
+    console.log(`  ${what} p50 from ${rows[0].n} to ${rows.at(-1).n} Services: ${lo.toFixed(3)}-${hi.toFixed(3)} ms, ${(hi / lo).toFixed(2)}x apart (${hi / lo <= 2 ? 'flat within 2x' : 'NOT flat within 2x'})`);
+  }
+  console.log('\n  loading all Services (one run each), ms');
+  for (const r of rows)
+    console.log(
+      `${lpad(r.n, 9)}  sluice first apply ${lpad(f(r.loadLb), 8)}   ${changeBackends.map((b) => `iptables-${b}-restore (full) ${lpad(r.ipt[b].load === Infinity ? `>${LOAD_TIMEOUT_MS / 1000} s, stopped (--load-timeout)` : f(r.ipt[b].load), 8)}`).join('   ')}`,
+    );
+}
 console.log(`\nelapsed: ${((now() - started) / 1000).toFixed(0)} s`);
 cleanup();
 const left = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(`sluice-bench-${id}`));

@@ -1,2 +1,4 @@
 #!/usr/bin/env node
-import '../dist/cli.js';
+// The operator tools start without the agent's modules (see src/policy-cli-main.ts).
+const tools = new Set(['endpoint', 'policy']);
+await import(tools.has(process.argv[2]) ? '../dist/policy-cli-main.js' : '../dist/cli.js');

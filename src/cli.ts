@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { Agent, DEFAULT_ENVOY_GONE_GRACE_MS } from './agent/agent.js';
@@ -10,7 +11,9 @@ import { anyToJson } from './proto/any.js';
 import { SERVED_TYPES } from './resources/types.js';
 import { renderBootstrap } from './envoy/bootstrap.js';
 import { createLogger } from './log.js';
-import { startHealthServer } from './agent/health-server.js';
+import { startApiSocket, startHealthServer } from './agent/health-server.js';
+import { policyApi } from './agent/policy-api.js';
+import { addPolicyCommands } from './policy-cli.js';
 import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { KubeStatusWriter } from './status/kube-status.js';
 import { DEFAULT_SOCKET_PATH } from './xds/server.js';
@@ -104,6 +107,7 @@ program
   .option('--resources <dir>', 'also serve a directory of raw Envoy resources (YAML/JSON with @type), watched for changes')
   .addOption(nodeOption())
   .option('--socket <path>', 'unix socket to serve xDS on', DEFAULT_SOCKET_PATH)
+  .option('--api-socket <path>', 'unix socket serving `sluice endpoint` and `sluice policy` (default: api.sock beside --socket)')
   .option('--tcp <host:port>', 'also serve xDS over TCP, e.g. 127.0.0.1:18000')
   .option('--state-dir <dir>', 'state kept across restarts (proxy ports)', '/var/lib/sluice')
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
@@ -151,6 +155,7 @@ program
     if (o.caSecret) log.warn({ caSecret: o.caSecret }, 'workload identity is not built yet; the CA Secret is not read');
     // Probes answer from the start: not ready until the sources have delivered a model.
     const health = o.metricsPort ? await startHealthServer(agent, o.metricsPort) : undefined;
+    const api = await startApiSocket(agent, o.apiSocket ?? join(dirname(o.socket), 'api.sock'), policyApi(() => agent.policy));
     await agent.start();
     const unwatch = o.daemonset && o.uninstallMarker ? watchUninstall(o.daemonset, o.uninstallMarker, o.kubeconfig, log) : undefined;
     const stop = async (signal: string) => {
@@ -158,6 +163,7 @@ program
       unwatch?.();
       await agent.stop();
       await health?.close();
+      await api.close();
       process.exit(0);
     };
     process.once('SIGINT', stop);
@@ -237,6 +243,8 @@ program
     if (!r.removedDir) process.stdout.write(`nothing to do: ${pinDir} does not exist\n`);
     else process.stdout.write(`detached ${r.detached.length} programs, removed ${r.unpinned.length} pins and ${pinDir}\n`);
   });
+
+addPolicyCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   process.stderr.write(`sluice: ${e.message}\n`);

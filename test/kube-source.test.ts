@@ -15,6 +15,7 @@ import { chartIdentity } from './helpers/chart-rbac.js';
 import { GATEWAY_API_CRDS, KUBE_BIN, startKubeCluster, type KubeCluster } from './helpers/kube-apiserver.js';
 import { cec, endpointSlice, httpRoute, service, splitResources } from './helpers/kube.js';
 import { freePort } from './helpers/net.js';
+import { trace } from '../src/policy/index.js';
 
 const cluster: KubeCluster = await startKubeCluster(t);
 cluster.kubectlOk(['apply', '--server-side', '-f', 'crds/', ...['httproutes', 'referencegrants'].flatMap((p) => ['-f', join(GATEWAY_API_CRDS, `gateway.networking.k8s.io_${p}.yaml`)])]);
@@ -228,4 +229,28 @@ t.test('an unchanged informer object is the same object in every model, so trans
   cluster.apply([svc('gone', 80)]);
   const third = await eventually(() => latest?.model.service(ns, 'gone') ? latest.model : undefined, 10_000, 'the re-created Service');
   t.not(third.service(ns, 'gone'), first.service(ns, 'gone'), 'a re-created object is read afresh');
+});
+
+t.test("pods of every node reach the model: one on another node gets an identity, so policy does not take it for the world, but is not this node's endpoint", async (t) => {
+  const ns = 'fleet';
+  cluster.kubectlOk(['create', 'namespace', ns]);
+  const pod = (name: string, node: string, ip: string, org: string) => {
+    cluster.apply([{ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels: { org } }, spec: { nodeName: node, containers: [{ name: 'c', image: 'none' }] } }]);
+    cluster.kubectlOk(['patch', 'pod', '-n', ns, name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { podIP: ip, podIPs: [{ ip }] } })]);
+  };
+  pod('here', 'kube-node-e', '10.244.5.10', 'empire');
+  pod('there', 'kube-node-f', '10.244.6.10', 'empire');
+  cluster.apply([{ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'from-empire', namespace: ns }, spec: { endpointSelector: {}, ingress: [{ fromEndpoints: [{ matchLabels: { org: 'empire' } }] }] } }]);
+  const agent = await startAgent(t, {}, kubeWiring('kube-node-e'));
+  const policy = await eventually(() => {
+    const p = agent.agent.policy;
+    return p?.compiled.identities.pods.get(`${ns}/there`)?.ips.length && p.compiled.ruleSets.length ? p : undefined;
+  }, 15_000, "the other node's pod, its address and the policy");
+  const there = policy.compiled.identities.pods.get(`${ns}/there`)!;
+  t.ok(there.identity >= 256, `an identity of its own (${there.identity}), not a reserved one`);
+  t.ok(policy.state.ipcache.some((e) => e.prefix === '10.244.6.10/32' && e.identity === there.identity), 'its address maps to it in the ipcache');
+  t.same([...new Set(policy.state.endpoints.map((e) => e.pod))].filter((p) => p.startsWith(`${ns}/`)), [`${ns}/here`], 'only the pod on this node is an endpoint');
+  // As "world" it would meet the default deny; as an org=empire pod the rule admits it, by address too.
+  for (const from of [`${ns}/there`, '10.244.6.10'])
+    t.match(trace(policy, { from, to: `${ns}/here`, port: 80 }).decidedBy, { reason: 'rule', policy: `CiliumNetworkPolicy ${ns}/from-empire` }, `${from} is admitted as an empire pod`);
 });

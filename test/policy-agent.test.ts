@@ -27,11 +27,11 @@ t.test('a restarted agent keeps identities and proxy ports, whatever the order p
   mkdirSync(state, { recursive: true });
   t.teardown(() => rmSync(state, { recursive: true, force: true }));
   const first = await run(t, state, [...demoPods, rule1L7]);
-  const before = first.policy;
+  const before = first.policyView;
   await first.stop();
   // A new label set that sorts first would take the first number from a fresh allocator.
   const second = await run(t, state, [pod('aaa', '10.0.1.9', { aaa: 'first' }), ...[...demoPods].reverse(), rule1L7]);
-  const after = second.policy;
+  const after = second.policyView;
   const ids = (v: typeof before) => Object.fromEntries(v.desired.endpoints.map((e) => [e.pod, [e.identity, e.endpoint]]));
   t.match(ids(after), ids(before), 'the same identities and endpoint numbers');
   const redirect = (v: typeof before) => v.desired.entries.filter((e) => e.verdict === 'redirect').map((e) => [e.listener, e.proxyPort]);
@@ -52,7 +52,7 @@ t.test('a bad policy is reported on itself and enforced not at all; the others k
   const agent = await run(t, state, [...demoPods, rule1L7, bad]);
   t.match(agent.issues(), [/CiliumNetworkPolicy default\/bad: spec\.ingress\[0\]\.toPorts\[0\]\.rules\.http\[0\]\.path: .*lookahead/]);
   t.equal(agent.issues().length, 1);
-  t.same(agent.policy.result?.l7.map((l) => l.rules.map((r) => r.policy)), [['CiliumNetworkPolicy default/rule1']], 'rule1 still has its listener');
-  const xwing = agent.policy.desired.endpoints.find((e) => e.pod === 'default/xwing')!;
+  t.same(agent.policyView.result?.l7.map((l) => l.rules.map((r) => r.policy)), [['CiliumNetworkPolicy default/rule1']], 'rule1 still has its listener');
+  const xwing = agent.policyView.desired.endpoints.find((e) => e.pod === 'default/xwing')!;
   t.notOk(xwing.ingressEnforced, 'the bad policy enforces nothing on the xwing');
 });

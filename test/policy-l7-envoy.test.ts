@@ -105,26 +105,26 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
 
   const agent = await startAgent(t, { 'world.yaml': [...pods, rule1, rule2] }, { kube: true, nodeName: NODE, proxyAddresses: PROXY });
   t.same(agent.agent.issues(), [], 'the policy translates without issues');
-  const all = agent.agent.policy.desired.entries.filter((e) => e.verdict === 'redirect');
+  const all = agent.agent.policyView.desired.entries.filter((e) => e.verdict === 'redirect');
   const redirects = all.filter((e) => e.direction === 'ingress');
   const egressPort = all.find((e) => e.direction === 'egress')?.proxyPort;
   t.ok(egressPort && egressPort !== redirects[0]?.proxyPort, 'the egress rules have a listener of their own');
   t.ok(redirects.length > 0, 'traffic from the empire to port 80 is redirected');
   const proxyPort = redirects[0].proxyPort!;
   t.ok(redirects.every((e) => e.proxyPort === proxyPort && e.listener === redirects[0].listener), `every redirect goes to listener ${redirects[0].listener} on proxy port ${proxyPort}`);
-  const gated = agent.agent.policy.acked.entries;
+  const gated = agent.agent.policyView.acked.entries;
   t.notOk(gated.some((e) => e.verdict === 'redirect'), 'before Envoy has ACKed the listener, no redirect is handed to the datapath...');
   t.ok(gated.some((e) => e.verdict === 'deny' && e.port === 80), '...those flows drop meanwhile, never bypassing the L7 rules');
 
   const envoy = await startEnvoy(t, agent.bootstrap(NODE, 'sotw'), [], node.ns);
   await agent.agent.cache.waitForAck(NODE, agent.agent.currentVersion, 20_000);
-  await eventually(() => agent.agent.policy.acked.entries.some((e) => e.verdict === 'redirect' && e.proxyPort === proxyPort), 5000, 'the ACK-gated state');
+  await eventually(() => agent.agent.policyView.acked.entries.some((e) => e.verdict === 'redirect' && e.proxyPort === proxyPort), 5000, 'the ACK-gated state');
   t.same(
-    agent.agent.policy.acked.entries.filter((e) => e.verdict === 'redirect'),
+    agent.agent.policyView.acked.entries.filter((e) => e.verdict === 'redirect'),
     all,
     'once Envoy ACKed the listener, the gated state carries the redirects',
   );
-  t.ok(agent.agent.policy.ackSeen);
+  t.ok(agent.agent.policyView.ackSeen);
   const dump = await envoy.configDump();
   const listener = dump.listeners[redirects[0].listener!];
   t.ok(listener?.transparent, 'Envoy holds the transparent listener');
@@ -194,21 +194,21 @@ t.test('L7 policy on stock Envoy: RBAC, 403 with the policy body, header rules a
   agent.write('world.yaml', [...pods, rule1, rule2, nackme]);
   await eventually(() => agent.agent.issues().some((i) => i.startsWith('CiliumNetworkPolicy default/nackme: resources: Envoy rejected')), 20_000, 'the NACK on nackme');
   t.same(agent.agent.issues().filter((i) => !i.includes('default/nackme')), [], 'the NACK is reported on that policy alone');
-  const nackListener = agent.agent.policy.result!.l7.find((l) => l.rules[0].policy.endsWith('/nackme'))!.listener;
-  t.notOk(agent.agent.policy.acked.entries.some((e) => e.listener === nackListener), 'nothing is steered into the rejected listener');
+  const nackListener = agent.agent.policyView.result!.l7.find((l) => l.rules[0].policy.endsWith('/nackme'))!.listener;
+  t.notOk(agent.agent.policyView.acked.entries.some((e) => e.listener === nackListener), 'nothing is steered into the rejected listener');
   const [still] = tiefighter.client([req('/v1/request-landing', 'POST')]);
   t.equal(still[0].status, 200, 'the other policies keep being served');
 
   // Deleting the policy takes the listener away and the redirects with it.
   agent.write('world.yaml', pods);
-  await eventually(() => agent.agent.policy.desired.entries.length === 0 && agent.agent.policy.acked.entries.length === 0, 10_000, 'the policy to go');
+  await eventually(() => agent.agent.policyView.desired.entries.length === 0 && agent.agent.policyView.acked.entries.length === 0, 10_000, 'the policy to go');
   await agent.agent.cache.waitForAck(NODE, agent.agent.currentVersion, 20_000);
   await eventually(async () => !(await envoy.configDump()).listeners[redirects[0].listener!], 10_000, 'the listener to go');
 
   // Back again, and then Envoy goes: after the grace the datapath gets no redirect into it.
   agent.write('world.yaml', [...pods, rule1, rule2]);
-  await eventually(() => agent.agent.policy.acked.entries.filter((e) => e.verdict === 'redirect').length === all.length, 20_000, 'the redirects to come back once ACKed');
+  await eventually(() => agent.agent.policyView.acked.entries.filter((e) => e.verdict === 'redirect').length === all.length, 20_000, 'the redirects to come back once ACKed');
   await envoy.stop();
-  await eventually(() => !agent.agent.policy.acked.entries.some((e) => e.verdict === 'redirect'), 10_000, 'the redirects to go with Envoy');
-  t.equal(agent.agent.policy.desired.entries.filter((e) => e.verdict === 'redirect').length, all.length, 'they stay desired, for the next Envoy to ACK');
+  await eventually(() => !agent.agent.policyView.acked.entries.some((e) => e.verdict === 'redirect'), 10_000, 'the redirects to go with Envoy');
+  t.equal(agent.agent.policyView.desired.entries.filter((e) => e.verdict === 'redirect').length, all.length, 'they stay desired, for the next Envoy to ACK');
 });

@@ -127,3 +127,15 @@ t.test('problems land on the policies: a rewrite of a pseudo-header, no proxy po
   t.match(full.units[0].issues[0], { object: 'CiliumNetworkPolicy default/rule1', field: 'rules.http', message: /not served, so its L7 rules are not enforced: no free node-local proxy port/ });
 });
 
+
+t.test('a listener whose input did not change is not encoded again', async (t) => {
+  const memo = new Map();
+  const r = compute([...demoPods, rule1L7]);
+  const first = translatePolicyListeners(r.l7, ctx, [], new Map(), memo).units[0].resources;
+  const again = translatePolicyListeners(r.l7, ctx, [], new Map(), memo).units[0].resources;
+  t.ok(first.every((a, i) => a === again[i]), 'the same encoded resources');
+  const changed = compute([...demoPods, cnp('rule1', { endpointSelector: { matchLabels: { class: 'deathstar' } }, ingress: [{ toPorts: [{ ports: [{ port: '80' }], rules: { http: [{ method: 'PUT' }] } }] }] })]);
+  const next = translatePolicyListeners(changed.l7, ctx, [], new Map(), memo).units[0].resources;
+  t.not(next[0], first[0], 'a changed rule is');
+  t.equal(memo.size, 1, 'and only the current listeners are kept');
+});

@@ -3,12 +3,24 @@
 // only slots, Maglev entries and backends that are there; once the maps stop
 // refusing, one apply converges on exactly the desired entries, and ids of what
 // is gone are back in their pools with no affinity entry still naming them.
+// Then, on the kernel's maps through the agent's wiring: changes applied one at
+// a time (the model delta) end byte-identical to a full apply of the final
+// model, a restart adopts them, and a refused write converges by the retry.
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { ServiceDatapath } from '../src/agent/service-datapath.js';
+import { Model } from '../src/model/model.js';
+import type { EndpointSlice, ModelObject, Node, Service } from '../src/model/objects.js';
+import { SockLb } from '../src/redirect/datapath.js';
+import type { ServiceRedirect } from '../src/translate/output.js';
 import { IdsExhausted, StableIds } from '../src/ids/stable-ids.js';
 import { SockLbApplier } from '../src/redirect/apply.js';
 import { MapWriteError, type MapIo } from '../src/redirect/bpf.js';
-import type { DesiredService } from '../src/redirect/desired.js';
-import { MAGLEV_M, maglevKey, SVC_FLAG_MAGLEV, svcKey } from '../src/redirect/maps.js';
+import { LB_ALGORITHM_ANNOTATION, type DesiredService } from '../src/redirect/desired.js';
+import { backend, MAGLEV_M, maglevKey, SVC_FLAG_MAGLEV, svcKey, u32 } from '../src/redirect/maps.js';
+import { netnsWorld, type NetnsWorld } from './helpers/netns.js';
 
 class FakeMap implements MapIo {
   readonly data = new Map<string, Buffer>();
@@ -229,4 +241,217 @@ t.test('released ids come back last: the cursor moves forward through the range'
   t.equal(pool.idFor('d'), 4, 'not the id just released');
   t.equal(pool.idFor('e'), 5);
   t.equal(pool.idFor('f'), 1, 'wrapping around, the oldest free id');
+});
+
+// ---- On the kernel's maps, through the agent's wiring (ServiceDatapath): a
+// change applied alone against a fresh full apply of the same model.
+
+type Objects = Map<string, ModelObject>;
+
+/** A random cluster's Services, EndpointSlices and this node, edited one object at a time. */
+function cluster(rand: () => number) {
+  const objects: Objects = new Map();
+  const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)];
+  const names = Array.from({ length: 14 }, (_, i) => ({ ns: i % 2 ? 'a' : 'b', name: `s${i}` }));
+  const service = (i: number): Service => {
+    const { ns, name } = names[i];
+    const nodePort = rand() < 0.25;
+    const ports: Service['spec']['ports'] = [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080, ...(nodePort ? { nodePort: 30000 + i } : {}) }];
+    if (rand() < 0.4) ports.push({ name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 });
+    return {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { namespace: ns, name, ...(rand() < 0.2 ? { annotations: { [LB_ALGORITHM_ANNOTATION]: 'maglev' } } : {}) },
+      spec: {
+        type: nodePort ? 'NodePort' : rand() < 0.05 ? 'ExternalName' : 'ClusterIP',
+        // Few addresses for many Services: some share a frontend, and one of them is left out.
+        clusterIP: `10.96.3.${1 + Math.floor(rand() * 40)}`,
+        ports,
+        ...(rand() < 0.2 ? { externalIPs: [`203.0.113.${1 + Math.floor(rand() * 3)}`] } : {}),
+        ...(rand() < 0.3 ? { internalTrafficPolicy: 'Local' as const } : {}),
+        ...(rand() < 0.3 ? { sessionAffinity: 'ClientIP' as const, sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 + Math.floor(rand() * 3) } } } : {}),
+      },
+    };
+  };
+  const slice = (k: number): EndpointSlice => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    // A slice can move to another Service: both the old and the new one change.
+    metadata: { namespace: (k % 2 ? 'a' : 'b'), name: `slice-${k}`, labels: { 'kubernetes.io/service-name': `s${pick([0, 2, 4, 6, 8, 10, 12].map((x) => x + (k % 2 ? 1 : 0)))}` } },
+    addressType: 'IPv4',
+    ports: [
+      { name: 'http', protocol: 'TCP', port: pick([8080, 8081]) },
+      { name: 'dns', protocol: 'UDP', port: 5353 },
+    ],
+    endpoints: Array.from({ length: Math.floor(rand() * 5) }, () => ({
+      addresses: [`10.244.9.${1 + Math.floor(rand() * 80)}`],
+      nodeName: pick(['node-1', 'node-2']),
+      conditions: { ready: rand() < 0.85 },
+    })),
+  });
+  const node = (): Node => ({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1' }, status: { addresses: [{ type: 'InternalIP', address: `192.168.77.${1 + Math.floor(rand() * 2)}` }] } });
+  const set = (o: ModelObject) => objects.set(`${o.kind} ${o.metadata.namespace ?? ''}/${o.metadata.name}`, o);
+  for (let i = 0; i < names.length; i++) if (rand() < 0.7) set(service(i));
+  for (let k = 0; k < 12; k++) set(slice(k));
+  set(node());
+  return {
+    model: () => Model.from([...objects.values()].map((object) => ({ object }))),
+    /** One random edit; unchanged objects keep their identity, as sources hand them out. */
+    edit(): string {
+      const r = rand();
+      if (r < 0.35) {
+        const i = Math.floor(rand() * names.length);
+        const key = `Service ${names[i].ns}/${names[i].name}`;
+        if (objects.has(key) && rand() < 0.3) return (objects.delete(key), `remove ${key}`);
+        set(service(i));
+        return `set ${key}`;
+      }
+      if (r < 0.8) {
+        const k = Math.floor(rand() * 14);
+        const key = `EndpointSlice ${(k % 2 ? 'a' : 'b')}/slice-${k}`;
+        if (objects.has(key) && rand() < 0.2) return (objects.delete(key), `remove ${key}`);
+        set(slice(k));
+        return `set ${key}`;
+      }
+      if (r < 0.85) return (set(node()), 'node');
+      return 'redirects';
+    },
+  };
+}
+
+const opts = (w: NetnsWorld, stateDir: string) => ({ pinDir: w.pinDir, cgroupDir: w.cgroupDir, stateDir, idRanges: { services: [1, 200] as [number, number], backends: [1, 200] as [number, number] } });
+
+/** The maps one full apply of `model` writes into fresh maps, with pools holding the live agent's ids (from its state dir). */
+async function reference(t: Test, fresh: NetnsWorld, state: string, model: Model, redirects: ServiceRedirect[]) {
+  // The pools save on a microtask.
+  await new Promise((r) => setImmediate(r));
+  const freshState = mkdtempSync(join(state, 'fresh-'));
+  cpSync(join(state, 'live'), freshState, { recursive: true });
+  SockLb.remove(fresh.pinDir);
+  const ref = new ServiceDatapath(opts(fresh, freshState));
+  try {
+    t.match(ref.apply(model, redirects, 'node-1'), { failed: 0, undeleted: 0 }, 'the reference applies');
+  } finally {
+    ref.close();
+  }
+  return kernelMaps(fresh.pinDir, fresh.cgroupDir);
+}
+
+/** The agent's world, one for the reference full applies, and a state dir for both. */
+async function twoWorlds(t: Test) {
+  const live = await netnsWorld(t, []);
+  const fresh = await netnsWorld(t, []);
+  t.teardown(() => SockLb.remove(live.pinDir));
+  t.teardown(() => SockLb.remove(fresh.pinDir));
+  const state = mkdtempSync(join(tmpdir(), 'sluice-socklb-delta-'));
+  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  return { live, fresh, state };
+}
+
+const kernelMaps = (pinDir: string, cgroupDir: string) => {
+  // Opening the pins again adopts the maps the agent filled: what a restarted agent would find.
+  const lb = SockLb.open({ pinDir, cgroupDir });
+  try {
+    const dump = (m: MapIo) =>
+      m
+        .entries()
+        .map(([k, v]) => `${hexOf(k)}=${hexOf(v)}`)
+        .sort();
+    return { services: dump(lb.maps.services), backends: dump(lb.maps.backends), maglev: dump(lb.maps.maglev) };
+  } finally {
+    lb.close();
+  }
+};
+
+t.test('kernel maps: random changes applied one by one leave the maps byte-identical to a full apply of the final model; a restart adopts them', async (t) => {
+  const { live, fresh, state } = await twoWorlds(t);
+  const rand = rng(2026);
+  const c = cluster(rand);
+  const redirectsOf = (): ServiceRedirect[] =>
+    ['a/s1', 'b/s2', 'a/s3', 'b/s4']
+      .filter(() => rand() < 0.5)
+      .map((service) => ({ service, port: rand() < 0.5 ? 80 : undefined, listener: 'l', proxyPort: 13000 + Math.floor(rand() * 2) }));
+  let dp = new ServiceDatapath(opts(live, join(state, 'live')));
+  t.teardown(() => dp.close());
+  let redirects = redirectsOf();
+  let model = c.model();
+  t.match(dp.apply(model, redirects, 'node-1'), { failed: 0, undeleted: 0 });
+  let bad = 0;
+  let conflicts = 0;
+  let checkpoints = 0;
+  const paths = { full: 0, changes: 0 };
+  for (let step = 1; step <= 120; step++) {
+    const what = c.edit();
+    if (what === 'redirects') redirects = redirectsOf();
+    model = c.model();
+    const r = dp.apply(model, redirects, 'node-1');
+    conflicts += r.unplaced.length;
+    if (r.failed || r.undeleted || r.errors.length) {
+      bad++;
+      t.fail(`step ${step} (${what}): ${JSON.stringify(r)}`);
+    }
+    if (step % 30) continue;
+    checkpoints++;
+    const want = await reference(t, fresh, state, model, redirects);
+    paths.changes += dp.applies.changes;
+    paths.full += dp.applies.full;
+    dp.close();
+    const got = kernelMaps(live.pinDir, live.cgroupDir);
+    t.ok(want.services.length > 20 && want.backends.length > 5, `step ${step}: the model fills the maps (${want.services.length} service entries, ${want.backends.length} backends)`);
+    t.same(got, want, `step ${step}: after ${step} changes the maps are what a full apply writes`);
+    // A restarted agent over the pinned maps: its full walk finds everything in place, and changes go on from there.
+    dp = new ServiceDatapath(opts(live, join(state, 'live')));
+    t.match(dp.apply(model, redirects, 'node-1'), { failed: 0, undeleted: 0, upserts: 0, deletes: 0 }, `step ${step}: adoption writes nothing`);
+  }
+  t.equal(bad, 0, 'every change applied cleanly');
+  t.equal(checkpoints, 4);
+  t.ok(conflicts > 0, `shared frontends were met and reported (${conflicts} reports)`);
+  t.ok(paths.changes >= 90, `changes took the incremental path (${JSON.stringify(paths)}: full walks at start, restarts and node address moves)`);
+});
+
+t.test('kernel maps: a change the kernel refuses is retried by a full walk, which converges once there is room', async (t) => {
+  const { live, fresh, state } = await twoWorlds(t);
+  const c = cluster(rng(77));
+  const dp = new ServiceDatapath(opts(live, join(state, 'live')));
+  t.teardown(() => dp.close());
+  let model = c.model();
+  t.match(dp.apply(model, [], 'node-1'), { failed: 0 });
+  // A second handle on the pinned maps fills the backends map with junk ids far above the pool's range.
+  const lb = SockLb.open({ pinDir: live.pinDir, cgroupDir: live.cgroupDir });
+  t.teardown(() => lb.close());
+  let junk = 0;
+  for (;;) {
+    const batch = Array.from({ length: 65536 }, (_, i): [Buffer, Buffer] => [u32(2 ** 31 + junk + i), backend('192.0.2.1', 9)]);
+    try {
+      lb.maps.backends.updateMany(batch);
+      junk += batch.length;
+    } catch (e) {
+      if (!(e instanceof MapWriteError)) throw e;
+      junk += e.written;
+      break;
+    }
+  }
+  t.ok(junk > 200_000, `the backends map took ${junk} junk entries, then refused`);
+  let failedAt = 0;
+  for (let step = 1; step <= 60 && !failedAt; step++) {
+    c.edit();
+    model = c.model();
+    const r = dp.apply(model, [], 'node-1');
+    if (r.failed) failedAt = step;
+  }
+  t.ok(failedAt > 0, `a change needing a new backend was refused (step ${failedAt})`);
+  const full = dp.applies.full;
+  // Whether it lands depends on what the failed apply's deletes freed; either way it walks.
+  dp.apply(model, [], 'node-1');
+  t.equal(dp.applies.full, full + 1, 'the retry walked every Service');
+  for (let i = 0; i < junk; i++) lb.maps.backends.delete(u32(2 ** 31 + i));
+  t.match(dp.apply(model, [], 'node-1'), { failed: 0, undeleted: 0, errors: [] }, 'with room again the retry converges');
+  t.same(kernelMaps(live.pinDir, live.cgroupDir), await reference(t, fresh, state, model, []), 'to exactly what a full apply writes');
+  const walks = dp.applies.full;
+  // A node address move walks everything by design; any other edit must not.
+  while (c.edit() === 'node');
+  model = c.model();
+  t.match(dp.apply(model, [], 'node-1'), { failed: 0 });
+  t.equal(dp.applies.full, walks, 'after a clean apply, changes go back to the incremental path');
+  t.same(kernelMaps(live.pinDir, live.cgroupDir), await reference(t, fresh, state, model, []), 'and stay exact');
 });

@@ -25,6 +25,7 @@ import { TypeUrl } from '../resources/types.js';
 import { ProxyPorts } from './proxy-ports.js';
 import { PolicyWiring, type PolicyView } from './policy-wiring.js';
 import { PolicyDatapath } from './policy-datapath-wiring.js';
+import type { PolicyResult } from '../policy/index.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -133,13 +134,18 @@ export class Agent {
     return this.version;
   }
 
+  /** The policy of the current model, for the operator tools; undefined until the sources have delivered one. */
+  get policy(): PolicyResult | undefined {
+    return this.ready ? this.policyWiring.view.result : undefined;
+  }
+
   /** Service traffic to steer into Envoy, as of the current version. */
   get redirects(): readonly ServiceRedirect[] {
     return this.currentRedirects;
   }
 
   /** Network policy: the computation, and its datapath state as desired and as the datapath may apply it (redirects gated on Envoy's ACK). */
-  get policy(): PolicyView {
+  get policyView(): PolicyView {
     return this.policyWiring.view;
   }
 

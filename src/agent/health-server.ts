@@ -1,7 +1,11 @@
-// /metrics, /healthz and /readyz on one port, for Prometheus and the kubelet's probes.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+// /metrics, /healthz and /readyz on one port, for Prometheus and the kubelet's
+// probes; the same plus the operator tools' API on a unix socket of the node.
+import { chmodSync, mkdirSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, ListenOptions } from 'node:net';
+import { dirname } from 'node:path';
 import type { Registry } from 'prom-client';
+import { clearStaleSocket } from '../xds/server.js';
 
 export interface HealthTarget {
   readonly ready: boolean;
@@ -9,8 +13,11 @@ export interface HealthTarget {
   readonly metrics: { registry: Registry };
 }
 
-export async function startHealthServer(target: HealthTarget, port: number, host = '0.0.0.0'): Promise<{ port: number; close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => {
+/** Answers a request and returns true, or returns false to leave it to the next. */
+export type Route = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+function healthServer(target: HealthTarget, extra?: Route): Server {
+  return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') return void res.end('ok\n');
     if (path === '/readyz') {
@@ -32,15 +39,36 @@ export async function startHealthServer(target: HealthTarget, port: number, host
       );
       return;
     }
+    if (extra?.(req, res)) return;
     res.statusCode = 404;
-    res.end('not found: try /metrics, /healthz or /readyz\n');
+    res.end(`not found: try /metrics, /healthz or /readyz${extra ? ', /v1/endpoints, /v1/policy or /v1/policy/trace' : ''}\n`);
   });
-  await new Promise<void>((resolve, reject) => {
+}
+
+function listening(server: Server, where: ListenOptions): Promise<Server> {
+  return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, resolve);
+    server.listen(where, () => resolve(server));
   });
+}
+
+export async function startHealthServer(target: HealthTarget, port: number, host = '0.0.0.0'): Promise<{ port: number; close(): Promise<void> }> {
+  const server = await listening(healthServer(target), { port, host });
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
+}
+
+/**
+ * The API on a unix socket: only the node's root (and whoever the directory
+ * lets in) reaches it, never the network the metrics port is open to, since
+ * it tells every pod's labels and every policy.
+ */
+export async function startApiSocket(target: HealthTarget, socketPath: string, api: Route): Promise<{ close(): Promise<void> }> {
+  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o750 });
+  clearStaleSocket(socketPath); // left by an agent that was killed
+  const server = await listening(healthServer(target, api), { path: socketPath });
+  chmodSync(socketPath, 0o660);
+  return { close: () => new Promise<void>((r) => server.close(() => r())) };
 }

@@ -9,6 +9,7 @@ import type { Model } from '../model/model.js';
 import { computePolicy, identityAllocators, type PolicyDatapathState, type PolicyEntry, type PolicyResult } from '../policy/index.js';
 import type { TranslateContext } from '../translate/context.js';
 import type { ObjectTranslation } from '../translate/output.js';
+import type { Any } from '../proto/any.js';
 import { translatePolicyListeners } from '../translate/policy-l7.js';
 
 export interface PolicyView {
@@ -36,6 +37,8 @@ export class PolicyWiring {
   private readonly allocators: ReturnType<typeof identityAllocators>;
   private result: PolicyResult | undefined;
   private units: ObjectTranslation[] = [];
+  /** Listeners as encoded last time, so a publish that changes none of them encodes nothing. */
+  private readonly encoded = new Map<string, Any[]>();
   private desired = EMPTY;
   private gated = EMPTY;
   private ackedListeners = new Set<string>();
@@ -58,7 +61,7 @@ export class PolicyWiring {
     try {
       result = computePolicy(model, { nodeName: ctx.nodeName, ...this.allocators });
       const origins = new Map(result.compiled.ruleSets.flatMap((rs) => (rs.origin ? [[rs.policy, rs.origin] as const] : [])));
-      translated = translatePolicyListeners(result.l7, ctx, result.issues, origins);
+      translated = translatePolicyListeners(result.l7, ctx, result.issues, origins, this.encoded);
     } catch (e) {
       const message = `policy computation failed, the previous policy stays in force: ${(e as Error).message}`;
       return [...this.units.map((u) => ({ ...u, issues: [] })), { object: 'policy', resources: [], redirects: [], issues: [{ object: 'policy', field: '', message }] }];

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { Model } from '../model/model.js';
 import { SockLbApplier, type ApplyResult } from '../redirect/apply.js';
 import { SockLb } from '../redirect/datapath.js';
-import { desiredServices } from '../redirect/desired.js';
+import { desiredOfService, serviceId, type DesiredService, type NodeAddresses } from '../redirect/desired.js';
+import { changedServices, SliceIndex } from '../redirect/service-changes.js';
 import { addProxyAddresses, type ProxyAddresses } from '../redirect/proxy-address.js';
 import type { ServiceRedirect } from '../translate/output.js';
 import { StableIds } from '../ids/stable-ids.js';
@@ -37,6 +38,13 @@ export function nodeIPs(model: Model, nodeName: string): string[] {
 export class ServiceDatapath {
   private readonly lb: SockLb;
   private readonly applier: SockLbApplier;
+  /** What the last clean apply was made from: the next works on the difference. */
+  private applied: { model: Model; redirects: readonly ServiceRedirect[]; node: NodeAddresses } | undefined;
+  private slices = new SliceIndex();
+  /** How many applies walked every Service, and how many only the changed ones. */
+  readonly applies = { full: 0, changes: 0 };
+  /** The last apply: whether it walked everything, how many Services it looked at, and the model delta's share of its time. */
+  lastApply = { full: true, services: 0, deltaMs: 0 };
   /** Proxy addresses that could not be added; their family's L7 redirects will fail to connect. */
   readonly warnings: string[] = [];
 
@@ -73,13 +81,45 @@ export class ServiceDatapath {
     return this.lb.adopted;
   }
 
+  /**
+   * Brings the maps to what the model and redirects say. After a clean apply the
+   * next one works on the change alone: the Services the model delta and the
+   * redirect list name. Everything is walked at the first apply (adopting what a
+   * previous agent left), after one that failed (its retry), and when the
+   * node's addresses move (every NodePort frontend does).
+   */
   apply(model: Model, redirects: readonly ServiceRedirect[], nodeName: string): ApplyResult & { services: number } {
-    const desired = desiredServices(model, redirects, { nodeIPs: nodeIPs(model, nodeName), nodeName });
-    const result = this.applier.apply(desired);
+    const node: NodeAddresses = { nodeIPs: nodeIPs(model, nodeName), nodeName };
+    const prev = this.applied;
+    this.applied = undefined;
+    let result: ApplyResult;
+    if (!prev || this.applier.needsFullWalk || prev.node.nodeName !== nodeName || prev.node.nodeIPs.join() !== node.nodeIPs.join()) {
+      this.applies.full++;
+      this.slices = SliceIndex.of(model);
+      const slices = this.slices;
+      const services = model.services();
+      this.lastApply = { full: true, services: services.length, deltaMs: 0 };
+      result = this.applier.apply(services.flatMap((svc) => desiredOfService(svc, slices.slices(serviceId(svc)), redirects, node)));
+    } else {
+      this.applies.changes++;
+      const t0 = performance.now();
+      const delta = model.changesSince(prev.model);
+      const deltaMs = performance.now() - t0;
+      const touched = changedServices(prev, { model, redirects }, delta, this.slices);
+      this.lastApply = { full: false, services: touched.size, deltaMs };
+      const changed = new Map<string, DesiredService[]>();
+      for (const id of touched) {
+        const svc = model.get('Service', id);
+        changed.set(id, svc ? desiredOfService(svc, this.slices.slices(id), redirects, node) : []);
+      }
+      result = this.applier.applyServices(changed);
+    }
+    // A retry must walk everything: what did not land is known only frontend by frontend.
+    if (!result.failed && !result.undeleted) this.applied = { model, redirects, node };
     // Replaced maps must hold the whole desired state before the programs move onto them;
     // after a partial fill the old programs and maps keep serving until a retry completes it.
     if (!result.failed && !result.unplaced.length) this.lb.commit();
-    return { ...result, services: desired.length };
+    return { ...result, services: this.applier.frontends };
   }
 
   /** Lets go; the pinned programs and maps keep serving connections while no agent runs. */

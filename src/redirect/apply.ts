@@ -9,7 +9,7 @@
 // nothing its old master may still point at is deleted. The next apply retries it.
 import { IdsExhausted, StableIds } from '../ids/stable-ids.js';
 import type { MapIo } from './bpf.js';
-import { maglevTable, type DesiredService, type Frontend } from './desired.js';
+import { maglevTable, serviceOfKey, type DesiredService, type Frontend } from './desired.js';
 import { releaseIds } from './release.js';
 import { backend, MAGLEV_M, maglevKey, SVC_FLAG_AFFINITY, SVC_FLAG_L7, SVC_FLAG_MAGLEV, svcKey, svcMaster, svcSlot, u32 } from './maps.js';
 
@@ -103,7 +103,32 @@ function revNatOf(name: MapName, hex: string, vhex: string): number | undefined 
   return name === 'maglev' ? u16At(hex, 0) : undefined;
 }
 
-/** The kernel maps as last written (or, after a restart, as found), mirrored to diff against. */
+/** One Service's claim on a frontend; `order` is its place in that Service's list. */
+interface Claim {
+  service: string;
+  order: number;
+  desired: DesiredService;
+}
+
+const frontendOf = (s: DesiredService) => `${s.frontend.vip}|${s.frontend.port}|${s.frontend.proto}`;
+
+/**
+ * Which claim a frontend goes to when Services share it: the lowest Service
+ * name, then its first port. It depends on nothing but the claims, so a change
+ * applied alone ends where a full apply of the same state would.
+ */
+function winnerOf(claims: Claim[] | undefined): Claim | undefined {
+  let best: Claim | undefined;
+  for (const c of claims ?? []) if (!best || c.service < best.service || (c.service === best.service && c.order < best.order)) best = c;
+  return best;
+}
+
+/**
+ * The kernel maps as last written (or, after a restart, as found), mirrored to
+ * diff against. A full apply (apply) looks at every frontend; a change
+ * (applyServices) looks only at the frontends of the Services named, plus any
+ * left over from an earlier apply that did not land.
+ */
 export class SockLbApplier {
   private mirror!: Record<MapName, Map<string, string>>;
   /** How many mirrored masters and Maglev entries carry each rev-NAT id. */
@@ -120,12 +145,34 @@ export class SockLbApplier {
   private swept!: boolean;
   /** Id keys that may have fallen out of use; released once nothing holds them. */
   private idCandidates = { services: new Set<string>(), backends: new Set<string>() };
+  /** The desired frontends of each Service ("ns/name"). */
+  private claimsOf = new Map<string, readonly DesiredService[]>();
+  /** Every claim on each frontend: one wins, the others are reported. */
+  private claimants = new Map<string, Claim[]>();
+  /** The losing claims of frontends more than one Service asks for. */
+  private conflicts = new Map<string, Unplaced[]>();
+  /** Frontends left out for want of an id. */
+  private noId = new Map<string, Unplaced>();
+  /** Frontends an apply left short (no id, refused writes, undeletable master): looked at again by the next. */
+  private pending = new Set<string>();
+  /** Only a full apply knows every frontend: until one has run (at start, after a fault) changes alone are refused. */
+  private walked!: boolean;
 
   constructor(
     private readonly maps: SockLbMaps,
     private readonly ids: { services: StableIds; backends: StableIds },
   ) {
     this.resync();
+  }
+
+  /** True until a full apply has run over what the kernel holds; applyServices needs one first. */
+  get needsFullWalk(): boolean {
+    return !this.walked;
+  }
+
+  /** How many frontends the desired state names. */
+  get frontends(): number {
+    return this.claimants.size;
   }
 
   /** Forgets the bookkeeping and takes the kernel's word for what the maps hold; the next apply sweeps. */
@@ -138,6 +185,9 @@ export class SockLbApplier {
     this.serviceKeyRefs = new Map();
     this.undeleted = { services: new Set(), backends: new Set(), maglev: new Set() };
     this.swept = false;
+    this.walked = false;
+    this.pending = new Set();
+    this.noId = new Map();
     for (const k of this.ids.services.keys()) this.idCandidates.services.add(k);
     for (const k of this.ids.backends.keys()) this.idCandidates.backends.add(k);
   }
@@ -205,14 +255,107 @@ export class SockLbApplier {
     return built;
   }
 
-  apply(services: DesiredService[]): ApplyResult {
+  /** Records a Service's frontends as desired; returns them. */
+  private claim(service: string, list: readonly DesiredService[]): string[] {
+    if (!list.length) return [];
+    this.claimsOf.set(service, list);
+    return list.map((desired, order) => {
+      const frontend = frontendOf(desired);
+      const claims = this.claimants.get(frontend);
+      if (claims) claims.push({ service, order, desired });
+      else this.claimants.set(frontend, [{ service, order, desired }]);
+      return frontend;
+    });
+  }
+
+  /** Forgets a Service's frontends; returns them. */
+  private unclaim(service: string): string[] {
+    const list = this.claimsOf.get(service) ?? [];
+    this.claimsOf.delete(service);
+    return list.map((desired) => {
+      const frontend = frontendOf(desired);
+      const rest = (this.claimants.get(frontend) ?? []).filter((c) => c.service !== service);
+      if (rest.length) this.claimants.set(frontend, rest);
+      else this.claimants.delete(frontend);
+      return frontend;
+    });
+  }
+
+  /** Notes the losing claims of a frontend, if more than one Service asks for it. */
+  private settleConflict(frontend: string): void {
+    const claims = this.claimants.get(frontend);
+    const winner = winnerOf(claims);
+    const losers = (claims ?? []).filter((c) => c !== winner && c.desired.serviceKey !== winner!.desired.serviceKey);
+    if (!losers.length) {
+      this.conflicts.delete(frontend);
+      return;
+    }
+    const { vip, port, proto } = winner!.desired.frontend;
+    const message = `${vip} port ${port}/${proto} is already the frontend of ${winner!.desired.serviceKey}`;
+    this.conflicts.set(
+      frontend,
+      losers.map((c) => ({ serviceKey: c.desired.serviceKey, frontend: c.desired.frontend, message })),
+    );
+  }
+
+  /**
+   * The whole desired state: every frontend is compared with what was applied
+   * (one JSON signature each) and the changed ones written. For the first apply,
+   * adoption after a restart, and a retry after a failed apply.
+   */
+  apply(services: readonly DesiredService[]): ApplyResult {
+    return this.run(() => {
+      const byService = new Map<string, DesiredService[]>();
+      for (const s of services) {
+        const id = serviceOfKey(s.serviceKey).service;
+        const list = byService.get(id);
+        if (list) list.push(s);
+        else byService.set(id, [s]);
+      }
+      this.claimsOf = new Map();
+      this.claimants = new Map();
+      this.conflicts = new Map();
+      for (const [id, list] of byService) this.claim(id, list);
+      const work = new Set([...this.built.keys(), ...this.claimants.keys(), ...this.noId.keys()]);
+      for (const frontend of work) this.settleConflict(frontend);
+      return work;
+    }, true);
+  }
+
+  /**
+   * A change: the new desired frontends of each Service named (none for one
+   * that is gone). Only their frontends, and those an earlier apply left short,
+   * are looked at.
+   */
+  applyServices(changed: ReadonlyMap<string, readonly DesiredService[]>): ApplyResult {
+    if (!this.walked) throw new Error('the socket-LB applier has not seen the whole desired state yet: apply() it first');
+    return this.run(() => {
+      const work = new Set(this.pending);
+      for (const [service, list] of changed) {
+        for (const f of this.unclaim(service)) work.add(f);
+        for (const f of this.claim(service, list)) work.add(f);
+      }
+      for (const frontend of work) this.settleConflict(frontend);
+      return work;
+    }, false);
+  }
+
+  private run(prepare: () => Set<string>, full: boolean): ApplyResult {
     try {
-      const first = this.applyOnce(services);
+      const first = this.applyOnce(prepare());
+      if (full) this.walked = true;
       // Ids freed by this apply's deletes may be what a left-out Service was waiting for.
-      if (!first.unplaced.length || !first.released) return first;
-      const second = this.applyOnce(services);
+      if (!this.noId.size || !first.released) return first;
+      const second = this.applyOnce(new Set(this.noId.keys()));
       const errors = [...new Set([...first.errors, ...second.errors])];
-      return { ...second, upserts: first.upserts + second.upserts, deletes: first.deletes + second.deletes, released: first.released + second.released, errors };
+      return {
+        ...second,
+        failed: first.failed + second.failed,
+        upserts: first.upserts + second.upserts,
+        deletes: first.deletes + second.deletes,
+        released: first.released + second.released,
+        errors,
+      };
     } catch (e) {
       // Not a refused write (those are handled below) but a fault of ours: trust nothing we recorded.
       this.resync();
@@ -220,28 +363,27 @@ export class SockLbApplier {
     }
   }
 
-  private applyOnce(services: DesiredService[]): ApplyResult {
+  private applyOnce(work: Set<string>): ApplyResult {
     const result: ApplyResult = { upserts: 0, deletes: 0, failed: 0, undeleted: 0, errors: [], unplaced: [], released: 0 };
     const errors = new Set<string>();
-    // Diff by frontend: only frontends whose desired state changed, came or went are
-    // encoded, compared and written; the rest cost one JSON signature each.
-    const next = new Map<string, Built>();
+    // Only frontends whose desired state changed, came or went are encoded,
+    // compared and written; the rest cost one JSON signature each.
     const changes: { frontend: string; want: Built; prior?: Built; ok: boolean }[] = [];
     const dropped: Built[] = [];
-    const named = new Map<string, string>();
-    for (const s of services) {
-      const { vip, port, proto } = s.frontend;
-      const frontend = `${vip}|${port}|${proto}`;
-      const owner = named.get(frontend);
-      if (owner !== undefined) {
-        if (owner !== s.serviceKey) result.unplaced.push({ serviceKey: s.serviceKey, frontend: s.frontend, message: `${vip} port ${port}/${proto} is already the frontend of ${owner}` });
+    const leaving = new Map<string, Built>();
+    for (const frontend of work) {
+      const s = winnerOf(this.claimants.get(frontend))?.desired;
+      const prior = this.built.get(frontend);
+      if (!s) {
+        this.noId.delete(frontend);
+        this.pending.delete(frontend);
+        if (prior) leaving.set(frontend, prior);
         continue;
       }
-      named.set(frontend, s.serviceKey);
       const signature = JSON.stringify(s);
-      const prior = this.built.get(frontend);
       if (prior?.signature === signature) {
-        next.set(frontend, prior);
+        this.noId.delete(frontend);
+        this.pending.delete(frontend);
         continue;
       }
       let want: Built;
@@ -249,16 +391,16 @@ export class SockLbApplier {
         want = this.serviceEntries(s, signature);
       } catch (e) {
         if (!(e instanceof IdsExhausted)) throw e;
-        result.unplaced.push({ serviceKey: s.serviceKey, frontend: s.frontend, message: `not load-balanced by the socket LB: no free id (${e.message})` });
+        this.noId.set(frontend, { serviceKey: s.serviceKey, frontend: s.frontend, message: `not load-balanced by the socket LB: no free id (${e.message})` });
+        this.pending.add(frontend);
         // Whatever it held stays as it was, and is retried.
-        if (prior) next.set(frontend, { ...prior, signature: STALE });
+        if (prior) this.built.set(frontend, { ...prior, signature: STALE });
         continue;
       }
+      this.noId.delete(frontend);
       this.hold(want, 1);
       changes.push({ frontend, want, prior, ok: true });
     }
-    const leaving = new Map<string, Built>();
-    for (const [frontend, prior] of this.built) if (!named.has(frontend)) leaving.set(frontend, prior);
 
     // Make before break: backends exist before slots or Maglev entries name them,
     // and those exist before a master counts them. A frontend any of whose writes
@@ -300,7 +442,8 @@ export class SockLbApplier {
 
     for (const c of changes) {
       if (c.ok) {
-        next.set(c.frontend, c.want);
+        this.built.set(c.frontend, c.want);
+        this.pending.delete(c.frontend);
         if (c.prior) {
           this.hold(c.prior, -1);
           dropped.push(c.prior);
@@ -313,11 +456,13 @@ export class SockLbApplier {
       this.hold(c.want, -1);
       if (c.prior) this.hold(c.prior, -1);
       this.hold(held, 1);
-      next.set(c.frontend, held);
+      this.built.set(c.frontend, held);
+      this.pending.add(c.frontend);
     }
-    for (const prior of leaving.values()) {
+    for (const [frontend, prior] of leaving) {
       this.hold(prior, -1);
       dropped.push(prior);
+      this.built.delete(frontend);
     }
 
     // Break: a master goes before the slots and Maglev entries it counted, and those before their backends.
@@ -356,7 +501,8 @@ export class SockLbApplier {
       if (owner) {
         const ghost = { ...owner[1], signature: STALE };
         this.hold(ghost, 1);
-        next.set(owner[0], ghost);
+        this.built.set(owner[0], ghost);
+        this.pending.add(owner[0]);
       }
     }
     if (!(sweep && mastersStuck)) {
@@ -365,7 +511,6 @@ export class SockLbApplier {
       for (const hex of candidates('backends', () => true)) remove('backends', hex);
       if (sweep) this.swept = true;
     }
-    this.built = next;
     if (mastersStuck) result.failed++;
     result.undeleted = MAPS.reduce((n, name) => n + this.undeleted[name].size, 0);
 
@@ -377,6 +522,7 @@ export class SockLbApplier {
       backendUse: (hex) => (this.refs.backends.has(hex) ? 'desired' : this.mirror.backends.has(hex) ? 'kernel' : false),
       onError: (message) => errors.add(message),
     });
+    result.unplaced = [...[...this.conflicts.values()].flat(), ...this.noId.values()];
     result.errors = [...errors];
     return result;
   }

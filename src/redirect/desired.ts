@@ -2,8 +2,8 @@
 // one entry per frontend (VIP, port, protocol) with its backends and options.
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Model } from '../model/model.js';
-import type { Service } from '../model/objects.js';
-import { readyBackends } from '../translate/backends.js';
+import type { EndpointSlice, Service } from '../model/objects.js';
+import { readyBackendsIn } from '../translate/backends.js';
 import type { ServiceRedirect } from '../translate/output.js';
 
 export const LB_ALGORITHM_ANNOTATION = 'sluice.io/lb-algorithm';
@@ -57,38 +57,46 @@ function clusterIPs(svc: Service): string[] {
  * it had gone out to the load balancer and come back (kube-proxy does the same).
  */
 export function desiredServices(model: Model, redirects: readonly ServiceRedirect[], node: NodeAddresses): DesiredService[] {
+  return model.services().flatMap((svc) => desiredOfService(svc, model.endpointSlices(svc.metadata.namespace ?? 'default', svc.metadata.name), redirects, node));
+}
+
+/** "ns/name": the unit desired state is computed in, and what DesiredService.serviceKey starts with. */
+export function serviceId(svc: Service): string {
+  return `${svc.metadata.namespace ?? 'default'}/${svc.metadata.name}`;
+}
+
+/** The frontends of one Service, from its EndpointSlices: what desiredServices gives for it. */
+export function desiredOfService(svc: Service, slices: Iterable<EndpointSlice>, redirects: readonly ServiceRedirect[], node: NodeAddresses): DesiredService[] {
+  if (svc.spec.type === 'ExternalName') return [];
   const out: DesiredService[] = [];
-  for (const svc of model.services()) {
-    if (svc.spec.type === 'ExternalName') continue;
-    const ns = svc.metadata.namespace ?? 'default';
-    const id = `${ns}/${svc.metadata.name}`;
-    const affinity = svc.spec.sessionAffinity === 'ClientIP' ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : undefined;
-    const maglev = svc.metadata.annotations?.[LB_ALGORITHM_ANNOTATION] === 'maglev';
-    // Without a node name no endpoint is known to be local: a Local policy then refuses, as with no local endpoint.
-    const internalLocal = svc.spec.internalTrafficPolicy === 'Local';
-    for (const port of svc.spec.ports ?? []) {
-      const proto = port.protocol ?? 'TCP';
-      if (proto !== 'TCP' && proto !== 'UDP') continue;
-      const redirect = redirects.find((r) => r.service === id && (r.port === undefined || r.port === port.port));
-      // L7 redirects carry TCP; UDP keeps going straight to backends.
-      const l7Port = proto === 'TCP' ? redirect?.proxyPort : undefined;
-      const all = readyBackends(model, svc, port);
-      const local = internalLocal ? readyBackends(model, svc, port, node.nodeName ?? '') : all;
-      const frontends: { vip: string; port: number; local: boolean }[] = clusterIPs(svc).map((vip) => ({ vip, port: port.port, local: internalLocal }));
-      for (const vip of svc.spec.externalIPs ?? []) if (isIPv4(vip) || isIPv6(vip)) frontends.push({ vip, port: port.port, local: false });
-      if (port.nodePort && (svc.spec.type === 'NodePort' || svc.spec.type === 'LoadBalancer'))
-        for (const vip of ['127.0.0.1', ...node.nodeIPs]) frontends.push({ vip, port: port.nodePort, local: false });
-      for (const f of frontends) {
-        const v4 = isIPv4(f.vip);
-        out.push({
-          frontend: { vip: f.vip, port: f.port, proto },
-          serviceKey: `${id}:${port.port}/${proto}/${v4 ? 'v4' : 'v6'}${f.local ? '/local' : ''}`,
-          backends: (f.local ? local : all).filter((b) => isIPv4(b.ip) === v4),
-          affinityTimeout: affinity,
-          maglev,
-          l7Port,
-        });
-      }
+  const id = serviceId(svc);
+  const sliceList = [...slices];
+  const affinity = svc.spec.sessionAffinity === 'ClientIP' ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : undefined;
+  const maglev = svc.metadata.annotations?.[LB_ALGORITHM_ANNOTATION] === 'maglev';
+  // Without a node name no endpoint is known to be local: a Local policy then refuses, as with no local endpoint.
+  const internalLocal = svc.spec.internalTrafficPolicy === 'Local';
+  for (const port of svc.spec.ports ?? []) {
+    const proto = port.protocol ?? 'TCP';
+    if (proto !== 'TCP' && proto !== 'UDP') continue;
+    const redirect = redirects.find((r) => r.service === id && (r.port === undefined || r.port === port.port));
+    // L7 redirects carry TCP; UDP keeps going straight to backends.
+    const l7Port = proto === 'TCP' ? redirect?.proxyPort : undefined;
+    const all = readyBackendsIn(sliceList, port);
+    const local = internalLocal ? readyBackendsIn(sliceList, port, node.nodeName ?? '') : all;
+    const frontends: { vip: string; port: number; local: boolean }[] = clusterIPs(svc).map((vip) => ({ vip, port: port.port, local: internalLocal }));
+    for (const vip of svc.spec.externalIPs ?? []) if (isIPv4(vip) || isIPv6(vip)) frontends.push({ vip, port: port.port, local: false });
+    if (port.nodePort && (svc.spec.type === 'NodePort' || svc.spec.type === 'LoadBalancer'))
+      for (const vip of ['127.0.0.1', ...node.nodeIPs]) frontends.push({ vip, port: port.nodePort, local: false });
+    for (const f of frontends) {
+      const v4 = isIPv4(f.vip);
+      out.push({
+        frontend: { vip: f.vip, port: f.port, proto },
+        serviceKey: `${id}:${port.port}/${proto}/${v4 ? 'v4' : 'v6'}${f.local ? '/local' : ''}`,
+        backends: (f.local ? local : all).filter((b) => isIPv4(b.ip) === v4),
+        affinityTimeout: affinity,
+        maglev,
+        l7Port,
+      });
     }
   }
   return out;

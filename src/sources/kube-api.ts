@@ -2,7 +2,9 @@
 // @kubernetes/client-node. The watch caches are the state; every change (after
 // a short debounce) becomes a whole new Model. When the API server goes away the
 // caches keep serving, and each watch resumes from its last resourceVersion.
-import { ADD, DELETE, ERROR, KubeConfig, KubernetesObjectApi, ListWatch, UPDATE, Watch, type KubernetesObject } from '@kubernetes/client-node';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { ADD, DELETE, ERROR, KubeConfig, ListWatch, UPDATE, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import { Model } from '../model/model.js';
 import { API_VERSIONS, type Kind } from '../model/objects.js';
@@ -21,10 +23,12 @@ interface Watched {
 export const WATCHED: readonly Watched[] = [
   { kind: 'Service', path: '/api/v1/services' },
   { kind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices' },
-  { kind: 'Pod', path: '/api/v1/pods', fieldSelector: (node) => `spec.nodeName=${node}` },
+  // Every node's pods: policy gives each an identity, so a peer elsewhere is not "world". Consumers that mean this node's pods filter by spec.nodeName.
+  { kind: 'Pod', path: '/api/v1/pods' },
   { kind: 'Namespace', path: '/api/v1/namespaces' },
   { kind: 'ServiceAccount', path: '/api/v1/serviceaccounts' },
-  { kind: 'Node', path: '/api/v1/nodes', fieldSelector: (node) => `metadata.name=${node}` },
+  // Every node: policy tells other nodes' addresses (remote-node) from the world's.
+  { kind: 'Node', path: '/api/v1/nodes' },
   { kind: 'CiliumEnvoyConfig', path: '/apis/cilium.io/v2/ciliumenvoyconfigs' },
   { kind: 'CiliumClusterwideEnvoyConfig', path: '/apis/cilium.io/v2/ciliumclusterwideenvoyconfigs' },
   { kind: 'CiliumNetworkPolicy', path: '/apis/cilium.io/v2/ciliumnetworkpolicies' },
@@ -53,6 +57,8 @@ interface Informer {
    */
   checked: Map<string, { version: string | KubernetesObject; checked: Checked }>;
   lw: ListWatch<KubernetesObject>;
+  /** What the last read made of this kind's cache; stale once an event changed the cache. */
+  read?: { objects: Extract<Checked, { object: unknown }>[]; issues: TranslationIssue[] };
   synced: boolean;
   /** Listed, or known not to be served: start() need not wait for it. */
   settled: boolean;
@@ -107,6 +113,43 @@ function describeError(e: unknown): string {
   return `${status ? `${status} ` : ''}${text}`.slice(0, 300);
 }
 
+/**
+ * One list of a collection, as the API server's JSON. The client's typed lists
+ * (KubernetesObjectApi.list) walk every field of every item through a
+ * deserializer that, at 25,000 objects, costs as much CPU as parsing the body,
+ * and turn timestamps into Dates the watch events (plain JSON) never carry.
+ */
+async function listJson(kc: KubeConfig, path: string, fieldSelector?: string): Promise<KubernetesListObject<KubernetesObject>> {
+  const server = kc.getCurrentCluster()?.server;
+  if (!server) throw new Error('no Kubernetes cluster configured');
+  const url = new URL(server + path);
+  if (fieldSelector) url.searchParams.set('fieldSelector', fieldSelector);
+  const opts: RequestOptions = { method: 'GET', headers: { accept: 'application/json' } };
+  // Credentials (tokens, client certificates, exec plugins), CA and proxy, as the watches get them.
+  await kc.applyToHTTPSOptions(opts);
+  return new Promise((resolve, reject) => {
+    const req = (url.protocol === 'http:' ? httpRequest : httpsRequest)(url, opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown = text;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          /* not JSON: reported as text */
+        }
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300 && typeof body === 'object' && body !== null) resolve(body as KubernetesListObject<KubernetesObject>);
+        else reject(Object.assign(new Error(`list ${path}: ${status} ${res.statusMessage ?? ''}`.trim()), { statusCode: status, body }));
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** Cluster state from the Kubernetes API: what `sluice agent --source kube` reads. */
 export class KubeApiSource implements ModelSource {
   private readonly informers: Informer[] = [];
@@ -126,12 +169,10 @@ export class KubeApiSource implements ModelSource {
   async start(onChange: (u: ModelUpdate) => void): Promise<void> {
     this.onChange = onChange;
     const { kubeConfig, nodeName } = this.opts;
-    const objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     const settled: Promise<void>[] = [];
     for (const watched of WATCHED) {
-      const apiVersion = API_VERSIONS[watched.kind][0];
       const fieldSelector = watched.fieldSelector?.(nodeName);
-      const list = () => objects.list(apiVersion, watched.kind, undefined, undefined, undefined, undefined, fieldSelector);
+      const list = () => listJson(kubeConfig, watched.path, fieldSelector);
       const lw = new ListWatch<KubernetesObject>(watched.path, new Watch(kubeConfig), list, false, undefined, fieldSelector);
       const inf: Informer = { watched, lw, checked: new Map(), synced: false, settled: false, failures: 0, settle: () => {} };
       settled.push(
@@ -142,7 +183,11 @@ export class KubeApiSource implements ModelSource {
           };
         }),
       );
-      for (const verb of [ADD, UPDATE, DELETE] as const) lw.on(verb, () => this.changed(inf));
+      for (const verb of [ADD, UPDATE, DELETE] as const)
+        lw.on(verb, () => {
+          inf.read = undefined;
+          this.changed(inf);
+        });
       lw.on(ERROR, (e) => this.failed(inf, e));
       this.informers.push(inf);
     }
@@ -217,21 +262,30 @@ export class KubeApiSource implements ModelSource {
     return this.informers.filter((i) => !i.settled).map((i) => `${i.watched.kind}${i.lastError ? ` (${i.lastError})` : ''}`);
   }
 
-  /** The current model, built from every watch cache. */
+  /** The current model, built from every watch cache; only kinds an event changed are walked again. */
   read(): ModelUpdate {
     const objects = [];
     const issues: TranslationIssue[] = [];
     for (const inf of this.informers) {
-      const next: Informer['checked'] = new Map();
-      for (const o of inf.lw.list()) {
-        const c = this.check(inf, o, next);
-        if ('issue' in c) issues.push(c.issue);
-        else if ('object' in c) objects.push(c);
-      }
-      // Objects gone from the cache leave the memo with it.
-      inf.checked = next;
+      inf.read ??= this.readKind(inf);
+      // A loop, not push(...): a kind may hold more objects than a call takes arguments.
+      for (const o of inf.read.objects) objects.push(o);
+      for (const i of inf.read.issues) issues.push(i);
     }
     return { model: Model.from(objects), issues };
+  }
+
+  private readKind(inf: Informer): NonNullable<Informer['read']> {
+    const out: NonNullable<Informer['read']> = { objects: [], issues: [] };
+    const next: Informer['checked'] = new Map();
+    for (const o of inf.lw.list()) {
+      const c = this.check(inf, o, next);
+      if ('issue' in c) out.issues.push(c.issue);
+      else if ('object' in c) out.objects.push(c);
+    }
+    // Objects gone from the cache leave the memo with it.
+    inf.checked = next;
+    return out;
   }
 
   private check(inf: Informer, o: KubernetesObject, next: Informer['checked']): Checked {

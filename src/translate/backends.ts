@@ -23,10 +23,14 @@ export interface BackendAddress {
  * with `onNode`, only the endpoints that slice places on that node.
  */
 export function readyBackends(model: Model, svc: Service, port: ServicePort, onNode?: string): BackendAddress[] {
-  const ns = svc.metadata.namespace ?? 'default';
+  return readyBackendsIn(model.endpointSlices(svc.metadata.namespace ?? 'default', svc.metadata.name), port, onNode);
+}
+
+/** readyBackends over slices the caller found, for callers that keep their own index of them. */
+export function readyBackendsIn(slices: Iterable<EndpointSlice>, port: ServicePort, onNode?: string): BackendAddress[] {
   const out: BackendAddress[] = [];
   const seen = new Set<string>();
-  for (const slice of model.endpointSlices(ns, svc.metadata.name)) {
+  for (const slice of slices) {
     if (slice.addressType === 'FQDN') continue;
     const target = slicePort(slice, port);
     if (target === undefined) continue;

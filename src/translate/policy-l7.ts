@@ -102,7 +102,11 @@ export function translatePolicyListeners(
   policyIssues: readonly TranslationIssue[] = [],
   /** Where each policy ("Kind ns/name") was read from, for the issues found here. */
   origins: ReadonlyMap<string, Origin> = new Map(),
+  /** The previous call's encoded listeners, by input: unchanged ones are not encoded again. Replaced in place with this call's. */
+  memo: Map<string, Any[]> = new Map(),
 ): { units: ObjectTranslation[]; ports: Map<string, number> } {
+  const previous = new Map(memo);
+  memo.clear();
   const units = new Map<string, ObjectTranslation>();
   /** The listeners translated, by name, with their proxy ports. */
   const ports = new Map<string, number>();
@@ -120,7 +124,11 @@ export function translatePolicyListeners(
     const listener = { ...l, rules: l.rules.filter(enforceable) };
     try {
       const port = ctx.proxyPort(l.listener);
-      u.resources.push(anyFromJson(policyListener(ctx, listener, port), 'listener'), anyFromJson(originalDstCluster(l.listener), 'cluster'));
+      // Which local pods hold the identity does not change the listener.
+      const key = JSON.stringify([{ ...listener, endpoints: [] }, port, ctx.proxyAddresses]);
+      const resources = previous.get(key) ?? [anyFromJson(policyListener(ctx, listener, port), 'listener'), anyFromJson(originalDstCluster(l.listener), 'cluster')];
+      memo.set(key, resources);
+      u.resources.push(...resources);
       ports.set(l.listener, port);
     } catch (e) {
       const message = e instanceof ProtoJsonError ? `${e.path}: ${e.detail}` : (e as Error).message;

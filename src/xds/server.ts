@@ -39,7 +39,7 @@ export interface XdsServerAddresses {
 }
 
 /** Refuses to delete anything but a stale socket at the path we are about to bind. */
-function clearStaleSocket(path: string): void {
+export function clearStaleSocket(path: string): void {
   let st;
   try {
     st = lstatSync(path);

@@ -1,18 +1,7 @@
 import { createServer, request, Agent, type Server } from 'node:http';
-import { createServer as createTcpServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 
-/** A port free on 127.0.0.1 right now (Envoy listeners need a fixed port in their config). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createTcpServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './free-port.mjs';
 
 export interface Backend {
   name: string;
