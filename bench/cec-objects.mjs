@@ -3,7 +3,7 @@
 // for the Service).
 import { writeYaml } from './lib.mjs';
 
-const PER_FILE = 50;
+export const PER_FILE = 50;
 const T = 'type.googleapis.com/';
 export const TYPES = ['envoy.config.listener.v3.Listener', 'envoy.config.route.v3.RouteConfiguration', 'envoy.config.cluster.v3.Cluster', 'envoy.config.endpoint.v3.ClusterLoadAssignment'];
 

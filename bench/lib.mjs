@@ -192,10 +192,10 @@ export async function measureSyncAndEdits(h, { types, changes, edit, label }) {
 }
 
 /** Runs `run(ads, n)` for every size over SotW then delta. */
-export async function matrix(sizes, what, run) {
+export async function matrix(sizes, what, run, modes = ['sotw', 'delta']) {
   const rows = [];
   for (const n of sizes)
-    for (const ads of ['sotw', 'delta']) {
+    for (const ads of modes) {
       process.stderr.write(`bench: ${ads} with ${n} ${what}...\n`);
       rows.push({ ads, n, ...(await run(ads, n)) });
     }
@@ -214,6 +214,7 @@ export function printTables(rows, sizes, { title, what, edit }) {
   for (const n of sizes) {
     const s = at(n, 'sotw');
     const d = at(n, 'delta');
+    if (!s || !d) continue;
     console.log(`${col(n, 9)} ${col(d.initial / s.initial, 13, 2)} ${col(d.p50 / s.p50, edit.length + 4, 2)} ${col(d.agentRss / s.agentRss, 10, 2)} ${col(s.p50 / at(sizes[0], 'sotw').p50, 12, 2)} ${col(d.p50 / at(sizes[0], 'delta').p50, 13, 2)}`);
   }
 }

@@ -1,6 +1,6 @@
 // The rules deciding whether a node holds a snapshot version, alone.
 import t from 'tap';
-import { nodeVerdict, streamVerdict, type TypeAck } from '../src/xds/ack-verdict.js';
+import { nodeVerdict, streamVerdict, VerdictTally, type TypeAck, type Verdict } from '../src/xds/ack-verdict.js';
 import { TypeUrl } from '../src/resources/types.js';
 
 const nack = { nodeId: 'n', typeUrl: TypeUrl.Cluster, version: 5, nonce: '9', message: 'bad', resourceNames: ['c'] };
@@ -32,4 +32,33 @@ t.test('a node accepts when any stream does and rejects only when all do', async
   t.same(nodeVerdict([r, p]), p, 'a stream still answering may yet accept');
   t.same(nodeVerdict([r, r]), r);
   t.same(nodeVerdict([]), p, 'no stream, no verdict');
+});
+
+t.test('a tally kept per stream agrees with the node verdict over its streams at every step', async (t) => {
+  const kinds: Verdict[] = [{ kind: 'accepted' }, { kind: 'rejected', nack }, { kind: 'pending' }];
+  let seed = 7;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const tally = new VerdictTally<number>();
+  const streams = new Map<number, Verdict>();
+  let disagreements = 0;
+  for (let step = 0; step < 5000; step++) {
+    const s = rand(4);
+    const op = rand(10);
+    if (op === 0) (tally.clear(), streams.clear());
+    else if (op < 3) (tally.delete(s), streams.delete(s));
+    else {
+      const v = kinds[rand(3)];
+      tally.set(s, v);
+      streams.set(s, v);
+    }
+    if (tally.verdict().kind !== nodeVerdict([...streams.values()]).kind) disagreements++;
+  }
+  t.equal(disagreements, 0);
+  tally.clear();
+  tally.set(1, kinds[1]);
+  tally.set(1, kinds[0]);
+  t.same(tally.verdict(), kinds[0], "a stream's new verdict replaces its old one");
+  tally.set(2, kinds[1]);
+  tally.delete(1);
+  t.same(tally.verdict(), kinds[1], 'the last stream standing rejected it');
 });

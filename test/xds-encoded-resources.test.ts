@@ -2,8 +2,8 @@
 // to exactly the response encoded whole.
 import t from 'tap';
 import { anyFromJson } from '../src/proto/any.js';
-import { DiscoveryResponse } from '../src/gen/envoy/service/discovery/v3/discovery.js';
-import { EncodedResources, serializeDiscoveryResponse, withEncodedResources } from '../src/xds/encoded-resources.js';
+import { DeltaDiscoveryResponse, DiscoveryResponse, Resource } from '../src/gen/envoy/service/discovery/v3/discovery.js';
+import { EncodedResources, serializeDeltaDiscoveryResponse, serializeDiscoveryResponse, withEncodedResources } from '../src/xds/encoded-resources.js';
 import { edsCluster } from './helpers/resources.js';
 
 const anys = [anyFromJson(edsCluster('a')), anyFromJson(edsCluster('b'))];
@@ -40,4 +40,13 @@ t.test('the cache is bounded in bytes and drops the least recently used key', as
   tiny.get('big', resources);
   tiny.get('big', resources);
   t.equal(encodings, 6, 'what exceeds the budget alone is encoded every time, never kept');
+});
+
+t.test('delta responses with each resource spliced in decode to the whole response', async (t) => {
+  const resources = anys.map((any, i) => Resource.fromPartial({ name: `r${i}`, version: `v${i}`, resource: any }));
+  const fields = resources.map((r) => DeltaDiscoveryResponse.encode(DeltaDiscoveryResponse.fromPartial({ resources: [r] })).finish());
+  const head = DeltaDiscoveryResponse.fromPartial({ systemVersionInfo: '3', typeUrl: anys[0].typeUrl, nonce: '5', removedResources: ['gone'] });
+  const wire = serializeDeltaDiscoveryResponse(withEncodedResources(head, fields));
+  t.same(DeltaDiscoveryResponse.decode(wire), { ...head, resources });
+  t.same(DeltaDiscoveryResponse.decode(serializeDeltaDiscoveryResponse(withEncodedResources(head, []))), head, 'no resources: the head alone');
 });

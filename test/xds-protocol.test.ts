@@ -213,3 +213,54 @@ t.test('sotw: a bare ACK does not select from the snapshot again; a new subscrip
   t.same(names(await s.nth(3)).sort(), ['a', 'b'], 'a changed subscription is answered');
   t.ok(reads > before, 'from a fresh selection');
 });
+
+t.test('delta: a bare ACK scans nothing; a new subscription and a rebuilt cluster still get their endpoints', async (t) => {
+  const { cache, client } = await serve(t);
+  let lookups = 0;
+  class CountingMap<K, V> extends Map<K, V> {
+    override get(k: K) {
+      lookups++;
+      return super.get(k);
+    }
+    override has(k: K) {
+      lookups++;
+      return super.has(k);
+    }
+    override values() {
+      lookups++;
+      return super.values();
+    }
+  }
+  // Both snapshots hand out the same endpoints map, as snapshots sharing unchanged types do.
+  const shared = new Map<string, ReadonlyMap<string, unknown>>();
+  const counting = (docs: object[]) => {
+    const snap = Snapshot.fromAnys(docs.map((d) => anyFromJson(d)));
+    const get = snap.get.bind(snap);
+    const own = new Map<string, ReadonlyMap<string, unknown>>();
+    const pick = (typeUrl: string) => (typeUrl === TypeUrl.ClusterLoadAssignment ? shared : own);
+    Object.assign(snap, { get: (typeUrl: string) => pick(typeUrl).get(typeUrl) ?? (pick(typeUrl).set(typeUrl, new CountingMap(get(typeUrl))), pick(typeUrl).get(typeUrl)) });
+    return snap;
+  };
+  cache.setSnapshot(ANY_NODE, counting([edsCluster('a'), endpoints('a', [1001]), endpoints('b', [1002])]));
+  const d = delta(t, client);
+  d.send(deltaRequest({ node, typeUrl: TypeUrl.Cluster }));
+  const cds = await d.nth(1);
+  d.send(deltaRequest({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNamesSubscribe: ['a'] }));
+  const eds = await d.nth(2);
+  t.same(eds.resources.map((r) => r.name), ['a']);
+  d.send(deltaRequest({ typeUrl: TypeUrl.Cluster, responseNonce: cds.nonce }));
+  await new Promise((r) => setTimeout(r, 100));
+  const before = lookups;
+  d.send(deltaRequest({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: eds.nonce }));
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(lookups, before, 'the ACK of a settled stream looks nothing up');
+  d.send(deltaRequest({ typeUrl: TypeUrl.ClusterLoadAssignment, resourceNamesSubscribe: ['b'] }));
+  const b = await d.nth(3);
+  t.same(b.resources.map((r) => r.name), ['b'], 'a new subscription is answered');
+  d.send(deltaRequest({ typeUrl: TypeUrl.ClusterLoadAssignment, responseNonce: b.nonce }));
+  await new Promise((r) => setTimeout(r, 100));
+  cache.setSnapshot(ANY_NODE, counting([{ ...(edsCluster('a') as object), connect_timeout: '2s' }, endpoints('a', [1001]), endpoints('b', [1002])]));
+  const [c2, e2] = [await d.nth(4), await d.nth(5)];
+  t.same([typeOf(c2), c2.resources.map((r) => r.name)], ['Cluster', ['a']], 'the changed cluster');
+  t.same([typeOf(e2), e2.resources.map((r) => r.name)], ['ClusterLoadAssignment', ['a']], 'and its endpoints again, though the endpoints map is the same');
+});

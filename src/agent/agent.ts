@@ -6,10 +6,13 @@ import { KubeYamlDir } from '../sources/kube-yaml-dir.js';
 import type { ModelSource, ModelUpdate } from '../sources/source.js';
 import type { StatusWriter } from '../status/report.js';
 import { watchDir } from '../sources/watch-dir.js';
-import { assemble, translateModel } from '../translate/assemble.js';
-import { TranslationMemo } from '../translate/memo.js';
+import { AssemblyState } from '../translate/assembly-state.js';
+import { IncrementalTranslation, type UnitChanges } from '../translate/incremental.js';
+import { unitOrder } from '../translate/unit-order.js';
+import { PMap } from '../model/pmap.js';
 import { formatIssue, type TranslationIssue } from '../issues/issue.js';
 import { type ObjectTranslation, type ServiceRedirect } from '../translate/output.js';
+import type { TranslateContext } from '../translate/context.js';
 import { ANY_NODE, NackError, SnapshotCache } from '../xds/snapshot-cache.js';
 import { Snapshot } from '../xds/snapshot.js';
 import { XdsServer, type XdsServerAddresses } from '../xds/server.js';
@@ -79,13 +82,22 @@ export class Agent {
   private readonly proxyAddresses: ProxyAddresses;
   private readonly proxyPortRange: [number, number];
   private readonly lastGood = new LastGood();
-  private readonly memo = new TranslationMemo();
+  private readonly translation = new IncrementalTranslation();
+  private readonly assembly = new AssemblyState();
+  /** Each object's translation after LastGood, before NACK hold-back. */
+  private readonly good = new Map<string, ObjectTranslation>();
+  /** Objects whose hold-back the last publish applied: the next one looks at them again. */
+  private heldBack = new Set<string>();
+  private rawChanged = false;
+  /** The policy wiring's units as last assembled. */
+  private policyUnits = new Map<string, ObjectTranslation>();
+  private lastIssues: { source: TranslationIssue[]; assembled: TranslationIssue[] } | undefined;
   private model = Model.empty();
   private sourceIssues: TranslationIssue[] = [];
   private rawUnit: ObjectTranslation | undefined;
   private version = 0;
-  private units = new Map<string, ObjectTranslation>();
-  private acked = new Map<string, ObjectTranslation>();
+  private units = PMap.empty<string, ObjectTranslation>();
+  private acked: ReadonlyMap<string, ObjectTranslation> = new Map();
   private ackedVersion = 0;
   /**
    * Objects whose current translation the node rejected, until they change.
@@ -94,9 +106,12 @@ export class Agent {
    */
   private readonly nacked = new Map<string, { fingerprint: string; message: string; pinned: boolean }>();
   private loggedIssues = new Set<string>();
-  private currentRedirects: ServiceRedirect[] = [];
-  /** Redirects whose listener the node's Envoy has accepted: only these steer traffic. */
-  private ackedRedirects: ServiceRedirect[] = [];
+  /** Redirects whose listener the node's Envoy has accepted: only these steer traffic. Listed when first asked. */
+  private ackedSteering: { units?: ReadonlyMap<string, ObjectTranslation>; list?: ServiceRedirect[] } = { list: [] };
+  private get ackedRedirects(): ServiceRedirect[] {
+    this.ackedSteering.list ??= [...(this.ackedSteering.units?.values() ?? [])].flatMap((u) => u.redirects);
+    return this.ackedSteering.list;
+  }
   /** Runs while the node has no stream holding listeners and redirects still steer into Envoy. */
   private envoyGone: NodeJS.Timeout | undefined;
   /** Versions whose ACK is being waited for: one wait a version, so an ACK is handled once. */
@@ -112,6 +127,9 @@ export class Agent {
   /** A failed apply is tried again after this backoff, even if nothing changes. */
   private datapathRetry: { timer?: NodeJS.Timeout; failures: number } = { failures: 0 };
   readonly metrics = new AgentMetrics();
+  private sourceTimings: ModelUpdate['timings'];
+  /** Where the last publish spent its time, in ms, so a bench can tell the phases apart. */
+  lastPhases: Record<string, number> = {};
   /** Sources have delivered their first model and xDS is being served. */
   ready = false;
 
@@ -141,7 +159,7 @@ export class Agent {
 
   /** Service traffic to steer into Envoy, as of the current version. */
   get redirects(): readonly ServiceRedirect[] {
-    return this.currentRedirects;
+    return this.assembly.redirects();
   }
 
   /** Network policy: the computation, and its datapath state as desired and as the datapath may apply it (redirects gated on Envoy's ACK). */
@@ -175,6 +193,7 @@ export class Agent {
   }
 
   private onModel(u: ModelUpdate): void {
+    this.sourceTimings = u.timings;
     this.model = u.model;
     this.sourceIssues = u.issues;
     this.publish();
@@ -190,6 +209,7 @@ export class Agent {
       for (const e of load.errors) issues.push({ object: e.object ?? `${e.file}[${e.index}]`, origin: { file: e.file, index: e.index }, field: '', message: e.message });
     }
     this.rawUnit = { object: RAW_RESOURCES, resources, redirects: [], issues };
+    this.rawChanged = true;
     if (publish) this.publish();
   }
 
@@ -205,33 +225,86 @@ export class Agent {
         proxyPortRange: this.proxyPortRange,
         reservedPorts: this.opts.reservedPorts,
       };
-      let units = this.lastGood.apply(translateModel(this.model, ctx, this.memo));
-      if (this.rawUnit) units.push(this.rawUnit);
-      units.push(...this.policyWiring.translate(this.model, ctx));
-      units = units.map((u) => this.holdBackNacked(u));
-      const { resources, redirects, issues } = assemble(units);
-      const snapshot = Snapshot.fromResources(resources);
+      const t0 = performance.now();
+      const changed = this.translated(ctx);
+      const t1 = performance.now();
+      const changedTypes = this.assembly.update(changed);
+      const listenersChanged = !this.version || changedTypes.has(TypeUrl.Listener);
+      const snapshot = Snapshot.fromTypes(this.assembly.resources());
+      const t2 = performance.now();
+      const issues = this.assembly.issues();
       const allIssues = [...this.sourceIssues, ...issues];
-      this.reportIssues(allIssues);
-      this.units = new Map(units.map((u) => [u.object, u]));
+      if (this.lastIssues?.source !== this.sourceIssues || this.lastIssues.assembled !== issues) this.reportIssues(allIssues);
+      this.lastIssues = { source: this.sourceIssues, assembled: issues };
       this.version = this.cache.setSnapshot(ANY_NODE, snapshot);
-      this.currentRedirects = redirects;
-      log.info({ version: this.version, resources: snapshot.size, objects: units.length, issues: issues.length + this.sourceIssues.length }, 'snapshot published');
+      const t3 = performance.now();
+      const phases: Record<string, number> = (this.lastPhases = { ...this.sourceTimings, translateMs: t1 - t0, assembleMs: t2 - t1, publishMs: t3 - t2 });
+      this.sourceTimings = undefined;
+      log.info({ version: this.version, resources: snapshot.size, objects: this.units.size, issues: allIssues.length, phases }, 'snapshot published');
       this.metrics.published(this.version, snapshot.size, allIssues.length);
-      const listeners = (this.listeners = new Set(snapshot.get(TypeUrl.Listener).keys()));
-      const ports = this.proxyPorts.settle(listeners);
+      if (listenersChanged) this.listeners = new Set(snapshot.get(TypeUrl.Listener).keys());
+      const listeners = this.listeners;
+      const ports = listenersChanged ? this.proxyPorts.settle(listeners) : this.proxyPorts.settleUnchanged();
       // A translation that met the port shortage is not to be reused once a port frees.
-      if (ports.short) this.memo.clear();
+      if (ports.short) {
+        this.translation.invalidate();
+        this.policyWiring.forget();
+      }
       portFreed = ports.retry;
       this.followAck(this.version, this.units, listeners);
       this.applyDatapath();
       this.opts.status?.write({ model: this.model, issues: [...allIssues, ...this.datapathIssues] });
+      phases.totalMs = performance.now() - t0;
     } catch (e) {
       log.error({ err: e }, 'publish failed; the previous snapshot keeps serving');
     }
     // A listener went without a proxy port that this publish freed: translate it again.
     if (portFreed) return this.publish();
     return this.version;
+  }
+
+  /**
+   * The units that changed since the last publish, as served: after LastGood
+   * and NACK hold-back. Objects held back (or just let go) are looked at on
+   * every publish, as a NACK or an ACK changes their standing without a change
+   * of the object.
+   */
+  private translated(ctx: TranslateContext): [string, ObjectTranslation | undefined, string][] {
+    const changes: UnitChanges = this.translation.update(this.model, ctx);
+    const out = new Map<string, [string, ObjectTranslation | undefined, string]>();
+    for (const [object, [u, order]] of changes) {
+      const good = this.lastGood.applyOne(object, u);
+      if (good) this.good.set(object, good);
+      else this.good.delete(object);
+      out.set(object, [object, good, order]);
+    }
+    if (this.rawChanged && this.rawUnit) {
+      this.good.set(RAW_RESOURCES, this.rawUnit);
+      out.set(RAW_RESOURCES, [RAW_RESOURCES, this.rawUnit, unitOrder(RAW_RESOURCES)]);
+    }
+    this.rawChanged = false;
+    // Policy's units come whole from its wiring; only those that differ by identity are changes.
+    const policyUnits = new Map(this.policyWiring.translate(this.model, ctx).map((u) => [u.object, u]));
+    for (const [object, u] of policyUnits) if (this.policyUnits.get(object) !== u) out.set(object, [object, u, unitOrder(object)]);
+    for (const object of this.policyUnits.keys()) if (!policyUnits.has(object)) out.set(object, [object, undefined, unitOrder(object)]);
+    for (const [object, u] of policyUnits) this.good.set(object, u);
+    for (const object of this.policyUnits.keys()) if (!policyUnits.has(object)) this.good.delete(object);
+    this.policyUnits = policyUnits;
+    const held = new Set(this.nacked.keys());
+    for (const object of new Set([...held, ...this.heldBack]))
+      if (!out.has(object) && this.good.has(object)) out.set(object, [object, this.good.get(object), this.assemblyOrder(object)]);
+    this.heldBack = held;
+    const edits: [string, ObjectTranslation | undefined][] = [];
+    for (const entry of out.values()) {
+      if (entry[1]) entry[1] = this.holdBackNacked(entry[1]);
+      edits.push([entry[0], entry[1]]);
+    }
+    this.units = this.units.with(edits);
+    return [...out.values()];
+  }
+
+  private assemblyOrder(object: string): string {
+    return this.assembly.order(object) ?? unitOrder(object);
   }
 
   private holdBackNacked(u: ObjectTranslation): ObjectTranslation {
@@ -250,14 +323,14 @@ export class Agent {
     return { ...(accepted ?? { ...u, resources: [], redirects: [] }), issues: [...u.issues, issue] };
   }
 
-  private followAck(version: number, units: Map<string, ObjectTranslation>, listeners: Set<string>): Promise<void> {
+  private followAck(version: number, units: ReadonlyMap<string, ObjectTranslation>, listeners: Set<string>): Promise<void> {
     this.following.add(version);
     return this.cache.waitForAck(this.opts.nodeName, version, this.opts.ackTimeoutMs ?? 60_000).finally(() => this.following.delete(version)).then(
       () => {
         if (version === this.version || version > this.ackedVersion) {
           this.ackedVersion = version;
           this.acked = units;
-          this.ackedRedirects = [...units.values()].flatMap((u) => u.redirects);
+          this.ackedSteering = { units };
           this.policyWiring.acked(listeners);
           this.metrics.acked(version);
           this.applyDatapath();
@@ -281,7 +354,7 @@ export class Agent {
    * (everything, before the first ACK), so the NACK is reported on each changed
    * object while the current set keeps serving, and the next change tries again.
    */
-  private rollBack(e: NackError, units: Map<string, ObjectTranslation>): void {
+  private rollBack(e: NackError, units: ReadonlyMap<string, ObjectTranslation>): void {
     const { log } = this.opts;
     const changed = changedSince(this.acked, units.values());
     const named = namedCulprits(changed, e.nack);
@@ -307,7 +380,7 @@ export class Agent {
   }
 
   /** The node took these translations after all: their rejection no longer stands. */
-  private clearAccepted(units: Map<string, ObjectTranslation>): void {
+  private clearAccepted(units: ReadonlyMap<string, ObjectTranslation>): void {
     let cleared = false;
     for (const [object, bad] of this.nacked) {
       const u = units.get(object);
@@ -335,7 +408,7 @@ export class Agent {
       this.envoyGone = undefined;
       if (!this.ready || this.cache.holdsListeners(node) || !steering()) return;
       this.opts.log.warn({ node, redirects: this.ackedRedirects.length }, "no xDS stream of this node's Envoy holds listeners; Services go straight to their backends until one ACKs listeners again");
-      this.ackedRedirects = [];
+      this.ackedSteering = { list: [] };
       this.policyWiring.acked(new Set());
       this.applyDatapath();
     }, this.opts.envoyGoneGraceMs ?? DEFAULT_ENVOY_GONE_GRACE_MS);
@@ -350,7 +423,7 @@ export class Agent {
     if (!this.datapath) return;
     clearTimeout(this.datapathRetry.timer);
     this.datapathRetry.timer = undefined;
-    const live = this.currentRedirects.filter((r) =>
+    const live = this.assembly.redirects().filter((r) =>
       this.ackedRedirects.some((a) => a.service === r.service && a.port === r.port && a.proxyPort === r.proxyPort),
     );
     // Every version is applied once when published and again when ACKed; the second

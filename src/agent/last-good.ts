@@ -24,6 +24,21 @@ export class LastGood {
     return out;
   }
 
+  /** apply() for one object whose translation changed (undefined: the object is gone). */
+  applyOne(object: string, u: ObjectTranslation | undefined): ObjectTranslation | undefined {
+    if (!u) {
+      this.good.delete(object);
+      return undefined;
+    }
+    if (!u.rejected) {
+      this.good.set(object, u);
+      return u;
+    }
+    const prior = this.good.get(object);
+    if (!prior) return { ...u, resources: [], redirects: [] };
+    return { ...prior, issues: u.issues, rejected: true };
+  }
+
   /** Replaces an object's last good translation, e.g. with the one its node last accepted. */
   pin(unit: ObjectTranslation): void {
     this.good.set(unit.object, unit);

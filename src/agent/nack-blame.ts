@@ -19,6 +19,8 @@ const NOTHING = fingerprint({ resources: [] });
 export function changedSince(accepted: ReadonlyMap<string, ObjectTranslation>, units: Iterable<ObjectTranslation>): ObjectTranslation[] {
   return [...units].filter((u) => {
     const prior = accepted.get(u.object);
+    // Units that did not change keep their identity from version to version.
+    if (prior === u) return false;
     return fingerprint(u) !== (prior ? fingerprint(prior) : NOTHING);
   });
 }

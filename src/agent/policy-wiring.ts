@@ -5,7 +5,8 @@
 // never meets a closed port). Until then such an entry drops rather than
 // allows: an L7 rule is never bypassed, only late.
 import { join } from 'node:path';
-import type { Model } from '../model/model.js';
+import type { Model, ModelChanges } from '../model/model.js';
+import type { Kind } from '../model/objects.js';
 import { computePolicy, identityAllocators, type PolicyDatapathState, type PolicyEntry, type PolicyResult } from '../policy/index.js';
 import type { TranslateContext } from '../translate/context.js';
 import type { ObjectTranslation } from '../translate/output.js';
@@ -28,6 +29,13 @@ export interface PolicyView {
   ackSeen: boolean;
 }
 
+/** The kinds computePolicy and the L7 translator read. */
+const POLICY_INPUTS: readonly Kind[] = ['Pod', 'Namespace', 'Node', 'CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'];
+
+function touchesPolicy(changes: ModelChanges): boolean {
+  return POLICY_INPUTS.some((k) => changes.has(k));
+}
+
 const EMPTY: PolicyDatapathState = { ipcache: [], endpoints: [], entries: [] };
 
 /** A redirect that cannot go to its listener (yet) drops: never allowed past its L7 rules. */
@@ -36,6 +44,8 @@ const drop = ({ listener: _l, proxyPort: _p, ...e }: PolicyEntry): PolicyEntry =
 export class PolicyWiring {
   private readonly allocators: ReturnType<typeof identityAllocators>;
   private result: PolicyResult | undefined;
+  /** The model the current result was computed from, or a later one that changed nothing policy reads. */
+  private model: Model | undefined;
   private units: ObjectTranslation[] = [];
   /** Listeners as encoded last time, so a publish that changes none of them encodes nothing. */
   private readonly encoded = new Map<string, Any[]>();
@@ -56,6 +66,12 @@ export class PolicyWiring {
    * previous units and states stay, and the rest of the config still goes out.
    */
   translate(model: Model, ctx: TranslateContext): ObjectTranslation[] {
+    // Policy reads only these kinds: a change elsewhere (a CEC among thousands) costs nothing here.
+    if (this.result && this.model && !touchesPolicy(model.changesSince(this.model))) {
+      this.model = model;
+      return this.units;
+    }
+    this.model = model;
     let result: PolicyResult;
     let translated: ReturnType<typeof translatePolicyListeners>;
     try {
@@ -63,6 +79,7 @@ export class PolicyWiring {
       const origins = new Map(result.compiled.ruleSets.flatMap((rs) => (rs.origin ? [[rs.policy, rs.origin] as const] : [])));
       translated = translatePolicyListeners(result.l7, ctx, result.issues, origins, this.encoded);
     } catch (e) {
+      this.model = undefined;
       const message = `policy computation failed, the previous policy stays in force: ${(e as Error).message}`;
       return [...this.units.map((u) => ({ ...u, issues: [] })), { object: 'policy', resources: [], redirects: [], issues: [{ object: 'policy', field: '', message }] }];
     }
@@ -73,6 +90,11 @@ export class PolicyWiring {
     this.desired = { ...result.state, entries };
     this.regate();
     return units;
+  }
+
+  /** The next translate computes afresh, e.g. once proxy ports a translation lacked have freed. */
+  forget(): void {
+    this.model = undefined;
   }
 
   /** The node's Envoy accepted a version with these listeners (an empty set: it has none any more). */

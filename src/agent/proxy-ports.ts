@@ -42,6 +42,16 @@ export class ProxyPorts {
     return { short: this.wanting, retry: this.wanting && released > 0 };
   }
 
+  /**
+   * settle() for a publish whose Listeners are those of the last one: nothing
+   * more can be released, so the pool need not be walked.
+   */
+  settleUnchanged(): { short: boolean; retry: boolean } {
+    this.wanting = this.short;
+    this.short = false;
+    return { short: this.wanting, retry: false };
+  }
+
   /** The node's Envoy accepted a version with these Listeners; true when that freed a port a listener waits for. */
   acked(listeners: Set<string>): boolean {
     this.ackedListeners = listeners;

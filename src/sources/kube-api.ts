@@ -6,7 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { ADD, DELETE, ERROR, KubeConfig, ListWatch, UPDATE, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
-import { Model } from '../model/model.js';
+import { ModelDeriver } from './model-deriver.js';
 import { API_VERSIONS, type Kind } from '../model/objects.js';
 import type { TranslationIssue } from '../issues/issue.js';
 import { checkKubeObject, type Checked } from './kube-objects.js';
@@ -155,6 +155,8 @@ export class KubeApiSource implements ModelSource {
   private readonly informers: Informer[] = [];
   private onChange: ((u: ModelUpdate) => void) | undefined;
   private debounce: NodeJS.Timeout | undefined;
+  /** Each emit's model derives from the last by the objects that changed, so unchanged ones keep their translations. */
+  private readonly deriver = new ModelDeriver();
   private stopped = false;
   /** Every kind has settled: from here on a change is a new model. Before, a model would be missing whole kinds. */
   private delivering = false;
@@ -272,7 +274,7 @@ export class KubeApiSource implements ModelSource {
       for (const o of inf.read.objects) objects.push(o);
       for (const i of inf.read.issues) issues.push(i);
     }
-    return { model: Model.from(objects), issues };
+    return { model: this.deriver.next(objects), issues };
   }
 
   private readKind(inf: Informer): NonNullable<Informer['read']> {

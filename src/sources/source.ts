@@ -5,6 +5,8 @@ export interface ModelUpdate {
   model: Model;
   /** Objects the source could not read, each named with its file and field. */
   issues: TranslationIssue[];
+  /** Milliseconds the source spent reading its inputs and building the model, for the agent's phase log. */
+  timings?: { readMs: number; modelMs: number };
 }
 
 /** Where cluster state comes from: a directory of YAML, or the Kubernetes API. */

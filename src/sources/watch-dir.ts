@@ -20,7 +20,7 @@ function subdirs(dir: string): string[] {
  * Each directory is watched on its own: Node 20's recursive mode on Linux follows
  * files by inode and goes deaf to a file that has been replaced by a rename.
  */
-export function watchDir(dir: string, onChange: (changed: ReadonlySet<string> | undefined) => void, settleMs = 50): () => void {
+export function watchDir(dir: string, onChange: (changed: ReadonlySet<string> | undefined) => void, settleMs = 10): () => void {
   let timer: NodeJS.Timeout | undefined;
   let changed: Set<string> | undefined = new Set();
   const watchers = new Map<string, FSWatcher>();

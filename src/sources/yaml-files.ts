@@ -95,7 +95,41 @@ export function parseFileText(file: string, text: string): YamlDoc[] {
 interface Entry<T> {
   text: string;
   items: T[];
+  /** Per item, its document's position and content, so an edit of one document in a file keeps the others' items. */
+  sigs?: string[];
+  /** A YAML stream cut at its document markers, with each document's item: an edit parses only the documents it changed. */
+  chunks?: string[];
+  byChunk?: (T | undefined)[];
 }
+
+const MARKER = /^---(?:[ \t].*)?$/;
+
+/**
+ * The documents of a YAML stream, as text, when it can be cut safely at its
+ * "---" lines (no directives, no "..." ends); undefined otherwise. Whatever
+ * precedes the first marker belongs to the first document.
+ */
+export function splitDocuments(text: string): string[] | undefined {
+  const lines = text.split('\n');
+  const chunks: string[] = [];
+  let current: string[] = [];
+  let content = false;
+  for (const line of lines) {
+    if (line.startsWith('%') || /^\.\.\.(\s|$)/.test(line)) return undefined;
+    if (MARKER.test(line) && content) {
+      chunks.push(current.join('\n'));
+      current = [];
+      content = false;
+    }
+    current.push(line);
+    if (!MARKER.test(line) && line.trim() !== '' && !line.trimStart().startsWith('#')) content = true;
+    else if (MARKER.test(line) && line.trim() !== '---') content = true;
+  }
+  chunks.push(current.join('\n'));
+  return chunks;
+}
+
+const signature = (d: YamlDoc) => `${d.index}\0${d.error ?? JSON.stringify(d.value)}`;
 
 
 /**
@@ -110,6 +144,11 @@ export class YamlTree<T> {
   private order: string[] | undefined = [];
   /** Files read from disk by the last read(): what an edit costs. */
   lastReads = 0;
+  /**
+   * What the last read() changed, by file: the items before and after
+   * (undefined: no such file). Undefined when it read everything.
+   */
+  lastChanged: Map<string, { before?: T[]; after?: T[] }> | undefined;
 
   constructor(
     private readonly path: string,
@@ -135,7 +174,38 @@ export class YamlTree<T> {
       return { text: '\0unreadable', items: [this.convert({ file, index: 0, error: `cannot read: ${(e as Error).message}` })] };
     }
     const hit = this.cache.get(file);
-    return hit && hit.text === text ? hit : { text, items: parseFileText(file, text).map(this.convert) };
+    if (hit && hit.text === text) return hit;
+    const chunks = file.endsWith('.json') ? undefined : splitDocuments(text);
+    if (chunks && hit?.chunks) {
+      const byChunk = this.reparse(file, chunks, hit);
+      if (byChunk) return { text, chunks, byChunk, items: byChunk.filter((x): x is T => x !== undefined) };
+    }
+    const docs = parseFileText(file, text);
+    // Signatures only pay off on a re-read: the first read of a file skips them.
+    const sigs = hit ? docs.map(signature) : undefined;
+    const kept = new Map<string, T>();
+    hit?.sigs?.forEach((sig, i) => kept.set(sig, hit.items[i]));
+    const items = docs.map((d, i) => (sigs && kept.get(sigs[i])) ?? this.convert(d));
+    // Cut the same way the parser counted, or not remembered as cut at all.
+    if (!chunks || docs.some((d) => d.index >= chunks.length || d.error)) return { text, sigs, items };
+    const byChunk: (T | undefined)[] = chunks.map(() => undefined);
+    docs.forEach((d, i) => (byChunk[d.index] = items[i]));
+    return { text, sigs, items, chunks, byChunk };
+  }
+
+  /** Each document's item, parsing only documents whose text changed; undefined when one does not parse alone as one document. */
+  private reparse(file: string, chunks: string[], hit: Entry<T>): (T | undefined)[] | undefined {
+    const out: (T | undefined)[] = [];
+    for (let i = 0; i < chunks.length; i++) {
+      if (hit.chunks![i] === chunks[i]) {
+        out.push(hit.byChunk![i]);
+        continue;
+      }
+      const docs = parseYamlText(file, chunks[i]);
+      if (docs.length > 1 || docs.some((d) => d.error || d.index !== 0)) return undefined;
+      out.push(docs.length ? this.convert({ ...docs[0], index: i }) : undefined);
+    }
+    return out;
   }
 
   /**
@@ -145,6 +215,7 @@ export class YamlTree<T> {
    */
   read(changed?: Iterable<string>): T[] {
     this.lastReads = 0;
+    this.lastChanged = undefined;
     const isDir = this.isDir();
     const base = this.base(isDir);
     if (changed && isDir) {
@@ -164,6 +235,11 @@ export class YamlTree<T> {
 
   /** Applies the changed paths; undefined when one of them needs a full rescan. */
   private update(base: string, changed: Iterable<string>): T[] | undefined {
+    const delta = new Map<string, { before?: T[]; after?: T[] }>();
+    const note = (file: string, after: Entry<T> | undefined) => {
+      const before = delta.has(file) ? delta.get(file)!.before : this.cache.get(file)?.items;
+      if (before !== after?.items) delta.set(file, { before, after: after?.items });
+    };
     for (const abs of changed) {
       const file = relative(base, abs);
       if (file === '') return undefined;
@@ -184,9 +260,15 @@ export class YamlTree<T> {
       if (!YAML_FILE.test(file)) continue;
       if (isFile) {
         if (!this.cache.has(file)) this.order = undefined;
-        this.cache.set(file, this.load(abs, file));
-      } else if (this.cache.delete(file)) this.order = undefined;
+        const entry = this.load(abs, file);
+        note(file, entry);
+        this.cache.set(file, entry);
+      } else {
+        note(file, undefined);
+        if (this.cache.delete(file)) this.order = undefined;
+      }
     }
+    this.lastChanged = delta;
     return this.all();
   }
 

@@ -7,14 +7,16 @@ import { translateHttpRoutes } from './httproute-mesh.js';
 import type { Any } from '../proto/any.js';
 import { TypeUrl } from '../resources/types.js';
 import { ListenerBindings } from './listener-bindings.js';
+import { unitOrderIn } from './unit-order.js';
 import type { TranslationIssue } from '../issues/issue.js';
 import type { ObjectTranslation, ServiceRedirect } from './output.js';
 
-/** Every object of the model that yields Envoy config, translated independently. */
+/** Every object of the model that yields Envoy config, translated independently, in assembly order (unitOrder). */
 export function translateModel(model: Model, ctx: TranslateContext, memo?: TranslationMemo): ObjectTranslation[] {
   const units = [...translateEnvoyConfigs(model, ctx, memo), ...translateHttpRoutes(model, ctx)];
   memo?.sweep();
-  return units;
+  const order = new Map(units.map((u) => [u, unitOrderIn(model, u.object)]));
+  return units.sort((a, b) => (order.get(a)! < order.get(b)! ? -1 : order.get(a)! > order.get(b)! ? 1 : 0));
 }
 
 export interface Assembly {

@@ -39,7 +39,7 @@ function inputsOf(model: Model, cec: EnvoyConfig, node: unknown): unknown[] {
   return inputs;
 }
 
-function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyConfig, nodeLabels: Record<string, string>, taken: ReadonlyMap<number, string>): ObjectTranslation {
+export function translateEnvoyConfig(model: Model, ctx: TranslateContext, cec: EnvoyConfig, nodeLabels: Record<string, string>, taken: ReadonlyMap<number, string>): ObjectTranslation {
   const object = describeObject(cec);
   const origin = model.originOf(cec);
   const out: ObjectTranslation = { object, resources: [], redirects: [], issues: [] };

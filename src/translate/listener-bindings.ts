@@ -17,6 +17,16 @@ interface ListenerMessage {
 
 const wildcard = (a: string) => a === '' || a === '0.0.0.0' || a === '::';
 
+function sockets(r: XdsResource): SocketAddress[] {
+  const m = unpackAny<ListenerMessage>(r.any).message;
+  return [m.address?.socketAddress, ...(m.additionalAddresses ?? []).map((a) => a.address?.socketAddress)].filter((s): s is SocketAddress => !!s?.portValue);
+}
+
+/** The keys under which a listener's sockets can clash with another's (protocol and port). */
+export function socketKeys(r: XdsResource): string[] {
+  return r.typeUrl === TypeUrl.Listener ? sockets(r).map((s) => `${s.protocol ?? 0}/${s.portValue}`) : [];
+}
+
 export class ListenerBindings {
   private readonly byPort = new Map<string, { address: string; owner: string }[]>();
 
@@ -26,15 +36,12 @@ export class ListenerBindings {
    */
   claim(r: XdsResource, owner: string): string | undefined {
     if (r.typeUrl !== TypeUrl.Listener) return undefined;
-    const m = unpackAny<ListenerMessage>(r.any).message;
-    const sockets = [m.address?.socketAddress, ...(m.additionalAddresses ?? []).map((a) => a.address?.socketAddress)].filter(
-      (s): s is SocketAddress => !!s?.portValue,
-    );
-    for (const s of sockets) {
-      const held = this.byPort.get(`${s.protocol ?? 0}/${s.portValue}`)?.find((h) => h.address === s.address || wildcard(h.address) || wildcard(s.address ?? ''));
-      if (held) return `${held.owner} already listens on ${held.address || '*'}:${s.portValue}`;
+    const held = sockets(r);
+    for (const s of held) {
+      const holder = this.byPort.get(`${s.protocol ?? 0}/${s.portValue}`)?.find((h) => h.address === s.address || wildcard(h.address) || wildcard(s.address ?? ''));
+      if (holder) return `${holder.owner} already listens on ${holder.address || '*'}:${s.portValue}`;
     }
-    for (const s of sockets) {
+    for (const s of held) {
       const key = `${s.protocol ?? 0}/${s.portValue}`;
       this.byPort.set(key, [...(this.byPort.get(key) ?? []), { address: s.address ?? '', owner }]);
     }

@@ -4,15 +4,36 @@
 // (clusterwide config) any port, and nobody a port the node already serves.
 import type { Model } from '../model/model.js';
 import type { TranslateContext } from './context.js';
+import type { Service } from '../model/objects.js';
 
 type Json = Record<string, any>;
 
 /** Every port the node already uses: the context's, and each Service's NodePorts. */
 export function takenPorts(model: Model, ctx: TranslateContext): Map<number, string> {
+  const nodePorts = new Map<number, Set<string>>();
+  for (const svc of model.services()) for (const [port, use] of nodePortsOf(svc)) addUse(nodePorts, port, use);
+  return portsTaken(ctx, nodePorts);
+}
+
+/** A Service's NodePorts, each with what it says of the port's use. */
+export function nodePortsOf(svc: Service): [number, string][] {
+  return (svc.spec.ports ?? []).filter((p) => p.nodePort).map((p) => [p.nodePort!, `NodePort of Service ${svc.metadata.namespace}/${svc.metadata.name}`]);
+}
+
+export function addUse(uses: Map<number, Set<string>>, port: number, use: string): void {
+  let s = uses.get(port);
+  if (!s) uses.set(port, (s = new Set()));
+  s.add(use);
+}
+
+/**
+ * The context's ports and the NodePorts; a NodePort that two Services claim
+ * names the first by name, so the answer does not depend on the order they came in.
+ */
+export function portsTaken(ctx: TranslateContext, nodePorts: ReadonlyMap<number, ReadonlySet<string>>): Map<number, string> {
   const out = new Map<number, string>();
   for (const [use, port] of Object.entries(ctx.reservedPorts ?? {})) out.set(port, use);
-  for (const svc of model.services())
-    for (const p of svc.spec.ports ?? []) if (p.nodePort) out.set(p.nodePort, `NodePort of Service ${svc.metadata.namespace}/${svc.metadata.name}`);
+  for (const [port, uses] of nodePorts) if (uses.size) out.set(port, [...uses].sort()[0]);
   return out;
 }
 

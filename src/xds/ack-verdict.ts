@@ -44,3 +44,40 @@ export function nodeVerdict(streams: readonly Verdict[]): Verdict {
   if (rejected.length > 0 && rejected.length === streams.length) return rejected[0];
   return PENDING;
 }
+
+/**
+ * nodeVerdict over a changing set of streams, kept up to date per stream, so a
+ * node with many streams pays for one stream's change, not for all of them.
+ */
+export class VerdictTally<K> {
+  private readonly byStream = new Map<K, Verdict>();
+  private accepted = 0;
+  private rejected = 0;
+
+  set(stream: K, v: Verdict): void {
+    this.delete(stream);
+    this.byStream.set(stream, v);
+    if (v.kind === 'accepted') this.accepted++;
+    else if (v.kind === 'rejected') this.rejected++;
+  }
+
+  delete(stream: K): void {
+    const old = this.byStream.get(stream);
+    if (!old) return;
+    this.byStream.delete(stream);
+    if (old.kind === 'accepted') this.accepted--;
+    else if (old.kind === 'rejected') this.rejected--;
+  }
+
+  clear(): void {
+    this.byStream.clear();
+    this.accepted = this.rejected = 0;
+  }
+
+  verdict(): Verdict {
+    if (this.accepted > 0) return ACCEPTED;
+    if (this.rejected === 0 || this.rejected < this.byStream.size) return PENDING;
+    for (const v of this.byStream.values()) if (v.kind === 'rejected') return v;
+    return PENDING;
+  }
+}

@@ -112,9 +112,15 @@ export abstract class AdsStream<Req extends AdsRequest, Res, S extends TypeState
     if (this.closed || this.nodeId === undefined) return;
     const current = this.cache.getSnapshot(this.nodeId);
     // When nothing could go out, the next answer or 'drain' reconciles against the newest snapshot.
-    if (current && !this.blocked && ![...this.types.values()].every((st) => st.inFlight)) this.reconcile(current.version, current.snapshot);
+    if (current && !this.blocked && this.someIdle()) this.reconcile(current.version, current.snapshot);
     // The request may have settled an ACK or NACK even when nothing went out.
     this.cache.statusChanged(this);
+  }
+
+  /** Some type has no response in flight, so a snapshot may have something to send. */
+  private someIdle(): boolean {
+    for (const st of this.types.values()) if (!st.inFlight) return true;
+    return false;
   }
 
   private canSend(st: S): boolean {

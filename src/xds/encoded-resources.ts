@@ -1,14 +1,13 @@
 // SotW responses of one selection carry the same resources to every stream
 // that selects it (1,000 proxies sharing a node id, say): those bytes are
-// encoded once and spliced behind each stream's own header fields. Protobuf
+// encoded once and spliced behind each stream's own header fields. Delta
+// responses splice each resource's field, encoded once per resource. Protobuf
 // lets a message's fields come in any order, so header ++ resources decodes
 // to the full response.
 import type { Any } from '../gen/google/protobuf/any.js';
-import { DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery.js';
+import { DeltaDiscoveryResponse, DiscoveryResponse } from '../gen/envoy/service/discovery/v3/discovery.js';
 
 const RESOURCES = Symbol('encoded resources');
-
-type Tagged = DiscoveryResponse & { [RESOURCES]?: Uint8Array };
 
 /**
  * Encoded resource fields by content key, least recently used first. Bounded in
@@ -42,13 +41,22 @@ export class EncodedResources {
   }
 }
 
-/** A response whose resources are the already encoded `bytes`. */
-export function withEncodedResources(head: DiscoveryResponse, bytes: Uint8Array): DiscoveryResponse {
+/**
+ * A response whose resources are the already encoded `bytes` (one run of
+ * resources fields, or several spliced in order).
+ */
+export function withEncodedResources<T extends { resources: unknown[] }>(head: T, bytes: Uint8Array | readonly Uint8Array[]): T {
   return Object.assign({ ...head, resources: [] }, { [RESOURCES]: bytes });
 }
 
-export function serializeDiscoveryResponse(res: DiscoveryResponse): Buffer {
-  const head = DiscoveryResponse.encode(res).finish();
-  const bytes = (res as Tagged)[RESOURCES];
-  return bytes ? Buffer.concat([head, bytes]) : Buffer.from(head);
+function splicing<T>(codec: { encode(message: T): { finish(): Uint8Array } }): (res: T) => Buffer {
+  return (res) => {
+    const head = codec.encode(res).finish();
+    const bytes = (res as { [RESOURCES]?: Uint8Array | readonly Uint8Array[] })[RESOURCES];
+    if (!bytes) return Buffer.from(head);
+    return Buffer.concat(bytes instanceof Uint8Array ? [head, bytes] : [head, ...bytes]);
+  };
 }
+
+export const serializeDiscoveryResponse = splicing(DiscoveryResponse);
+export const serializeDeltaDiscoveryResponse = splicing(DeltaDiscoveryResponse);

@@ -1,4 +1,5 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server as NetServer } from 'node:net';
 import { dirname } from 'node:path';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceService } from '../gen/envoy/service/discovery/v3/ads.js';
@@ -12,17 +13,25 @@ import type { Logger } from '../log.js';
 import { DeltaStream } from './delta-stream.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import { SotwStream } from './sotw-stream.js';
-import { serializeDiscoveryResponse } from './encoded-resources.js';
+import { serializeDeltaDiscoveryResponse, serializeDiscoveryResponse } from './encoded-resources.js';
 
 const ADS = AggregatedDiscoveryServiceService;
-/** SotW responses carry their resources pre-encoded (see encoded-resources.ts). */
+/** Responses carry their resources pre-encoded (see encoded-resources.ts). */
 const ADS_SHARED_ENCODING = {
   ...ADS,
   streamAggregatedResources: { ...ADS.streamAggregatedResources, responseSerialize: serializeDiscoveryResponse },
+  deltaAggregatedResources: { ...ADS.deltaAggregatedResources, responseSerialize: serializeDeltaDiscoveryResponse },
 };
 
 export const DEFAULT_SOCKET_PATH = '/var/run/sluice/xds.sock';
 const SOCKET_MODE = 0o660;
+/**
+ * Connections the kernel queues for the unix socket until the agent accepts
+ * them. A node's proxies reconnecting at once (an agent restart, 1,000 of
+ * them sharing a node) overflow Node's default of 511, and each refused proxy
+ * backs off for a second or more; the kernel still caps this at somaxconn.
+ */
+const SOCKET_BACKLOG = 4096;
 
 export interface XdsServerOptions {
   cache: SnapshotCache;
@@ -60,6 +69,7 @@ function bind(server: Server, address: string): Promise<number> {
 export class XdsServer {
   private readonly server = new Server({ 'grpc.max_receive_message_length': 16 << 20 });
   private addresses: XdsServerAddresses = {};
+  private socketListener: NetServer | undefined;
 
   constructor(private readonly opts: XdsServerOptions) {
     const { cache, log } = opts;
@@ -76,7 +86,7 @@ export class XdsServer {
     if (socketPath) {
       mkdirSync(dirname(socketPath), { recursive: true, mode: 0o750 });
       clearStaleSocket(socketPath);
-      await bind(this.server, `unix:${socketPath}`);
+      await this.listenUnix(socketPath);
       chmodSync(socketPath, SOCKET_MODE);
       this.addresses.socketPath = socketPath;
     }
@@ -86,7 +96,24 @@ export class XdsServer {
     return this.addresses;
   }
 
+  /** grpc-js binds without a backlog, so the socket is ours and its connections are handed over. */
+  private async listenUnix(path: string): Promise<void> {
+    const injector = this.server.createConnectionInjector(ServerCredentials.createInsecure());
+    const listener = createServer((socket) => injector.injectConnection(socket));
+    // Accepting can fail (out of file descriptors): the client retries; the agent stays up.
+    listener.on('error', (e) => this.opts.log.warn({ err: e }, 'xDS socket accept failed'));
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen({ path, backlog: SOCKET_BACKLOG }, () => {
+        listener.off('error', reject);
+        resolve();
+      });
+    });
+    this.socketListener = listener;
+  }
+
   async stop(): Promise<void> {
+    this.socketListener?.close();
     // ADS streams live as long as their clients, so a graceful shutdown would wait forever.
     this.server.forceShutdown();
     if (this.addresses.socketPath) {

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { nodeVerdict, streamVerdict, type TypeAck, type Verdict } from './ack-verdict.js';
+import { streamVerdict, VerdictTally, type TypeAck } from './ack-verdict.js';
 import { isFullStateType, SERVED_TYPES, TypeUrl } from '../resources/types.js';
 import { Snapshot } from './snapshot.js';
 
@@ -43,7 +43,7 @@ interface Waiter {
   nodeId: string;
   version: number;
   /** Each stream's verdict as of its last status change, so one stream's change costs one verdict. */
-  verdicts: Map<CacheStream, Verdict>;
+  verdicts: VerdictTally<CacheStream>;
   resolve(): void;
   reject(e: Error): void;
 }
@@ -68,6 +68,8 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   private readonly streams = new Set<CacheStream>();
   private readonly streamsByNode = new Map<string, Set<CacheStream>>();
   private readonly waiters = new Map<string, Set<Waiter>>();
+  /** Per node, its streams that have ACKed listeners: asked on every stream that comes or goes. */
+  private readonly listenerHolders = new Map<string, Set<CacheStream>>();
   private lastVersion = 0;
 
   /** Sets the snapshot for `nodeId` (or for every node without one: ANY_NODE) and returns its version. */
@@ -103,6 +105,7 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
     const of = this.streamsByNode.get(stream.nodeId);
     of?.delete(stream);
     if (of?.size === 0) this.streamsByNode.delete(stream.nodeId);
+    this.setHoldsListeners(stream.nodeId, stream, false);
     for (const w of this.waiters.get(stream.nodeId) ?? []) {
       w.verdicts.delete(stream);
       this.decide(w);
@@ -112,7 +115,15 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
 
   /** Some live stream of the node has ACKed listeners: it can take traffic steered to them. */
   holdsListeners(nodeId: string): boolean {
-    return this.statusesOf(nodeId).some((s) => (s.types.get(TypeUrl.Listener)?.ackedThrough ?? 0) > 0);
+    return (this.listenerHolders.get(nodeId)?.size ?? 0) > 0;
+  }
+
+  private setHoldsListeners(nodeId: string, stream: CacheStream, holds: boolean): void {
+    let of = this.listenerHolders.get(nodeId);
+    if (holds) {
+      if (!of) this.listenerHolders.set(nodeId, (of = new Set()));
+      of.add(stream);
+    } else if (of?.delete(stream) && of.size === 0) this.listenerHolders.delete(nodeId);
   }
 
   private statusesOf(nodeId: string): StreamStatus[] {
@@ -129,10 +140,11 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
    */
   statusChanged(stream: CacheStream): void {
     if (stream.nodeId === undefined || !this.streams.has(stream)) return;
+    const { types } = stream.status();
+    this.setHoldsListeners(stream.nodeId, stream, (types.get(TypeUrl.Listener)?.ackedThrough ?? 0) > 0);
     const waiters = this.waiters.get(stream.nodeId);
     if (!waiters?.size) return;
     const required = this.requiredTypes(stream.nodeId);
-    const { types } = stream.status();
     for (const w of waiters) {
       w.verdicts.set(stream, streamVerdict(types, w.version, required));
       this.decide(w);
@@ -160,7 +172,7 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
       const waiter: Waiter = {
         nodeId,
         version,
-        verdicts: new Map(),
+        verdicts: new VerdictTally(),
         resolve: () => {
           clearTimeout(timer);
           resolve();
@@ -204,12 +216,16 @@ export class SnapshotCache extends EventEmitter<SnapshotCacheEvents> {
   private recheck(w: Waiter): void {
     const required = this.requiredTypes(w.nodeId);
     w.verdicts.clear();
-    for (const s of this.streamsByNode.get(w.nodeId) ?? []) w.verdicts.set(s, streamVerdict(s.status().types, w.version, required));
+    for (const s of this.streamsByNode.get(w.nodeId) ?? []) {
+      w.verdicts.set(s, streamVerdict(s.status().types, w.version, required));
+      // One stream's acceptance decides: the others need not be looked at (a node may have a thousand).
+      if (w.verdicts.verdict().kind === 'accepted') break;
+    }
     this.decide(w);
   }
 
   private decide(w: Waiter): void {
-    const verdict = nodeVerdict([...w.verdicts.values()]);
+    const verdict = w.verdicts.verdict();
     if (verdict.kind === 'accepted') {
       this.dropWaiter(w);
       w.resolve();

@@ -23,6 +23,11 @@ export class Snapshot {
     return new Snapshot(byType);
   }
 
+  /** A snapshot of per-type maps the caller will not change: unchanged types can be shared between versions. */
+  static fromTypes(byType: ReadonlyMap<XdsTypeUrl, ReadonlyMap<string, XdsResource>>): Snapshot {
+    return new Snapshot(byType);
+  }
+
   static fromAnys(anys: Iterable<Any>): Snapshot {
     return Snapshot.fromResources([...anys].map(toXdsResource));
   }
