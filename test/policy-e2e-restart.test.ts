@@ -4,7 +4,7 @@
 // loops across the kill and the restart see no error.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { policyPinDir } from '../src/redirect/policy-object.js';
 import { eventually } from './helpers/envoy.js';
@@ -84,4 +84,23 @@ t.test('kill -9 of the agent leaves enforcement in place; a restarted agent adop
   w.write('policy.yaml', [policy(true)]);
   await eventually(() => w.http('y', S, 8080) === '200', 30_000, 'a change after the restart');
   t.pass('the restarted agent applies changes');
+
+  // Uninstall: `sluice cleanup` in the node's namespace takes the policy programs, links, pins and route away.
+  await w.killAgent();
+  const steeringRule = () => /lookup 2080/.test(w.node.sh('ip', ['rule', 'show']));
+  const attached = linkIds();
+  const exists = (id: number) => {
+    try {
+      return bpftool('link', 'show', 'id', String(id)).id === id;
+    } catch {
+      return false;
+    }
+  };
+  t.ok(attached.length >= 6 && attached.every(exists) && steeringRule(), 'before: the TC links and the steering rule');
+  const cli = new URL('../dist/cli.js', import.meta.url).pathname;
+  w.node.sh(process.execPath, [cli, 'cleanup', '--bpf-dir', w.node.pinDir]);
+  await eventually(() => !attached.some(exists), 5000, 'the links to go');
+  t.pass('cleanup detached every policy link, and with them the programs');
+  t.notOk(steeringRule(), 'and removed the steering rule');
+  t.notOk(existsSync(w.node.pinDir), 'and every pin');
 });
