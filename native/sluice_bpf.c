@@ -244,19 +244,26 @@ static struct bpf_link *attach_cgroup(struct bpf_program *prog, int cgroup_fd)
  */
 #define SLUICE_BPF_TCX_INGRESS 46
 #define SLUICE_BPF_TCX_EGRESS 47
-static int tcx_attach_type = SLUICE_BPF_TCX_INGRESS;
 
-static struct bpf_link *attach_tcx(struct bpf_program *prog, int ifindex)
+/*
+ * The link is pinned straight from its fd: libbpf 1.1 cannot wrap a raw link
+ * fd in a bpf_link (bpf_link__open wants a bpffs path, and /proc/self/fd is not one).
+ */
+static int attach_tcx_pinned(napi_env env, struct bpf_program *prog, int ifindex, bool egress, const char *link_pin)
 {
-	int fd = bpf_link_create(bpf_program__fd(prog), ifindex, tcx_attach_type, NULL);
-	if (fd < 0)
-		return NULL;
-	/* Wrap the fd in a libbpf link object so that it can be pinned like the others. */
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	struct bpf_link *link = bpf_link__open(path);
+	int fd = bpf_link_create(bpf_program__fd(prog), ifindex, egress ? SLUICE_BPF_TCX_EGRESS : SLUICE_BPF_TCX_INGRESS, NULL);
+	if (fd < 0) {
+		throw_errno(env, "attach", errno);
+		return -1;
+	}
+	int err = bpf_obj_pin(fd, link_pin) ? errno : 0;
+	/* Pinned, the attachment outlives this fd; unpinned, closing it detaches. */
 	close(fd);
-	return link;
+	if (err) {
+		throw_errno(env, "attach: pinning the link", err);
+		return -1;
+	}
+	return 0;
 }
 
 /* attachCgroup(handle, program, cgroupDir, linkPin) -> adopted */
@@ -295,15 +302,23 @@ static napi_value attach_tcx_js(napi_env env, napi_callback_info info)
 	if (get_args(env, info, 5, argv))
 		return NULL;
 	napi_get_value_bool(env, argv[4], &egress);
-	tcx_attach_type = egress ? SLUICE_BPF_TCX_EGRESS : SLUICE_BPF_TCX_INGRESS;
 	struct bpf_object *obj = object_arg(env, argv[0]);
 	if (!obj)
 		return NULL;
 	struct bpf_program *prog = program_arg(env, obj, argv[1]);
 	if (!prog || napi_get_value_int32(env, argv[2], &ifindex) != napi_ok || get_string(env, argv[3], pin, sizeof(pin)))
 		return NULL;
-	int adopted = 0;
-	if (pin_or_adopt(env, prog, pin, attach_tcx, ifindex, &adopted))
+	int adopted = access(pin, F_OK) == 0;
+	if (adopted) {
+		struct bpf_link *link = bpf_link__open(pin);
+		int err = link ? bpf_link__update_program(link, prog) : -errno;
+		if (link) {
+			bpf_link__disconnect(link);
+			bpf_link__destroy(link);
+		}
+		if (err)
+			return throw_errno(env, "attach: updating the pinned link", err);
+	} else if (attach_tcx_pinned(env, prog, ifindex, egress, pin))
 		return NULL;
 	napi_value out;
 	napi_get_boolean(env, adopted, &out);

@@ -2,8 +2,10 @@
 # The demo: the sluice agent serving a real Envoy the bundled examples.
 #   bash scripts/demo.sh           run until Ctrl-C (Envoy listens on 127.0.0.1:10080)
 #   bash scripts/demo.sh --check   send 100 requests, print the split, stop (used by the tests)
+#   bash scripts/demo.sh --policy  network policy on the Star Wars world in network namespaces (root)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+[ "${1:-}" = "--policy" ] && exec bash "$here/scripts/demo-policy.sh"
 cache=${SLUICE_CACHE:-/var/cache/sluice}
 mode=${1:-run}
 bash "$here/scripts/setup.sh"

@@ -50,6 +50,7 @@ fi
 npm run --silent build
 mkdir -p build/bpf
 clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -Wall -c bpf/sock_lb.c -o build/bpf/sock_lb.o
+clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -Wall -c bpf/policy.c -o build/bpf/policy.o
 if [ ! -f native/build/Release/sluice_bpf.node ] || [ native/sluice_bpf.c -nt native/build/Release/sluice_bpf.node ]; then
   (cd native && ../node_modules/.bin/node-gyp rebuild --nodedir=/usr >/dev/null)
 fi

@@ -54,8 +54,8 @@ const rule2 = cnp('rule2', {
 
 /** Starts the echo server of netns-server.mjs in a pod netns; stopped by PID at teardown. */
 function echoServer(t: { teardown(fn: () => unknown): void }, peer: PeerNetns, ip: string, ports: number[], name: string): Promise<void> {
-  const echo = ports.map((port) => ({ ip, port, name }));
-  const c = spawn('nsenter', [`--net=/var/run/netns/${peer.ns}`, process.execPath, `${here}netns-server.mjs`, JSON.stringify({ echo })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const httpEcho = ports.map((port) => ({ ip, port, name }));
+  const c = spawn('nsenter', [`--net=/var/run/netns/${peer.ns}`, process.execPath, `${here}netns-server.mjs`, JSON.stringify({ httpEcho })], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => stopChild(c));
   return new Promise((resolve, reject) => {
     c.stdout!.on('data', (d) => String(d).includes('ready') && resolve());

@@ -27,6 +27,7 @@ import type { Unplaced } from '../redirect/apply.js';
 import { TypeUrl } from '../resources/types.js';
 import { ProxyPorts } from './proxy-ports.js';
 import { PolicyWiring, type PolicyView } from './policy-wiring.js';
+import { PolicyDatapath } from './policy-datapath-wiring.js';
 import type { PolicyResult } from '../policy/index.js';
 
 export interface AgentOptions {
@@ -118,6 +119,7 @@ export class Agent {
   /** The listeners of the current version: their ports are released only once no accepted version has them. */
   private listeners = new Set<string>();
   private datapath: ServiceDatapath | undefined;
+  private policyDatapath: PolicyDatapath | undefined;
   /** What the maps were last made from, so an apply that would change nothing is skipped. */
   private datapathInputs: { model: Model; live: string } | undefined;
   /** Service ports the datapath left out (no free id), as issues on their Services. */
@@ -177,6 +179,8 @@ export class Agent {
       if (this.datapath.adopted.length) this.opts.log.info({ programs: this.datapath.adopted }, 'adopted the datapath a previous agent left pinned');
       const { replaced, awaitingFill } = this.datapath.migration;
       if (replaced.length) this.opts.log.info({ maps: replaced, awaitingFill }, 'map definitions changed since the pinned ones: new maps replace them, the old ones serve until then');
+      const policy = (this.policyDatapath = new PolicyDatapath({ pinDir: this.opts.datapath.pinDir, proxyAddresses: this.proxyAddresses, log: this.opts.log }));
+      this.unwatch.push(this.onPolicy((view) => policy.update(view)));
     }
     this.readRaw(false);
     for (const s of this.sources) await s.start((u) => this.onModel(u));
@@ -495,6 +499,7 @@ export class Agent {
     clearTimeout(this.envoyGone);
     this.datapath?.close();
     for (const u of this.unwatch) u();
+    await this.policyDatapath?.stop();
     for (const s of this.sources) await s.stop();
     await this.opts.status?.stop();
     await this.server.stop();

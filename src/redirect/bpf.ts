@@ -98,6 +98,14 @@ export class BpfMap implements MapIo {
     return addon().mapLookup(this.fd, key, this.valueSize);
   }
 
+  /** Every key, read from the kernel in one call. */
+  keys(): Buffer[] {
+    const all = addon().mapKeys(this.fd, this.keySize);
+    const out: Buffer[] = [];
+    for (let o = 0; o < all.length; o += this.keySize) out.push(Buffer.from(all.subarray(o, o + this.keySize)));
+    return out;
+  }
+
   /** Every entry, read from the kernel. */
   entries(): [Buffer, Buffer][] {
     const all = addon().mapKeys(this.fd, this.keySize);

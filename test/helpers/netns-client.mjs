@@ -37,6 +37,30 @@ function http(host, port, step = {}) {
   });
 }
 
+// One connection held open across a change: echoes "one", waits for the file
+// `file` to appear, then echoes "two" on the same connection.
+function hold(host, port, until) {
+  return new Promise((resolve, reject) => {
+    const c = connect({ host, port });
+    const echoes = [];
+    let timer;
+    const expect = (what) => {
+      c.write(what);
+      timer = setTimeout(() => c.destroy(new Error(`timeout waiting for the echo of ${what}`)), 3000);
+    };
+    c.on('connect', () => expect('one'));
+    c.on('data', async (d) => {
+      clearTimeout(timer);
+      echoes.push(String(d));
+      if (echoes.length === 2) return c.end(), resolve({ echoes });
+      while (!existsSync(until)) await new Promise((r) => setTimeout(r, 20));
+      expect('two');
+    });
+    c.on('error', (e) => (clearTimeout(timer), reject(e)));
+    c.setTimeout(3000, () => echoes.length === 0 && c.destroy(new Error('timeout')));
+  });
+}
+
 function udp(host, port, type = host.includes(':') ? 'udp6' : 'udp4') {
   return new Promise((resolve, reject) => {
     const s = createSocket(type);
@@ -61,6 +85,7 @@ for (const step of plan) {
       else if (step.op === 'udp') results.push(await udp(step.host, step.port));
       else if (step.op === 'udp6') results.push(await udp(step.host, step.port, 'udp6'));
       else if (step.op === 'http') results.push(await http(step.host, step.port, step));
+      else if (step.op === 'hold') results.push(await hold(step.host, step.port, step.file));
       else if (step.op === 'dns') {
         const r = new Resolver({ timeout: 2000, tries: 1 });
         r.setServers([`${step.server}:${step.port ?? 53}`]);

@@ -12,12 +12,16 @@ for (const s of cfg.tcp ?? []) {
   pending++;
   createServer((c) => c.end(s.name)).listen(s.port, s.ip, ready);
 }
+for (const s of cfg.echo ?? []) {
+  pending++;
+  createServer((c) => c.pipe(c)).listen(s.port, s.ip, ready);
+}
 for (const s of cfg.http ?? []) {
   pending++;
   createHttpServer((_req, res) => res.end(s.name)).listen(s.port, s.ip, ready);
 }
 // Answers with what it saw: the request, and the addresses of the connection it came on.
-for (const s of cfg.echo ?? []) {
+for (const s of cfg.httpEcho ?? []) {
   pending++;
   createHttpServer((req, res) => {
     const { localAddress, localPort, remoteAddress } = req.socket;
