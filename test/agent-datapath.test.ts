@@ -14,6 +14,7 @@ import { SockLb, SOCK_LB_PROGRAMS } from '../src/redirect/datapath.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
 import { cec, endpointSlice, service, splitResources } from './helpers/kube.js';
 import { netnsWorld, stopChild } from './helpers/netns.js';
+import { spawnAgentInNetns } from './helpers/agent-process.js';
 import { DEFAULT_PROXY_ADDRESSES as PROXY } from '../src/redirect/proxy-address.js';
 
 const BACKENDS = ['10.244.3.1', '10.244.3.2'];
@@ -41,19 +42,14 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
   write('web.yaml', [service('web', [{ port: 80, name: 'http' }], { clusterIP: '10.96.0.80' }), slice(BACKENDS)]);
   const socketPath = join(dir, 'xds.sock');
 
-  let output = '';
-  const startAgentProcess = async () => {
-    output = '';
-    const args = [cli, 'agent', '--source', `dir:${src}`, '--node', 'dp-node', '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', `${PROXY_PORT}-${PROXY_PORT}`, '--datapath', '--bpf-dir', w.pinDir, '--cgroup-dir', w.cgroupDir, '--envoy-grace', String(ENVOY_GRACE_MS), '--log-level', 'debug'];
-    // In the node netns (nsenter execs node: the child's PID is the agent's), so the proxy address goes on its lo.
-    const p = spawn('nsenter', [`--net=/var/run/netns/${w.ns}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    p.stdout!.on('data', (d) => (output += d));
-    p.stderr!.on('data', (d) => (output += d));
-    agent = p;
-    await eventually(() => /snapshot published/.test(output) || p.exitCode !== null, 30_000, 'the agent to publish');
-    if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}: ${output}`);
-    return p;
-  };
+  let agentOutput = () => '';
+  // In the node netns, so the proxy address goes on its lo.
+  const startAgentProcess = () =>
+    spawnAgentInNetns(
+      w.ns,
+      ['--source', `dir:${src}`, '--node', 'dp-node', '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', `${PROXY_PORT}-${PROXY_PORT}`, '--datapath', '--bpf-dir', w.pinDir, '--cgroup-dir', w.cgroupDir, '--envoy-grace', String(ENVOY_GRACE_MS), '--log-level', 'debug'],
+      (p, out) => ((agent = p), (agentOutput = out)),
+    );
   /** What answered a pod's requests to the VIP: a backend, or "envoy>" a backend. */
   const backends = (count = 30) => {
     const [res] = pod.client([{ op: 'http', host: '10.96.0.80', port: 80, count }]);
@@ -71,7 +67,7 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
 
   t.test('a Service goes to its L7 listener only once Envoy has accepted it', async (t) => {
     write('cec.yaml', [cec('l7', { services: [{ name: 'web', ports: [80] }], backendServices: [{ name: 'web' }], resources: splitResources({ 'default/web': 100 }) })]);
-    await eventually(() => /"redirects":\[|snapshot published/.test(output), 5000, 'the CEC to publish');
+    await eventually(() => /"redirects":\[|snapshot published/.test(agentOutput()), 5000, 'the CEC to publish');
     await new Promise((r) => setTimeout(r, 1000));
     t.equal(backends(10), 'b2', 'with no Envoy to accept the listener, connections still go to the backend');
     await startEnvoy(t, renderBootstrap({ nodeId: 'dp-node', ads: 'sotw', socketPath, healthPort: 0 }), [], w.ns);
@@ -94,10 +90,10 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     // A real Envoy that takes clusters over ADS but no listeners: connected and ACKing, yet nothing listens at the proxy address.
     const noListeners = bootstrap();
     delete noListeners.dynamic_resources.lds_config;
-    const mark = output.length;
+    const mark = agentOutput().length;
     const clustersOnly = await startEnvoy(t, noListeners, [], w.ns);
     await eventually(async () => (await clustersOnly.configDump()).clusters['default/web'], 20_000, 'the clusters-only Envoy to take the clusters');
-    await eventually(() => output.slice(mark).split('\n').some((l) => l.includes('"msg":"ACK"') && l.includes('cluster.v3.Cluster"')), 10_000, 'its clusters ACK');
+    await eventually(() => agentOutput().slice(mark).split('\n').some((l) => l.includes('"msg":"ACK"') && l.includes('cluster.v3.Cluster"')), 10_000, 'its clusters ACK');
     for (let i = 0; i < 5; i++) {
       await new Promise((r) => setTimeout(r, ENVOY_GRACE_MS / 2));
       t.equal(backends(10), 'b2', 'an Envoy that has ACKed no listener gets no traffic', { diagnostic: false });
@@ -124,7 +120,7 @@ t.test('the agent drives the datapath, gates L7 redirects on ACK, and restarts h
     await new Promise((r) => agent!.once('exit', r));
     t.equal(backends(), 'b2', 'connections to the VIP work with no agent running');
     await startAgentProcess();
-    await eventually(() => /adopted the datapath/.test(output), 10_000, 'the adoption log line');
+    await eventually(() => /adopted the datapath/.test(agentOutput()), 10_000, 'the adoption log line');
     t.equal(count(), SOCK_LB_PROGRAMS.length, 'still one program per hook after the restart');
     t.same(pinnedMaps(), mapsBefore, 'the same pinned maps, not new ones');
     t.ok(attachedMaps().every((id: number) => mapsBefore.includes(id)), 'the attached programs use only the pinned maps');

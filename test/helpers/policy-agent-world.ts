@@ -3,7 +3,7 @@
 // own joined by veths with /32 routes (a routing CNI), the agent reading
 // Kubernetes YAML from a directory the test edits. Optionally a host outside
 // the pod range (no Pod object): the world. Everything goes at teardown.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { renderBootstrap } from '../../src/envoy/bootstrap.js';
 import { PolicyReconciler } from '../../src/redirect/policy-datapath.js';
 import { openPolicyMaps, POLICY_OBJECT, policyPinDir } from '../../src/redirect/policy-object.js';
 import type { DropReason } from '../../src/redirect/policy-maps.js';
+import { spawnAgentInNetns } from './agent-process.js';
 import { eventually, startEnvoy, type EnvoyHandle } from './envoy.js';
 import { netnsWorld, stopChild, type NetnsWorld } from './netns.js';
 import { podMaker, type Pod } from './policy-pods.js';
@@ -101,19 +102,13 @@ export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { pr
   let agent: ChildProcess | undefined;
   // Registered after the world, so it runs first (tap tears down last-in first-out): the agent goes before its netns and pins.
   t.teardown(() => stopChild(agent));
-  let output = '';
-  const startAgent = async () => {
-    output = '';
-    const args = [cli, 'agent', '--source', `dir:${src}`, '--node', NODE, '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', opts.proxyPorts.join('-'), '--datapath', '--bpf-dir', node.pinDir, '--cgroup-dir', node.cgroupDir, '--envoy-grace', '1000', '--log-level', 'debug'];
-    // nsenter execs node: the child's PID is the agent's.
-    const p = spawn('nsenter', [`--net=/var/run/netns/${node.ns}`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    p.stdout!.on('data', (d) => (output += d));
-    p.stderr!.on('data', (d) => (output += d));
-    agent = p;
-    await eventually(() => /snapshot published/.test(output) || p.exitCode !== null, 30_000, 'the agent to publish');
-    if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}: ${output}`);
-    return p;
-  };
+  let output = () => '';
+  const startAgent = () =>
+    spawnAgentInNetns(
+      node.ns,
+      ['--source', `dir:${src}`, '--node', NODE, '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', opts.proxyPorts.join('-'), '--datapath', '--bpf-dir', node.pinDir, '--cgroup-dir', node.cgroupDir, '--envoy-grace', '1000', '--log-level', 'debug'],
+      (p, out) => ((agent = p), (output = out)),
+    );
   await startAgent();
   const envoy = await startEnvoy(t, renderBootstrap({ nodeId: NODE, ads: 'sotw', socketPath, healthPort: 0 }), [], node.ns);
 
@@ -140,7 +135,7 @@ export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { pr
     pods: made,
     envoy,
     dir,
-    output: () => output,
+    output: () => output(),
     write,
     startAgent,
     killAgent: () => stopChild(agent),
