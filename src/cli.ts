@@ -137,7 +137,7 @@ program
     const agent = new Agent({
       nodeName: o.node,
       kubeDirs: dirs,
-      source: kubeConfig ? new KubeApiSource({ kubeConfig, nodeName: o.node, log }) : undefined,
+      source: kubeConfig ? new KubeApiSource({ kubeConfig, log }) : undefined,
       status: kubeConfig ? new KubeStatusWriter(kubeConfig, o.node, log) : undefined,
       datapath: o.datapath ? { pinDir: pinDirOf(o), bpfRoot: o.bpfRoot, cgroupDir: o.cgroupDir } : undefined,
       resourceDirs: o.resources ? [o.resources] : [],

@@ -42,7 +42,7 @@ t.test('the source: a refused kind holds start(); a kind not served does not, an
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(identity.kubeconfig);
   const rec = recordingLogger('info');
-  const source = new KubeApiSource({ kubeConfig, nodeName: 'node-s', log: rec.log, debounceMs: 20, maxBackoffMs: 500 });
+  const source = new KubeApiSource({ kubeConfig, log: rec.log, debounceMs: 20, maxBackoffMs: 500 });
   t.teardown(() => source.stop());
   const updates: ModelUpdate[] = [];
   let started = false;

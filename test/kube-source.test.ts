@@ -36,17 +36,17 @@ function allocated(svc: object): object {
   return s;
 }
 
-function kubeSource(node: string, log: Logger = silentLogger): KubeApiSource {
+function kubeSource(log: Logger = silentLogger): KubeApiSource {
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(identity.kubeconfig);
-  return new KubeApiSource({ kubeConfig, nodeName: node, log, debounceMs: 20, maxBackoffMs: 1000 });
+  return new KubeApiSource({ kubeConfig, log, debounceMs: 20, maxBackoffMs: 1000 });
 }
 
 /** The agent's inputs and outputs in cluster mode: the informers, and status and Events written back. */
 function kubeWiring(node: string, log: Logger = silentLogger): { source: KubeApiSource; status: KubeStatusWriter; nodeName: string } {
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(identity.kubeconfig);
-  return { source: kubeSource(node, log), status: new KubeStatusWriter(kubeConfig, node, log), nodeName: node };
+  return { source: kubeSource(log), status: new KubeStatusWriter(kubeConfig, node, log), nodeName: node };
 }
 
 function events(name: string): { reason: string; message: string; type: string }[] {
@@ -212,7 +212,7 @@ t.test('an unchanged informer object is the same object in every model, so trans
   cluster.kubectlOk(['create', 'namespace', ns]);
   const svc = (name: string, port: number) => allocated(service(name, [{ port, name: 'http' }], { namespace: ns }));
   cluster.apply([svc('kept', 80), svc('edited', 80), svc('gone', 80)]);
-  const source = kubeSource('kube-node-d');
+  const source = kubeSource();
   let latest: ModelUpdate | undefined;
   await source.start((u) => (latest = u));
   t.teardown(() => source.stop());

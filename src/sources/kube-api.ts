@@ -16,8 +16,6 @@ interface Watched {
   kind: Kind;
   /** The collection's path across all namespaces. */
   path: string;
-  /** Narrows the watch to what this node needs. */
-  fieldSelector?: (node: string) => string;
 }
 
 export const WATCHED: readonly Watched[] = [
@@ -40,7 +38,6 @@ export const WATCHED: readonly Watched[] = [
 
 export interface KubeApiSourceOptions {
   kubeConfig: KubeConfig;
-  nodeName: string;
   log: Logger;
   /** Changes arriving within this window become one model. */
   debounceMs?: number;
@@ -119,11 +116,10 @@ function describeError(e: unknown): string {
  * deserializer that, at 25,000 objects, costs as much CPU as parsing the body,
  * and turn timestamps into Dates the watch events (plain JSON) never carry.
  */
-async function listJson(kc: KubeConfig, path: string, fieldSelector?: string): Promise<KubernetesListObject<KubernetesObject>> {
+async function listJson(kc: KubeConfig, path: string): Promise<KubernetesListObject<KubernetesObject>> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('no Kubernetes cluster configured');
   const url = new URL(server + path);
-  if (fieldSelector) url.searchParams.set('fieldSelector', fieldSelector);
   const opts: RequestOptions = { method: 'GET', headers: { accept: 'application/json' } };
   // Credentials (tokens, client certificates, exec plugins), CA and proxy, as the watches get them.
   await kc.applyToHTTPSOptions(opts);
@@ -170,12 +166,11 @@ export class KubeApiSource implements ModelSource {
 
   async start(onChange: (u: ModelUpdate) => void): Promise<void> {
     this.onChange = onChange;
-    const { kubeConfig, nodeName } = this.opts;
+    const { kubeConfig } = this.opts;
     const settled: Promise<void>[] = [];
     for (const watched of WATCHED) {
-      const fieldSelector = watched.fieldSelector?.(nodeName);
-      const list = () => listJson(kubeConfig, watched.path, fieldSelector);
-      const lw = new ListWatch<KubernetesObject>(watched.path, new Watch(kubeConfig), list, false, undefined, fieldSelector);
+      const list = () => listJson(kubeConfig, watched.path);
+      const lw = new ListWatch<KubernetesObject>(watched.path, new Watch(kubeConfig), list, false);
       const inf: Informer = { watched, lw, checked: new Map(), synced: false, settled: false, failures: 0, settle: () => {} };
       settled.push(
         new Promise<void>((r) => {
