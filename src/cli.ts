@@ -34,6 +34,15 @@ function milliseconds(v: string): number {
   return n;
 }
 
+/** "30s", "5m", "1h" or "500ms" in seconds, as the chart's values write lifetimes. */
+function seconds(v: string): number {
+  const m = /^([0-9]+)(ms|s|m|h)$/.exec(v);
+  if (!m) throw new InvalidArgumentError('want a duration such as 30s, 5m or 1h');
+  const n = Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  if (n < 1) throw new InvalidArgumentError('want at least 1s');
+  return n;
+}
+
 const program = new Command('sluice').description('Sidecar-less service mesh agent: xDS for the node\'s Envoy, eBPF datapath, SPIFFE identity');
 
 program
@@ -127,7 +136,11 @@ program
   .option('--daemonset <namespace/name>', "with --uninstall-marker: this agent's DaemonSet, watched for its deletion", namespacedName)
   .option('--uninstall-marker <file>', 'created once --daemonset is deleted, for `sluice cleanup --if-daemonset-gone` (keep it in a pod-scoped directory)')
   .option('--trust-domain <domain>', 'SPIFFE trust domain of workload identities', process.env.SLUICE_TRUST_DOMAIN ?? 'cluster.local')
-  .option('--ca-secret <namespace/name>', 'Secret holding the SPIFFE CA key pair (default: the agent makes its own)', namespacedName)
+  .option('--ca-secret <namespace/name>', 'with --source kube: the Secret holding the SPIFFE CA (tls.crt, tls.key, jwt.key); the first agent creates it if absent, so every node shares one root', namespacedName)
+  .option('--ca-dir <dir>', 'the SPIFFE CA as files (ca.crt, ca.key, jwt.key, or a mounted tls.crt/tls.key); created if absent, so agents sharing the directory share one root')
+  .option('--svid-ttl <duration>', 'lifetime of X.509-SVIDs, re-issued at half of it', seconds, 3600)
+  .option('--jwt-ttl <duration>', 'lifetime of JWT-SVIDs from the Workload API', seconds, 300)
+  .option('--workload-api-socket <path>', 'serve the SPIFFE Workload API on this unix socket (needs --ca-secret or --ca-dir)')
   .action(async (o) => {
     if (!o.source && !o.resources) throw new InvalidArgumentError('give --source kube, --source dir:PATH and/or --resources DIR');
     const log = createLogger(o.logLevel);

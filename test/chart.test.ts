@@ -134,7 +134,8 @@ t.test('the DaemonSet: node Envoy on the host network, agent args, probes, mount
     'agent', '--source', 'kube', '--node', '$(NODE_NAME)', '--socket', SOCKET, '--state-dir', '/var/lib/sluice', '--datapath',
     '--bpf-dir', '/sys/fs/bpf/sluice', '--cgroup-dir', '/run/sluice/cgroupv2', '--metrics-port', '9962', '--envoy-health-port', '9901',
     '--daemonset', `${NS}/sluice`, '--uninstall-marker', '/var/run/sluice/uninstalling', '--log-level', 'info',
-    '--trust-domain', 'cluster.local',
+    '--trust-domain', 'cluster.local', '--ca-secret', `${NS}/sluice-ca`, '--svid-ttl', '1h', '--jwt-ttl', '5m',
+    '--workload-api-socket', '/run/sluice/workload/socket',
   ]);
   const nodeName = (c: any) => c.env.find((e: any) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath;
   t.equal(nodeName(agent), 'spec.nodeName', 'agent NODE_NAME from the downward API');
@@ -171,7 +172,13 @@ t.test('the DaemonSet: node Envoy on the host network, agent args, probes, mount
 
   const withCa = find(render(['identity.ca.existingSecret=sluice-ca', 'agent.extraCapabilities={SYS_ADMIN}']), 'DaemonSet');
   const agent2 = container(withCa, 'agent');
-  t.same(agent2.args.slice(-2), ['--ca-secret', `${NS}/sluice-ca`], 'the CA Secret is passed to the agent');
+  const arg = (args: string[], flag: string) => args[args.indexOf(flag) + 1];
+  t.equal(arg(agent2.args, '--ca-secret'), `${NS}/sluice-ca`, 'the CA Secret is passed to the agent');
+  t.equal(arg(agent.args, '--ca-secret'), `${NS}/sluice-ca`, "without one, the chart's own (which the first agent generates)");
+  t.equal(arg(agent.args, '--workload-api-socket'), '/run/sluice/workload/socket', 'the Workload API socket');
+  t.equal(mounts['workload-api'].mountPath, '/run/sluice/workload', '...in the hostPath workloads mount');
+  t.same(volumes['workload-api'].hostPath, { path: '/run/sluice/workload', type: 'DirectoryOrCreate' });
+  t.equal(find(objs, 'DaemonSet').spec.template.spec.hostPID, true, "the Workload API attests callers by the node's PIDs");
   t.same(agent2.securityContext.capabilities.add, ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_RESOURCE', 'SYS_ADMIN']);
   t.equal(agent2.securityContext.allowPrivilegeEscalation, true, 'SYS_ADMIN comes with allowPrivilegeEscalation, as the API server requires');
 });
@@ -384,16 +391,20 @@ t.test("the ServiceAccount's RBAC, installed and impersonated: what the agent ne
   }
 });
 
-t.test('without identity.ca.existingSecret no Secret is readable at all', async (t) => {
+t.test('the agent reads one Secret, its CA, and creates one only when it generates the CA', async (t) => {
   const objs = render();
-  t.notOk(objs.some((o) => o.kind === 'Role' && JSON.stringify(o.rules).includes('secrets')), 'no Role for a Secret');
-  t.notOk(objs.some((o) => o.kind === 'RoleBinding' && o.roleRef.name === 'sluice-ca'), 'nor a binding to one');
+  const own = find(objs, 'Role', 'sluice-ca');
+  t.same(own.rules, [
+    { apiGroups: [''], resources: ['secrets'], resourceNames: ['sluice-ca'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+  ], "the chart's own CA Secret: read by name, created by the first agent");
+  t.equal(own.metadata.namespace, NS, 'in the release namespace');
+  t.equal(find(objs, 'RoleBinding', 'sluice-ca').roleRef.name, 'sluice-ca');
   const rules = find(objs, 'ClusterRole').rules;
   t.notOk(JSON.stringify(rules).includes('secrets'), 'the ClusterRole never names secrets');
   t.notOk(JSON.stringify(rules).includes('"*"'), 'no wildcards');
-  const withCa = render(['identity.ca.existingSecret=sluice-ca']);
-  t.same(find(withCa, 'Role', 'sluice-ca').rules, [{ apiGroups: [''], resources: ['secrets'], resourceNames: ['sluice-ca'], verbs: ['get', 'list', 'watch'] }], 'the Role names the one Secret');
-  t.equal(find(withCa, 'Role', 'sluice-ca').metadata.namespace, NS, 'in the release namespace');
+  const withCa = render(['identity.ca.existingSecret=my-ca']);
+  t.same(find(withCa, 'Role', 'sluice-ca').rules, [{ apiGroups: [''], resources: ['secrets'], resourceNames: ['my-ca'], verbs: ['get', 'list', 'watch'] }], "a user's CA: the Role names that one Secret, and creates none");
 });
 
 t.test('uninstall: a preStop hook cleans the node up only when the DaemonSet goes, within the grace period', async (t) => {

@@ -32,3 +32,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "sluice.socketPath" -}}{{ include "sluice.socketDir" . }}/xds.sock{{- end -}}
 {{- define "sluice.adminSocketPath" -}}{{ include "sluice.socketDir" . }}/envoy-admin.sock{{- end -}}
 {{- define "sluice.cgroupMount" -}}/run/sluice/cgroupv2{{- end -}}
+
+{{/* The CA Secret: the user's, or the chart's own that the first agent generates. */}}
+{{- define "sluice.caSecretName" -}}
+{{- default (printf "%s-ca" (include "sluice.fullname" .)) .Values.identity.ca.existingSecret -}}
+{{- end -}}
+{{- define "sluice.workloadApiDir" -}}/run/sluice/workload{{- end -}}
