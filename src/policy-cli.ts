@@ -89,6 +89,7 @@ function describeStep(s: TraceStep): string {
     case 'not-enforced':
       return 'allowed: no policy selects it in this direction';
     case 'default-deny':
+      if (s.authRequired) return `denied in plaintext: ${s.authRequired.policy}, field ${s.authRequired.field} admits this only over mTLS (authentication required)`;
       return `denied: selected by ${s.policy} and no rule allows this (default deny)`;
     case 'l7-rule':
       return `allowed by ${rule(s)} (L7, in Envoy listener ${s.listener})`;

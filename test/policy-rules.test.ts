@@ -293,7 +293,7 @@ t.test('bad input: one issue on the exact field, and that policy enforces nothin
     ['dns', { ...base, egress: [{ toPorts: [{ ports: [{ port: '53' }], rules: { dns: [{ matchPattern: '*' }] } }] }] }, 'spec.egress[0].toPorts[0].rules.dns', /not supported/],
     ['l7proto', { ...base, ingress: [{ toPorts: [{ ports: [{ port: '1' }], rules: { l7proto: 'x', l7: [] } }] }] }, 'spec.ingress[0].toPorts[0].rules.l7proto', /not supported/],
     ['icmps', { ...base, ingress: [{ icmps: [{ fields: [{ type: 8 }] }] }] }, 'spec.ingress[0].icmps', /not supported/],
-    ['authentication', { ...base, ingress: [{ ...tie, authentication: { mode: 'required' } }] }, 'spec.ingress[0].authentication', /not supported/],
+    ['authentication mode', { ...base, ingress: [{ ...tie, authentication: { mode: 'test-always-fail' } }] }, 'spec.ingress[0].authentication.mode', /not supported/],
     ['bad CIDR', { ...base, ingress: [{ fromCIDR: ['10.0.0.0/33'] }] }, 'spec.ingress[0].fromCIDR[0]', /want a CIDR/],
     ['except outside', { ...base, ingress: [{ fromCIDRSet: [{ cidr: '10.0.0.0/8', except: ['11.0.0.0/8'] }] }] }, 'spec.ingress[0].fromCIDRSet[0].except[0]', /not within/],
     ['bad operator', { endpointSelector: { matchExpressions: [{ key: 'a', operator: 'Near' }] }, ingress: [{}] }, 'spec.endpointSelector.matchExpressions[0].operator', /unknown operator/],

@@ -15,7 +15,7 @@ const L3 = {
   ingress: { endpoints: 'fromEndpoints', cidr: 'fromCIDR', cidrSet: 'fromCIDRSet', entities: 'fromEntities', unsupported: ['fromRequires', 'fromGroups', 'fromNodes'] },
   egress: { endpoints: 'toEndpoints', cidr: 'toCIDR', cidrSet: 'toCIDRSet', entities: 'toEntities', unsupported: ['toRequires', 'toServices', 'toFQDNs', 'toGroups', 'toNodes'] },
 } as const;
-const UNSUPPORTED_ANYWHERE = ['icmps', 'authentication'];
+const UNSUPPORTED_ANYWHERE = ['icmps'];
 const PORT_RULE_UNSUPPORTED = ['terminatingTLS', 'originatingTLS', 'serverNames', 'listener'];
 const L7_UNSUPPORTED = ['kafka', 'dns', 'l7proto', 'l7'];
 
@@ -83,7 +83,7 @@ function peerRule(r: unknown, field: string, direction: Direction, deny: boolean
   if (!isObject(r)) throw new PolicyProblem(field, 'want an object');
   const names = L3[direction];
   for (const k of [...names.unsupported, ...UNSUPPORTED_ANYWHERE]) if (r[k] !== undefined) throw new PolicyProblem(`${field}.${k}`, `"${k}" is not supported by sluice`);
-  const known = new Set<string>([names.endpoints, names.cidr, names.cidrSet, names.entities, 'toPorts', ...names.unsupported, ...UNSUPPORTED_ANYWHERE]);
+  const known = new Set<string>([names.endpoints, names.cidr, names.cidrSet, names.entities, 'toPorts', 'authentication', ...names.unsupported, ...UNSUPPORTED_ANYWHERE]);
   for (const k of Object.keys(r)) if (!known.has(k)) throw new PolicyProblem(`${field}.${k}`, `unknown field "${k}"`);
   const peers: Peer[] = [];
   for (const [i, s] of listAt(r[names.endpoints], `${field}.${names.endpoints}`).entries()) peers.push(selector(s, `${field}.${names.endpoints}[${i}]`, scope, false));
@@ -107,10 +107,27 @@ function peerRule(r: unknown, field: string, direction: Direction, deny: boolean
   }
   const toPorts = listAt(r.toPorts, `${field}.toPorts`);
   const ports = toPorts.length ? toPorts.flatMap((tp, i) => portRules(tp, `${field}.toPorts[${i}]`, deny)) : undefined;
+  const authRequired = authentication(r.authentication, `${field}.authentication`, deny);
+  // The mesh's authorization is by identity and port; it cannot carry http rules, so an mTLS-only
+  // rule with them would admit nothing anywhere. Refused loudly rather than silently empty.
+  if (authRequired && ports?.some((p) => p.http)) throw new PolicyProblem(`${field}.authentication`, 'authentication required together with L7 http rules is not supported by sluice');
   // No L3 field: with ports, every peer on those ports; without, an empty rule that only turns enforcement on.
   const l3 = [names.endpoints, names.cidr, names.cidrSet, names.entities].some((k) => listAt(r[k], k).length > 0);
   if (!l3 && ports) peers.push(entityPeer('all') as Peer);
-  return { field, direction, deny, peers, ports };
+  return { field, direction, deny, peers, ports, ...(authRequired ? { authRequired } : {}) };
+}
+
+/** Cilium's rule-level `authentication`: true when the rule admits mTLS traffic only. */
+function authentication(v: unknown, field: string, deny: boolean): boolean {
+  if (v === undefined || v === null) return false;
+  // Cilium's deny rules have no such field: a deny applies whatever the transport.
+  if (deny) throw new PolicyProblem(field, 'deny rules take no authentication');
+  if (!isObject(v)) throw new PolicyProblem(field, 'want {mode}');
+  for (const k of Object.keys(v)) if (k !== 'mode') throw new PolicyProblem(`${field}.${k}`, `unknown field "${k}"`);
+  if (v.mode === 'disabled') return false;
+  if (v.mode === 'required') return true;
+  if (v.mode === 'test-always-fail') throw new PolicyProblem(`${field}.mode`, 'mode "test-always-fail" is not supported by sluice; want required or disabled');
+  throw new PolicyProblem(`${field}.mode`, `unknown mode ${JSON.stringify(v.mode)}; want required or disabled`);
 }
 
 function ruleSet(policy: CiliumNetworkPolicy | CiliumClusterwideNetworkPolicy, spec: unknown, base: string): RuleSet {

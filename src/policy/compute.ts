@@ -116,7 +116,11 @@ export function computePolicy(model: Model, ctx: PolicyContext): PolicyResult {
       for (const rs of applicable) {
         if (rs.enforce[direction]) enforced[direction] = true;
         for (const r of rs.rules) {
-          if (r.direction !== direction) continue;
+          // An mTLS-only rule admits nothing in plaintext: its peers' plaintext meets default deny. On
+          // ingress the mesh authz (mesh-authz-compute.ts) admits the meshed ones; on egress the
+          // source-side steering tunnels meshed→meshed, and a destination outside the mesh cannot
+          // authenticate, so the rule allows it nothing.
+          if (r.direction !== direction || r.authRequired) continue;
           const ids = peerIdentities(cache, r.peers);
           for (const pr of r.ports ?? [{ field: r.field, proto: PROTO.ANY, lo: 0, hi: 65535 }]) {
             // Peers by the listener their port's L7 rules go to (a named port may differ per peer).

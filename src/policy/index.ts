@@ -6,3 +6,5 @@ export { identityAllocators } from './identities.js';
 export { lookupVerdict } from './entries.js';
 export type { L7Listener, L7Peer, L7Rule } from './l7.js';
 export * from './datapath-state.js';
+export { computeMeshAuthz } from './mesh-authz-compute.js';
+export type { MeshAllow, MeshAuthz, MeshEndpointAuthz, MeshPortRange } from './mesh-authz.js';

@@ -37,6 +37,11 @@ export interface PeerRule {
   peers: Peer[];
   /** Undefined: every protocol and port. */
   ports?: PortRule[];
+  /**
+   * Cilium's `authentication: {mode: required}`: the rule admits its peers only
+   * over the mesh's mTLS, so it adds nothing to the plaintext datapath entries.
+   */
+  authRequired?: boolean;
 }
 
 export interface RuleSet {

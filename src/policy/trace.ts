@@ -36,6 +36,11 @@ export interface TraceStep {
   /** The deciding field, e.g. spec.ingress[0].toPorts[0].ports[0]. */
   field?: string;
   listener?: string;
+  /**
+   * A rule with `authentication: {mode: required}` would admit this, but only
+   * over the mesh's mTLS: in plaintext, as traced here, it does not count.
+   */
+  authRequired?: { policy: string; field: string };
 }
 
 export interface TraceResult {
@@ -70,14 +75,20 @@ function portMatch(result: PolicyResult, ports: PortRule[] | undefined, proto: n
 function evaluate(result: PolicyResult, direction: Direction, subject: number, remote: number, proto: number, q: TraceQuery): TraceStep {
   const { ruleSets, cache } = result.compiled;
   const applicable = ruleSets.filter((rs) => cache.select(rs.subject).has(subject));
-  const hits: { policy: string; rule: PeerRule; port: PortRule | 'all' }[] = [];
+  type Hit = { policy: string; rule: PeerRule; port: PortRule | 'all' };
+  const hits: Hit[] = [];
+  let mtls: Hit | undefined;
   for (const rs of applicable)
     for (const rule of rs.rules) {
       if (rule.direction !== direction || !rule.peers.some((p) => p.any || cache.select(p).has(remote))) continue;
       const port = portMatch(result, rule.ports, proto, q.port, direction, subject, rule.peers.some((p) => p.any) ? 0 : remote);
-      if (port) hits.push({ policy: rs.policy, rule, port });
+      if (!port) continue;
+      // Rules that require authentication have no plaintext entries (see compute.ts).
+      if (rule.authRequired) mtls ??= { policy: rs.policy, rule, port };
+      else hits.push({ policy: rs.policy, rule, port });
     }
-  const fieldOf = (h: (typeof hits)[number]) => (h.port === 'all' ? h.rule.field : h.port.field);
+  const fieldOf = (h: Hit) => (h.port === 'all' ? h.rule.field : h.port.field);
+  const authRequired = mtls ? { authRequired: { policy: mtls.policy, field: fieldOf(mtls) } } : {};
   const deny = hits.find((h) => h.rule.deny);
   if (deny) return { direction, verdict: 'deny', reason: 'rule', policy: deny.policy, field: fieldOf(deny) };
   const allow = hits.find((h) => h.port === 'all' || !h.port.http);
@@ -92,7 +103,7 @@ function evaluate(result: PolicyResult, direction: Direction, subject: number, r
     return { direction, verdict: 'deny', reason: 'l7-no-match', policy: l7.map((h) => h.policy).join(', '), listener };
   }
   const enforcing = applicable.filter((rs) => rs.enforce[direction]);
-  if (enforcing.length) return { direction, verdict: 'deny', reason: 'default-deny', policy: [...new Set(enforcing.map((rs) => rs.policy))].join(', ') };
+  if (enforcing.length) return { direction, verdict: 'deny', reason: 'default-deny', policy: [...new Set(enforcing.map((rs) => rs.policy))].join(', '), ...authRequired };
   return { direction, verdict: 'allow', reason: 'not-enforced' };
 }
 
