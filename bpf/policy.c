@@ -203,6 +203,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_polgen SEC(".maps");
 
+/* SLUICE_TEST_WITHOUT_MESH builds the object as it was before this map, for
+ * the upgrade test (test/policy-mesh-upgrade.test.ts). */
+#ifndef SLUICE_TEST_WITHOUT_MESH
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct lpm_addr_key);
@@ -211,6 +214,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_meshdst SEC(".maps");
+#endif
 
 static __always_inline __u8 live_set(void)
 {
@@ -338,9 +342,13 @@ static __always_inline __u32 identity_of(struct addr *a, __u8 set)
 /* The outbound listener port for a flow to a meshed pod on another node; 0 when the destination is not one. */
 static __always_inline __u16 mesh_port(struct addr *dst, __u8 set)
 {
+#ifdef SLUICE_TEST_WITHOUT_MESH
+	return 0;
+#else
 	struct lpm_addr_key k = { .prefixlen = 136, .set = set, .addr = *dst };
 	__u32 *port = bpf_map_lookup_elem(&sluice_meshdst, &k);
 	return port ? *port : 0;
+#endif
 }
 
 static __always_inline struct policy_val *policy_lookup(struct policy_key *k, __u32 identity)

@@ -49,14 +49,15 @@ export const EP = { x: 1, y: 2, s: 3, u: 4 } as const;
 /**
  * Starts the policy TC attacher in a node netns, as the agent would run it
  * there; resolves with what it adopted once each of `veths` (ifindexes) has
- * both hooks. Stopped, by PID, at teardown.
+ * both hooks. Stopped, by PID, at teardown. `objectPath`: another build of
+ * bpf/policy.c (an older version's, say).
  */
-export function tcAttacherStarter(t: Teardown, node: NetnsWorld, veths: number[]): () => Promise<{ child: ChildProcess; adopted: string[] }> {
+export function tcAttacherStarter(t: Teardown, node: NetnsWorld, veths: number[], objectPath = POLICY_OBJECT): () => Promise<{ child: ChildProcess; adopted: string[] }> {
   const attachers: ChildProcess[] = [];
   t.teardown(() => Promise.all(attachers.map(stopChild)));
   return () =>
     new Promise<{ child: ChildProcess; adopted: string[] }>((resolve, reject) => {
-      const child = spawn('nsenter', [`--net=/var/run/netns/${node.ns}`, process.execPath, join(root, 'test/helpers/tc-attacher.mjs'), node.pinDir, POLICY_OBJECT], {
+      const child = spawn('nsenter', [`--net=/var/run/netns/${node.ns}`, process.execPath, join(root, 'test/helpers/tc-attacher.mjs'), node.pinDir, objectPath], {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       attachers.push(child);
