@@ -7,13 +7,13 @@
 // nodeName, uid, serviceAccountName and addresses) into a directory that a
 // standalone agent per node can read. Everything goes at teardown, pass or fail.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Model } from '../../src/model/model.js';
 import type { ModelObject } from '../../src/model/objects.js';
 import { MESH_LABEL } from '../../src/mesh/membership.js';
-import { netnsWorld, stopChild, type NetnsWorld } from './netns.js';
+import { netnsWorld, removeCgroup, stopChild, type NetnsWorld } from './netns.js';
 import { podMaker, type Pod } from './policy-pods.js';
 import { eventually } from './envoy.js';
 import { yamlDir, type YamlDir } from './yaml-dir.js';
@@ -105,14 +105,7 @@ export async function twoNodeWorld(t: Teardown, namespaces: Record<string, boole
   // Pod cgroups go after the pods' processes (podMaker's teardown, registered later, runs first) and before the nodes'.
   const cgroups: string[] = [];
   t.teardown(async () => {
-    for (const dir of cgroups.reverse())
-      for (let i = 0; existsSync(dir); i++)
-        try {
-          rmdirSync(dir);
-        } catch (e) {
-          if (i >= 50) throw e;
-          await new Promise((r) => setTimeout(r, 100));
-        }
+    for (const dir of cgroups.reverse()) await removeCgroup(dir);
   });
   const makers = { n1: podMaker(t, nodes.n1), n2: podMaker(t, nodes.n2) };
   const counts = { n1: 0, n2: 0 };
