@@ -28,6 +28,14 @@
 //   drops:     per-CPU counters by reason.
 //   tpcfg:     one entry: proxy listener addresses and the mark that sends
 //              steered packets to the local route table.
+//   meshdst:   LPM (set, v4-mapped address prefix) -> proxy port: meshed pods
+//              on other nodes. A new TCP flow a meshed local endpoint's egress
+//              policy allows to one of them is steered to that port of the
+//              node's Envoy (its outbound listener), which carries it to the
+//              destination's node over mTLS: plaintext from a meshed pod never
+//              leaves the node. The destination's ingress policy is checked on
+//              its own node. Keyed by set like the ipcache, so a membership
+//              change switches with the rest of the state.
 //
 // A flow's verdict is decided at its first packet and kept in conntrack until
 // the entry expires: a policy change affects new flows only, as in Cilium.
@@ -52,6 +60,7 @@
 
 #define EP_INGRESS_ENFORCED 0x1
 #define EP_EGRESS_ENFORCED 0x2
+#define EP_MESHED 0x4
 
 #define IDENTITY_HOST 1
 #define IDENTITY_WORLD 2
@@ -194,6 +203,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_polgen SEC(".maps");
 
+/* SLUICE_TEST_WITHOUT_MESH builds the object as it was before this map, for
+ * the upgrade test (test/policy-mesh-upgrade.test.ts). */
+#ifndef SLUICE_TEST_WITHOUT_MESH
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm_addr_key);
+	__type(value, __u32); /* proxy port, host byte order */
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sluice_meshdst SEC(".maps");
+#endif
+
 static __always_inline __u8 live_set(void)
 {
 	__u32 zero = 0;
@@ -317,6 +339,18 @@ static __always_inline __u32 identity_of(struct addr *a, __u8 set)
 	return id ? *id : IDENTITY_WORLD;
 }
 
+/* The outbound listener port for a flow to a meshed pod on another node; 0 when the destination is not one. */
+static __always_inline __u16 mesh_port(struct addr *dst, __u8 set)
+{
+#ifdef SLUICE_TEST_WITHOUT_MESH
+	return 0;
+#else
+	struct lpm_addr_key k = { .prefixlen = 136, .set = set, .addr = *dst };
+	__u32 *port = bpf_map_lookup_elem(&sluice_meshdst, &k);
+	return port ? *port : 0;
+#endif
+}
+
 static __always_inline struct policy_val *policy_lookup(struct policy_key *k, __u32 identity)
 {
 	k->identity[0] = identity >> 24;
@@ -411,6 +445,18 @@ static __always_inline __u8 check(struct endpoint *ep, __u8 set, __u8 dir, struc
 			return VERDICT_DENY;
 		}
 		verdict = VERDICT_ALLOW;
+	}
+	/* A new flow a meshed pod opens to a meshed pod elsewhere goes into the
+	 * node's Envoy, never onto the wire in plaintext: recorded as a redirect,
+	 * so every later packet of it is steered too (or dropped with no listener).
+	 * Replies returned above, so flows the pod accepted are left alone. An L7
+	 * egress redirect keeps its own listener. */
+	if (verdict == VERDICT_ALLOW && dir == DIR_EGRESS && (ep->flags & EP_MESHED) && f->proto == IPPROTO_TCP && !from_host) {
+		__u16 mp = mesh_port(&f->dst, set);
+		if (mp) {
+			verdict = VERDICT_REDIRECT;
+			pv.proxy_port = mp;
+		}
 	}
 	/* Only TC ingress can steer. What the node sends itself goes straight; a
 	 * forwarded packet that met no ingress hook (an interface the attacher has

@@ -56,7 +56,7 @@ class FakeMap {
 
 function fakeMaps(ops: { n: number; failAt: number; after: () => void }) {
   const m = (name: string) => new FakeMap(name, ops);
-  const maps = { ipcache: m('ipcache'), endpoints: m('endpoints'), policy: m('policy'), ct: m('ct'), drops: m('drops'), tpcfg: m('tpcfg'), polgen: m('polgen'), close() {} };
+  const maps = { ipcache: m('ipcache'), endpoints: m('endpoints'), policy: m('policy'), ct: m('ct'), drops: m('drops'), tpcfg: m('tpcfg'), polgen: m('polgen'), mesh: m('mesh'), close() {} };
   return maps;
 }
 
@@ -102,8 +102,11 @@ function judge(maps: ReturnType<typeof fakeMaps>, p: Probe): string {
   const [a, b] = [look(identity), look(0)];
   if (a === 'deny' || b === 'deny') return 'deny';
   if (a === 'redirect' || b === 'redirect') return 'redirect';
-  if (a === 'allow' || b === 'allow') return 'allow';
-  return ep.flags & (p.dir === 'ingress' ? 1 : 2) ? 'deny' : 'allow';
+  const verdict = a === 'allow' || b === 'allow' ? 'allow' : ep.flags & (p.dir === 'ingress' ? 1 : 2) ? 'deny' : 'allow';
+  // A meshed endpoint's allowed TCP to a meshed pod elsewhere goes to the outbound listener.
+  const mesh = lpm(maps.mesh, ipcacheKey(p.peer, set));
+  if (verdict === 'allow' && p.dir === 'egress' && ep.flags & 4 && p.proto === 6 && mesh) return `mesh:${mesh.readUInt32LE(0)}`;
+  return verdict;
 }
 
 const IPS = { x: '10.244.0.11', y: '10.244.0.12', s: '10.244.0.13', u: '10.244.0.14', far: '192.0.2.10', other: '10.244.9.9' };
@@ -120,7 +123,7 @@ const e = (endpoint: number, direction: 'ingress' | 'egress', identity: number, 
   proxyPort: verdict === 'redirect' ? 15001 : undefined,
 });
 
-function state(enforce: Record<string, string[]>, entries: PolicyEntry[], opts: { without?: string[]; extraIpcache?: boolean; moved?: boolean } = {}): PolicyDatapathState {
+function state(enforce: Record<string, string[]>, entries: PolicyEntry[], opts: { without?: string[]; extraIpcache?: boolean; moved?: boolean; meshed?: string[]; meshDestinations?: string[] } = {}): PolicyDatapathState {
   const pods = (['x', 'y', 's', 'u'] as const).filter((p) => !opts.without?.includes(p));
   return {
     ipcache: [
@@ -136,7 +139,9 @@ function state(enforce: Record<string, string[]>, entries: PolicyEntry[], opts: 
       identity: IDS[p],
       ingressEnforced: enforce[p]?.includes('ingress') ?? false,
       egressEnforced: enforce[p]?.includes('egress') ?? false,
+      ...(opts.meshed?.includes(p) ? { meshed: true } : {}),
     })),
+    ...(opts.meshDestinations ? { meshDestinations: opts.meshDestinations.map((prefix) => ({ prefix, proxyPort: 15001 })) } : {}),
     entries,
   };
 }
@@ -151,6 +156,8 @@ const STATES: Record<string, PolicyDatapathState> = {
   range: state({ s: ['ingress'] }, [e(3, 'ingress', IDS.x, 6, 0, 'allow', 6), e(3, 'ingress', IDS.x, 6, 80, 'deny'), e(3, 'ingress', IDS.y, 6, 8080, 'allow')]),
   noS: state({ x: ['egress'] }, [e(1, 'egress', 0, 6, 80, 'allow')], { without: ['s'] }),
   moved: state({ s: ['ingress'] }, [e(3, 'ingress', IDS.x, 6, 80, 'allow')], { moved: true }),
+  meshed: state({ s: ['ingress'] }, [e(3, 'ingress', IDS.x, 6, 80, 'allow')], { meshed: ['x', 's'], meshDestinations: ['10.244.9.9/32', '192.0.2.0/24'] }),
+  meshMoved: state({ x: ['egress'] }, [e(1, 'egress', 0, 6, 80, 'allow')], { meshed: ['x'], meshDestinations: ['10.244.9.9/32'] }),
 };
 
 const PROBES: Probe[] = [];
@@ -201,11 +208,11 @@ t.test('every operation of every change keeps each probe at its old or its new v
       t.same(judgeAll(maps), expect!.next, `${a} -> ${b}: ends at the new verdicts`);
       checked++;
     }
-  t.equal(checked, 72);
+  t.equal(checked, 110);
 });
 
 t.test('a write failing at any point leaves old-or-new verdicts, reports it, and the next apply converges', async (t) => {
-  for (const [a, b] of [['allowX80', 'allowXY'], ['open', 'redirect'], ['anyButY', 'range'], ['allowXY', 'noS'], ['denyOnly', 'moved']]) {
+  for (const [a, b] of [['allowX80', 'allowXY'], ['open', 'redirect'], ['anyButY', 'range'], ['allowXY', 'noS'], ['denyOnly', 'moved'], ['allowX80', 'meshed'], ['meshed', 'meshMoved']]) {
     const { writes } = transition(STATES[a], STATES[b]);
     t.ok(writes > 1, `${a} -> ${b} takes ${writes} operations`);
     for (let failAt = 1; failAt <= writes; failAt++) {

@@ -47,8 +47,8 @@ function keyOf(e: PolicyEntry, set: number): string {
   }
 }
 
-/** Whether a view asks anything of the kernel: some pod on this node is enforced or has entries. */
-const enforcing = (s: PolicyDatapathState) => s.entries.length > 0 || s.endpoints.some((e) => e.ingressEnforced || e.egressEnforced);
+/** Whether a view asks anything of the kernel: some pod on this node is enforced, has entries or is meshed. */
+const enforcing = (s: PolicyDatapathState) => s.entries.length > 0 || s.endpoints.some((e) => e.ingressEnforced || e.egressEnforced || e.meshed);
 
 export class PolicyDatapath {
   private reconciler?: PolicyReconciler;

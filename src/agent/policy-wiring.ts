@@ -12,6 +12,8 @@ import type { TranslateContext } from '../translate/context.js';
 import type { ObjectTranslation } from '../translate/output.js';
 import type { Any } from '../proto/any.js';
 import { translatePolicyListeners } from '../translate/policy-l7.js';
+import { meshWorkloads } from '../mesh/membership.js';
+import { meshDatapath, withMesh } from '../mesh/datapath.js';
 
 export interface PolicyView {
   /** The latest computation; undefined before the first model. */
@@ -55,7 +57,16 @@ export class PolicyWiring {
   private ackSeen = false;
   private readonly subscribers = new Set<(view: PolicyView) => void>();
 
-  constructor(stateDir: string | undefined) {
+  /**
+   * With `mesh`, meshed pods' flows to meshed pods on other nodes are steered
+   * into the node's outbound listener. That steering is not ACK-gated like L7
+   * redirects: before Envoy holds the listener, the kernel finds no socket
+   * and drops (DROP_NO_PROXY), so a meshed flow is late, never in plaintext.
+   */
+  constructor(
+    stateDir: string | undefined,
+    private readonly opts: { mesh?: { trustDomain: string } } = {},
+  ) {
     const file = (name: string) => (stateDir ? join(stateDir, name) : undefined);
     this.allocators = identityAllocators({ identities: file('policy-identities.json'), cidrs: file('policy-cidr-identities.json'), endpoints: file('policy-endpoints.json') });
   }
@@ -87,7 +98,8 @@ export class PolicyWiring {
     this.units = units;
     const entries = result.state.entries.map((e) => (e.verdict !== 'redirect' ? e : ports.has(e.listener!) ? { ...e, proxyPort: ports.get(e.listener!)! } : drop(e)));
     this.result = result;
-    this.desired = { ...result.state, entries };
+    const state = { ...result.state, entries };
+    this.desired = this.opts.mesh ? withMesh(state, meshDatapath(meshWorkloads(model, this.opts.mesh.trustDomain), ctx.nodeName)) : state;
     this.regate();
     return units;
   }

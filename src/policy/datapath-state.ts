@@ -41,6 +41,11 @@ export interface EndpointEntry {
   /** Some policy selects this endpoint in that direction: what no entry allows is dropped. */
   ingressEnforced: boolean;
   egressEnforced: boolean;
+  /**
+   * The pod is in the mesh (src/mesh/membership.ts): its new TCP flows to
+   * meshDestinations go into the node's Envoy rather than onto the wire.
+   */
+  meshed?: boolean;
 }
 
 export type Verdict = 'allow' | 'deny' | 'redirect';
@@ -70,8 +75,17 @@ export interface PolicyEntry {
   proxyPort?: number;
 }
 
+/** A meshed pod on another node, and the port of this node's Envoy that takes meshed pods' flows to it. */
+export interface MeshDestination {
+  /** "10.0.1.5/32" or "fd00::5/128". */
+  prefix: string;
+  proxyPort: number;
+}
+
 export interface PolicyDatapathState {
   ipcache: IpcacheEntry[];
   endpoints: EndpointEntry[];
   entries: PolicyEntry[];
+  /** Absent: none, nothing is steered for the mesh. */
+  meshDestinations?: MeshDestination[];
 }

@@ -22,6 +22,7 @@ import {
   endpointVal,
   EP_EGRESS_ENFORCED,
   EP_INGRESS_ENFORCED,
+  EP_MESHED,
   ipcacheKey,
   keySet,
   policyKey,
@@ -48,7 +49,7 @@ export interface PolicyReconcilerOptions {
 type Mirror = Map<string, string>;
 const IDLE_COPY_DELAY_MS = 100;
 type Kind = keyof typeof keySet;
-const KINDS: Kind[] = ['ipcache', 'endpoints', 'policy'];
+const KINDS: Kind[] = ['ipcache', 'endpoints', 'policy', 'mesh'];
 
 const hex = (b: Buffer) => b.toString('hex');
 const buf = (h: string) => Buffer.from(h, 'hex');
@@ -58,7 +59,7 @@ function readMirror(map: BpfMap): Mirror {
 }
 
 /** Where, in a key's hex form, the digit holding its set sits (see keySet); bit 1 of it for policy, bit 0 otherwise. */
-const SET_DIGIT: Record<Kind, { at: number; bit: number }> = { ipcache: { at: 9, bit: 1 }, endpoints: { at: 33, bit: 1 }, policy: { at: 13, bit: 2 } };
+const SET_DIGIT: Record<Kind, { at: number; bit: number }> = { ipcache: { at: 9, bit: 1 }, endpoints: { at: 33, bit: 1 }, policy: { at: 13, bit: 2 }, mesh: { at: 9, bit: 1 } };
 
 function setOf(kind: Kind, key: string): number {
   const { at, bit } = SET_DIGIT[kind];
@@ -85,7 +86,7 @@ export class PolicyReconciler {
     readonly maps: PolicyMaps,
     private readonly opts: PolicyReconcilerOptions = {},
   ) {
-    this.mirrors = { ipcache: readMirror(maps.ipcache), endpoints: readMirror(maps.endpoints), policy: readMirror(maps.policy) };
+    this.mirrors = { ipcache: readMirror(maps.ipcache), endpoints: readMirror(maps.endpoints), policy: readMirror(maps.policy), mesh: readMirror(maps.mesh) };
     this.live = (maps.polgen.lookup(u32le(0))?.readUInt32LE(0) ?? 0) & 1;
   }
 
@@ -102,7 +103,7 @@ export class PolicyReconciler {
   /** How many entries the live set holds in each map. */
   get sizes(): Record<Kind, number> {
     const count = (kind: Kind) => [...this.mirrors[kind].keys()].filter((k) => setOf(kind, k) === this.live).length;
-    return { ipcache: count('ipcache'), endpoints: count('endpoints'), policy: count('policy') };
+    return { ipcache: count('ipcache'), endpoints: count('endpoints'), policy: count('policy'), mesh: count('mesh') };
   }
 
   apply(state: PolicyDatapathState): PolicyApplyResult {
@@ -206,12 +207,20 @@ export class PolicyReconciler {
    * is enforced whole or not changed, never half.
    */
   private encode(state: PolicyDatapathState, set: number, current: Record<Kind, Mirror>): Record<Kind, Mirror> {
-    const out: Record<Kind, Mirror> = { ipcache: new Map(), endpoints: new Map(), policy: new Map() };
+    const out: Record<Kind, Mirror> = { ipcache: new Map(), endpoints: new Map(), policy: new Map(), mesh: new Map() };
     for (const e of state.ipcache) {
       try {
         out.ipcache.set(hex(ipcacheKey(e.prefix, set)), hex(u32le(e.identity)));
       } catch (err) {
         this.error(`ipcache entry ${e.prefix}: ${(err as Error).message}`);
+      }
+    }
+    for (const d of state.meshDestinations ?? []) {
+      try {
+        if (!Number.isInteger(d.proxyPort) || d.proxyPort <= 0 || d.proxyPort > 0xffff) throw new Error(`proxy port ${d.proxyPort} is not 1..65535`);
+        out.mesh.set(hex(ipcacheKey(d.prefix, set)), hex(u32le(d.proxyPort)));
+      } catch (err) {
+        this.error(`mesh destination ${d.prefix}: ${(err as Error).message}`);
       }
     }
     const invalid = new Set<number>();
@@ -292,7 +301,7 @@ export class PolicyReconciler {
 }
 
 function flagsOf(ep: EndpointEntry): number {
-  return (ep.ingressEnforced ? EP_INGRESS_ENFORCED : 0) | (ep.egressEnforced ? EP_EGRESS_ENFORCED : 0);
+  return (ep.ingressEnforced ? EP_INGRESS_ENFORCED : 0) | (ep.egressEnforced ? EP_EGRESS_ENFORCED : 0) | (ep.meshed ? EP_MESHED : 0);
 }
 
 function sameEntries(a: Mirror, b: Mirror): boolean {

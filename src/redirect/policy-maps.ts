@@ -13,6 +13,7 @@ export const POLICY_MAPS = {
   drops: 'sluice_drops',
   tpcfg: 'sluice_tpcfg',
   polgen: 'sluice_polgen',
+  mesh: 'sluice_meshdst',
 } as const;
 
 export const POLICY_SIZES = {
@@ -34,6 +35,7 @@ export type DropReason = (typeof DROP_REASONS)[number];
 export const VERDICT_CODE: Record<Verdict, number> = { allow: 1, deny: 2, redirect: 3 };
 export const EP_INGRESS_ENFORCED = 0x1;
 export const EP_EGRESS_ENFORCED = 0x2;
+export const EP_MESHED = 0x4;
 
 /** 16 bytes, IPv4 as ::ffff:a.b.c.d, so one map serves both families. */
 export function addr16(ip: string): Buffer {
@@ -87,6 +89,7 @@ export const keySet = {
   ipcache: (k: Buffer) => k.readUInt8(4),
   endpoints: (k: Buffer) => k.readUInt32LE(16),
   policy: (k: Buffer) => (k.readUInt8(6) >> 1) & 1,
+  mesh: (k: Buffer) => k.readUInt8(4),
 };
 
 export function u32le(n: number): Buffer {

@@ -38,6 +38,8 @@ export interface PolicyMaps {
   drops: BpfMap;
   tpcfg: BpfMap;
   polgen: BpfMap;
+  /** Meshed pods on other nodes; keyed like the ipcache (ipcacheKey), the value a u32 proxy port. */
+  mesh: BpfMap;
   close(): void;
 }
 
@@ -71,6 +73,7 @@ export function openPolicyMaps(pinDir: string, objectPath = POLICY_OBJECT): Poli
       drops: map(POLICY_MAPS.drops, 4, 8 * possibleCpus()),
       tpcfg: map(POLICY_MAPS.tpcfg, 4, POLICY_SIZES.tpcfg),
       polgen: map(POLICY_MAPS.polgen, 4, 4),
+      mesh: map(POLICY_MAPS.mesh, POLICY_SIZES.ipcacheKey, 4),
       close: () => fds.splice(0).forEach((fd) => bpf.closeFd(fd)),
     };
   } catch (e) {

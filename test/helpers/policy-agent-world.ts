@@ -4,10 +4,8 @@
 // Kubernetes YAML from a directory the test edits. Optionally a host outside
 // the pod range (no Pod object): the world. Everything goes at teardown.
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { renderBootstrap } from '../../src/envoy/bootstrap.js';
 import { PolicyReconciler } from '../../src/redirect/policy-datapath.js';
 import { openPolicyMaps, POLICY_OBJECT, policyPinDir } from '../../src/redirect/policy-object.js';
@@ -16,6 +14,7 @@ import { spawnAgentInNetns } from './agent-process.js';
 import { eventually, startEnvoy, type EnvoyHandle } from './envoy.js';
 import { netnsWorld, stopChild, type NetnsWorld } from './netns.js';
 import { podMaker, type Pod } from './policy-pods.js';
+import { yamlDir } from './yaml-dir.js';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -87,15 +86,7 @@ export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { pr
   pods.forEach((p, i) => (made[p.name] = make(i + 1, p.ip, `fd00:244::a:${(i + 1).toString(16)}`)));
   await Promise.all(pods.filter((p) => p.http?.length).map((p) => made[p.name].servers({ http: p.http!.map((port) => ({ ip: p.ip, port, name: p.name })) })));
 
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-policy-e2e-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const src = join(dir, 'src');
-  mkdirSync(src);
-  const write = (file: string, docs: object[]) => {
-    if (!docs.length) return rmSync(join(src, file), { force: true });
-    writeFileSync(join(dir, 'tmp.yaml'), docs.map((d) => stringify(d)).join('---\n'));
-    renameSync(join(dir, 'tmp.yaml'), join(src, file));
-  };
+  const { dir, src, write } = yamlDir(t, 'sluice-policy-e2e-');
   write('pods.yaml', pods.filter((p) => !p.outside).map(podObject));
   const socketPath = join(dir, 'xds.sock');
 

@@ -44,7 +44,9 @@ export function podMaker(t: Teardown, node: NetnsWorld) {
   });
   node.sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
   node.sh('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
-  return (k: number, ip: string, ip6: string): Pod => {
+  /** `cgroupDir`: the pod's own cgroup, which its clients and servers join (else the node world's). */
+  return (k: number, ip: string, ip6: string, opts: { cgroupDir?: string } = {}): Pod => {
+    const cgroupDir = opts.cgroupDir ?? node.cgroupDir;
     const ns = `${node.ns}-q${k}`;
     const veth = `lxc${k}`;
     execFileSync('ip', ['netns', 'add', ns]);
@@ -65,7 +67,8 @@ export function podMaker(t: Teardown, node: NetnsWorld) {
     psh('ip', ['addr', 'add', `${ip6}/128`, 'dev', 'eth0', 'nodad']);
     psh('ip', ['-6', 'route', 'add', GATEWAY6, 'dev', 'eth0']);
     psh('ip', ['-6', 'route', 'add', 'default', 'via', GATEWAY6, 'dev', 'eth0']);
-    const script = (plan: object[]) => `echo $$ > ${node.cgroupDir}/cgroup.procs && exec ${process.execPath} ${join(here, 'netns-client.mjs')} '${JSON.stringify(plan)}'`;
+    const inCgroup = (file: string, arg: object) => `echo $$ > ${cgroupDir}/cgroup.procs && exec ${process.execPath} ${join(here, file)} '${JSON.stringify(arg)}'`;
+    const script = (plan: object[]) => inCgroup('netns-client.mjs', plan);
     return {
       ns,
       ip,
@@ -83,7 +86,9 @@ export function podMaker(t: Teardown, node: NetnsWorld) {
         }),
       servers: (cfg) =>
         new Promise((resolve, reject) => {
-          const c = spawn('nsenter', [`--net=/var/run/netns/${ns}`, process.execPath, join(here, 'netns-server.mjs'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+          // Servers join a cgroup only when the pod has its own, as they always did.
+          const cmd = opts.cgroupDir ? ['sh', '-c', inCgroup('netns-server.mjs', cfg)] : [process.execPath, join(here, 'netns-server.mjs'), JSON.stringify(cfg)];
+          const c = spawn('nsenter', [`--net=/var/run/netns/${ns}`, ...cmd], { stdio: ['ignore', 'pipe', 'inherit'] });
           children.push(c);
           c.stdout!.on('data', (d) => String(d).includes('ready') && resolve(c));
           c.on('exit', (code) => reject(new Error(`servers exited with ${code}`)));

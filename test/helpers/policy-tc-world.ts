@@ -46,26 +46,18 @@ export const entry = (endpoint: number, direction: 'ingress' | 'egress', identit
 /** Endpoint numbers of the pods. */
 export const EP = { x: 1, y: 2, s: 3, u: 4 } as const;
 
-export async function policyWorld(t: Teardown): Promise<PolicyWorld> {
-  for (const f of [POLICY_OBJECT, join(root, 'dist/redirect/tc-attach.js')])
-    if (!existsSync(f)) throw new Error(`${f} is missing: run scripts/setup.sh (or npm run build and the clang line for bpf/policy.c)`);
-  const node = await netnsWorld(t, []);
-  const pod = podMaker(t, node);
-  const pods = { x: pod(1, IP.x, IP6.x), y: pod(2, IP.y, IP6.y), s: pod(3, IP.s, IP6.s), u: pod(4, IP.u, IP6.u), w: pod(5, IP.w, IP6.w) };
-  await Promise.all([
-    pods.s.servers({ http: [{ ip: IP.s, port: 80, name: 'deathstar' }, { ip: IP6.s, port: 80, name: 'deathstar6' }], tcp: [{ ip: IP.s, port: 8080, name: 'deathstar-8080' }], echo: [{ ip: IP.s, port: 9000 }] }),
-    pods.u.servers({ http: [{ ip: IP.u, port: 80, name: 'open' }] }),
-    pods.w.servers({ http: [{ ip: IP.w, port: 80, name: 'world' }] }),
-    pods.x.servers({ http: [{ ip: IP.x, port: 80, name: 'x' }] }),
-  ]);
-  const reconciler = PolicyReconciler.open(node.pinDir, { retryMs: 0 });
-  t.teardown(() => reconciler.close());
+/**
+ * Starts the policy TC attacher in a node netns, as the agent would run it
+ * there; resolves with what it adopted once each of `veths` (ifindexes) has
+ * both hooks. Stopped, by PID, at teardown. `objectPath`: another build of
+ * bpf/policy.c (an older version's, say).
+ */
+export function tcAttacherStarter(t: Teardown, node: NetnsWorld, veths: number[], objectPath = POLICY_OBJECT): () => Promise<{ child: ChildProcess; adopted: string[] }> {
   const attachers: ChildProcess[] = [];
   t.teardown(() => Promise.all(attachers.map(stopChild)));
-  const veths = Object.values(pods).map((p) => p.ifindex());
-  const startAttacher = () =>
+  return () =>
     new Promise<{ child: ChildProcess; adopted: string[] }>((resolve, reject) => {
-      const child = spawn('nsenter', [`--net=/var/run/netns/${node.ns}`, process.execPath, join(root, 'test/helpers/tc-attacher.mjs'), node.pinDir, POLICY_OBJECT], {
+      const child = spawn('nsenter', [`--net=/var/run/netns/${node.ns}`, process.execPath, join(root, 'test/helpers/tc-attacher.mjs'), node.pinDir, objectPath], {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       attachers.push(child);
@@ -82,6 +74,24 @@ export async function policyWorld(t: Teardown): Promise<PolicyWorld> {
       });
       child.on('exit', (code) => reject(new Error(`attacher exited with ${code}`)));
     });
+}
+
+export async function policyWorld(t: Teardown): Promise<PolicyWorld> {
+  for (const f of [POLICY_OBJECT, join(root, 'dist/redirect/tc-attach.js')])
+    if (!existsSync(f)) throw new Error(`${f} is missing: run scripts/setup.sh (or npm run build and the clang line for bpf/policy.c)`);
+  const node = await netnsWorld(t, []);
+  const pod = podMaker(t, node);
+  const pods = { x: pod(1, IP.x, IP6.x), y: pod(2, IP.y, IP6.y), s: pod(3, IP.s, IP6.s), u: pod(4, IP.u, IP6.u), w: pod(5, IP.w, IP6.w) };
+  await Promise.all([
+    pods.s.servers({ http: [{ ip: IP.s, port: 80, name: 'deathstar' }, { ip: IP6.s, port: 80, name: 'deathstar6' }], tcp: [{ ip: IP.s, port: 8080, name: 'deathstar-8080' }], echo: [{ ip: IP.s, port: 9000 }] }),
+    pods.u.servers({ http: [{ ip: IP.u, port: 80, name: 'open' }] }),
+    pods.w.servers({ http: [{ ip: IP.w, port: 80, name: 'world' }] }),
+    pods.x.servers({ http: [{ ip: IP.x, port: 80, name: 'x' }] }),
+  ]);
+  const reconciler = PolicyReconciler.open(node.pinDir, { retryMs: 0 });
+  t.teardown(() => reconciler.close());
+  const veths = Object.values(pods).map((p) => p.ifindex());
+  const startAttacher = tcAttacherStarter(t, node, veths);
   const state: PolicyWorld['state'] = ({ enforce = {}, entries = [] }) => ({
     ipcache: [
       { prefix: '0.0.0.0/0', identity: ReservedIdentity.World },
