@@ -62,6 +62,17 @@ export async function stopChild(c: ChildProcess | undefined): Promise<void> {
   await gone;
 }
 
+/** Removes an (empty or emptying) cgroup directory: a cgroup empties a moment after its last process exits. */
+export async function removeCgroup(dir: string): Promise<void> {
+  for (let i = 0; existsSync(dir); i++)
+    try {
+      rmdirSync(dir);
+    } catch (e) {
+      if (i >= 50) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+}
+
 export async function netnsWorld(t: Teardown, addresses: string[]): Promise<NetnsWorld> {
   requireDatapathPrerequisites();
   const id = `${process.pid}-${Math.random().toString(36).slice(2, 7)}`;
@@ -87,14 +98,7 @@ export async function netnsWorld(t: Teardown, addresses: string[]): Promise<Netn
       } catch {
         /* not there, or not ours to fix: the next step still runs */
       }
-    // A cgroup empties a moment after its last process exits.
-    for (let i = 0; existsSync(cgroupDir); i++)
-      try {
-        rmdirSync(cgroupDir);
-      } catch (e) {
-        if (i >= 50) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+    await removeCgroup(cgroupDir);
   });
   execFileSync('mount', ['-t', 'bpf', 'bpf', bpffs]);
   mkdirSync(pinDir);
