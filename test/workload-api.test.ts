@@ -38,7 +38,7 @@ const pod = (ns: string, name: string, sa: string, uid: string, node: string) =>
   spec: { nodeName: node, serviceAccountName: sa },
   status: { phase: 'Running', podIP: '10.0.0.1' },
 });
-const model = Model.from(
+let model = Model.from(
   [pod('shop', 'frontend-1', 'frontend', uidA, NODE), pod('bank', 'ledger-1', 'ledger', uidB, NODE), pod('shop', 'elsewhere', 'frontend', uidC, 'n2')].map(
     (object) => ({ object: object as ModelObject }),
   ),
@@ -204,4 +204,18 @@ t.test('two concurrent streams keep their own identities; rotation reaches only 
   t.equal(b2.spiffeId, idB);
   t.ok(sameSerial(b2.serial!, newB.serial), "B's next response is B's own rotation, nothing from A's");
   t.equal(a.seen.length, 2, "A's stream got nothing for B's rotation");
+
+  source.bumpBundle();
+  const [a3, b3] = await Promise.all([a.next(3), b.next(3)]);
+  t.same([a3.spiffeId, b3.spiffeId], [idA, idB], 'a bundle change reaches every stream');
+  t.ok(sameSerial(a3.serial!, newA.serial) && sameSerial(b3.serial!, newB.serial), 'with the same SVIDs');
+});
+
+t.test('a pod gone from the model loses its identity', async (t) => {
+  const before = model;
+  model = Model.from(before.list('Pod').filter((p) => p.metadata.uid !== uidA).map((object) => ({ object })));
+  t.teardown(() => void (model = before));
+  const r = await goClient(cgA, nsA);
+  t.equal(r.code, 1);
+  t.match(r.out, { step: 'FetchX509Context', code: 'PermissionDenied' });
 });

@@ -13,6 +13,8 @@ import type { JwtSvid, TrustBundle, X509Svid } from '../../src/identity/types.js
 export interface FixtureSource extends WorkloadIdentitySource {
   /** Issues a fresh SVID for this identity and reports the change. */
   rotate(spiffeId: string): X509Svid;
+  /** A new bundle sequence (as when a signing key is added), reported as a bundle change. */
+  bumpBundle(): void;
   wanted: Set<string>;
 }
 
@@ -55,14 +57,15 @@ export async function fixtureSource(t: { teardown(fn: () => unknown): void }, tr
   const { publicKey, privateKey } = await generateKeyPair('ES256');
   const kid = randomBytes(8).toString('hex');
   const jwks = { keys: [{ ...(await exportJWK(publicKey)), kid, use: 'jwt-svid' }] as Record<string, unknown>[] };
-  const bundle: TrustBundle = { trustDomain, x509AuthoritiesPem: [caPem], jwks, sequence: 1 };
+  let bundle: TrustBundle = { trustDomain, x509AuthoritiesPem: [caPem], jwks, sequence: 1 };
   const svids = new Map(ids.map((id) => [id, issue(id)]));
   const listeners = new Set<(c: string[] | 'bundle') => void>();
   // jose matches only keys with no `use` or use "sig"; the SPIFFE bundle says "jwt-svid".
   const localJwks = createLocalJWKSet({ keys: jwks.keys.map(({ use: _use, ...k }) => k) } as never);
 
+  const wanted = new Set<string>();
   return {
-    wanted: new Set(),
+    wanted,
     x509Svid: (id) => svids.get(id),
     bundle: () => bundle,
     async issueJwtSvid(spiffeId, audience): Promise<JwtSvid> {
@@ -86,13 +89,17 @@ export async function fixtureSource(t: { teardown(fn: () => unknown): void }, tr
       return () => listeners.delete(cb);
     },
     want(ids) {
-      for (const id of ids) this.wanted.add(id);
+      for (const id of ids) wanted.add(id);
     },
     rotate(spiffeId) {
       const svid = issue(spiffeId);
       svids.set(spiffeId, svid);
       for (const l of listeners) l([spiffeId]);
       return svid;
+    },
+    bumpBundle() {
+      bundle = { ...bundle, sequence: bundle.sequence + 1 };
+      for (const l of listeners) l('bundle');
     },
   };
 }
