@@ -51,7 +51,12 @@ npm run --silent build
 mkdir -p build/bpf
 clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -Wall -c bpf/sock_lb.c -o build/bpf/sock_lb.o
 clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -Wall -c bpf/policy.c -o build/bpf/policy.o
-if [ ! -f native/build/Release/sluice_bpf.node ] || [ native/sluice_bpf.c -nt native/build/Release/sluice_bpf.node ]; then
+addon_stale=0
+for a in sluice_bpf sluice_peercred; do [ -f "native/build/Release/$a.node" ] || addon_stale=1; done
+for f in native/*.c native/binding.gyp; do [ "$f" -nt native/build/Release/sluice_bpf.node ] && addon_stale=1; done
+if [ "$addon_stale" = 1 ]; then
   (cd native && ../node_modules/.bin/node-gyp rebuild --nodedir=/usr >/dev/null)
 fi
+# The go-spiffe client the Workload API test runs.
+"$here/scripts/install-spiffe-client.sh" >/dev/null
 log "ready: envoy $("$cache/bin/envoy" --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p'), node $(node --version)"
