@@ -49,7 +49,7 @@ interface Connection {
 }
 
 /** Where the agent serves the API by default; the chart mounts its directory into workloads as a hostPath. */
-export const DEFAULT_WORKLOAD_API_SOCKET = '/run/sluice/workload-api/socket';
+export const DEFAULT_WORKLOAD_API_SOCKET = '/run/sluice/workload/socket';
 
 const HEADER = 'workload.spiffe.io';
 type Failure = { code: grpc.status; details: string };
