@@ -33,7 +33,7 @@ export interface TrustBundle {
   trustDomain: string;
   /** Root certificates in PEM. */
   x509AuthoritiesPem: string[];
-  /** JWT signing keys as a JWKS (public keys, each with kid and use "jwt-svid"). */
+  /** The SPIFFE bundle JWKS: JWT signing keys (kid, use "jwt-svid") and the X.509 roots (use "x509-svid", x5c). */
   jwks: { keys: Record<string, unknown>[] };
   /** Changes whenever either set changes. */
   sequence: number;
