@@ -65,7 +65,10 @@ export async function loadOrCreateCaSecret(opts: CaSecretOptions): Promise<Spiff
       try {
         await api.createNamespacedSecret({ namespace, body });
       } catch (err) {
-        if (status(err) === 409) continue;
+        if (status(err) === 409) {
+          log?.info({ secret: `${namespace}/${name}` }, 'another agent created the CA Secret first; using theirs');
+          continue;
+        }
         throw new Error(`creating the CA Secret ${namespace}/${name}: ${describe(err)}`);
       }
       log?.info({ secret: `${namespace}/${name}`, trustDomain: opts.trustDomain }, 'created the SPIFFE root CA Secret');
