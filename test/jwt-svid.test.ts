@@ -5,11 +5,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { SpiffeCa } from '../src/identity/ca.js';
 import { jwtVerificationJwks } from '../src/identity/jwt-svid.js';
 
-type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 const ID = 'spiffe://example.org/ns/shop/sa/web';
 
 async function newCa(t: Test, trustDomain = 'example.org', now?: () => Date): Promise<{ ca: SpiffeCa; dir: string }> {

@@ -5,12 +5,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { SpiffeCa } from '../src/identity/ca.js';
 import { loadOrCreateCaSecret } from '../src/identity/kube-ca-secret.js';
 import { createRootPem } from '../src/identity/root.js';
 import { startKubeCluster, type KubeCluster } from './helpers/kube-apiserver.js';
+import { logLines } from './helpers/log-lines.js';
 
 const cluster: KubeCluster = await startKubeCluster(t);
 const NS = 'sluice-system';
@@ -26,13 +26,8 @@ function secret(name: string): { type: string; data: Record<string, string> } {
   return JSON.parse(cluster.kubectlOk(['-n', NS, 'get', 'secret', name, '-o', 'json']));
 }
 
-function capture(): { log: ReturnType<typeof pino>; lines: string[] } {
-  const lines: string[] = [];
-  return { lines, log: pino({ level: 'info' }, { write: (s: string) => void lines.push(s) }) };
-}
-
 t.test('four agents starting together create one root Secret and all use it', async (t) => {
-  const { log, lines } = capture();
+  const { log, lines } = logLines('info');
   const cas = await Promise.all(
     Array.from({ length: 4 }, () => loadOrCreateCaSecret({ kubeConfig: kubeConfig(), namespace: NS, name: 'sluice-ca', trustDomain: 'cluster.local', log })),
   );

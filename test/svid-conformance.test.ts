@@ -4,17 +4,15 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { SpiffeCa } from '../src/identity/ca.js';
 import { parseSpiffeId } from '../src/identity/spiffe-id.js';
 import type { KeyType } from '../src/identity/types.js';
 import { x509 } from '../src/identity/x509.js';
+import { logLines } from './helpers/log-lines.js';
 
 const TD = 'example.org';
 const ID = 'spiffe://example.org/ns/default/sa/web';
-
-type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-ca-'));
@@ -171,8 +169,7 @@ t.test('a root that is not a CA, or of another trust domain, or with a foreign k
 
 t.test('key files: mode 0600, reloaded unchanged, key material never logged', async (t) => {
   const dir = tempDir(t);
-  const lines: string[] = [];
-  const log = pino({ level: 'trace' }, { write: (s: string) => void lines.push(s) });
+  const { log, lines } = logLines();
   const ca = await SpiffeCa.loadOrCreate({ trustDomain: TD, dir, log });
   for (const f of ['ca.key', 'jwt.key']) t.equal(statSync(join(dir, f)).mode & 0o777, 0o600, `${f} is 0600`);
   t.same(readdirSync(dir).sort(), ['ca.crt', 'ca.key', 'jwt.key'], 'no staging files left behind');
@@ -201,8 +198,7 @@ t.test('a mounted kubernetes.io/tls Secret (tls.crt, SEC1 tls.key) is used as th
 t.test('agents racing on an empty shared dir end up with one root', async (t) => {
   for (let round = 0; round < 3; round++) {
     const dir = tempDir(t);
-    const lines: string[] = [];
-    const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
+    const { log, lines } = logLines('info');
     const cas = await Promise.all(Array.from({ length: 5 }, () => SpiffeCa.loadOrCreate({ trustDomain: TD, dir, log })));
     t.equal(lines.filter((l) => /created a new SPIFFE root CA/.test(l)).length, 1, 'exactly one of them published a root');
     const roots = new Set(cas.map((c) => c.bundle().x509AuthoritiesPem[0]));

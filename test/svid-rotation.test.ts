@@ -4,11 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { SpiffeCa } from '../src/identity/ca.js';
 import { WorkloadSvids, type X509Issuer } from '../src/identity/svid-store.js';
 
-type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 const A = 'spiffe://example.org/ns/shop/sa/web';
 const B = 'spiffe://example.org/ns/shop/sa/api';
 

@@ -5,14 +5,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { SpiffeCa } from '../src/identity/ca.js';
 import type { X509Svid } from '../src/identity/types.js';
 
 // OpenSSL's words for a chain that ends in a root the verifier does not hold (the peer may send its root along).
 const UNTRUSTED = /unable to get local issuer certificate|self-signed certificate in certificate chain|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE/;
-
-type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 
 const SERVER_ID = 'spiffe://example.org/ns/shop/sa/api';
 const CLIENT_ID = 'spiffe://example.org/ns/shop/sa/web';
