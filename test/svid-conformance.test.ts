@@ -1,5 +1,6 @@
 // The X.509-SVID spec, rule by rule, on certificates the CA issues; the root
 // it creates; SPIFFE IDs it must refuse; and its key files on disk.
+import { execFile } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -212,4 +213,19 @@ t.test('agents racing on an empty shared dir end up with one root', async (t) =>
     const svid = await cas[4].issueX509Svid(ID);
     t.ok(new X509Certificate(svid.certChainPem[0]).verify(new X509Certificate(cas[0].bundle().x509AuthoritiesPem[0]).publicKey));
   }
+});
+
+t.test('agent processes racing on an empty shared dir end up with one root', async (t) => {
+  const dir = tempDir(t);
+  // The test's own loader flags, so the children run the TypeScript sources too.
+  const child = () =>
+    new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, [...process.execArgv, join(import.meta.dirname, 'helpers/ca-dir-child.ts'), dir], (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      );
+    });
+  const bundles = await Promise.all([child(), child(), child()]);
+  t.equal(new Set(bundles).size, 1, 'three processes, one root and one JWT key');
+  t.equal(JSON.parse(bundles[0]).x509AuthoritiesPem[0], readFileSync(join(dir, 'ca.crt'), 'utf8'), 'the one on disk');
+  t.same(readdirSync(dir).sort(), ['ca.crt', 'ca.key', 'jwt.key']);
 });

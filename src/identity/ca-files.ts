@@ -7,7 +7,7 @@ import { link, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
-import { createRootPem, type RootPem } from './root.js';
+import { createJwtKeyPem, createRootPem, type RootPem } from './root.js';
 import type { KeyType } from './types.js';
 
 export const CA_CERT = 'ca.crt';
@@ -93,8 +93,7 @@ async function jwtKey(opts: CaFilesOptions): Promise<string | undefined> {
   const existing = await readIfExists(path);
   if (existing !== undefined) return existing;
   try {
-    const { jwtKeyPem } = await createRootPem(opts.trustDomain, 'ec-p256', opts.now);
-    const tmp = await stage(opts.dir, { [JWT_KEY]: { data: jwtKeyPem, mode: 0o600 } });
+    const tmp = await stage(opts.dir, { [JWT_KEY]: { data: await createJwtKeyPem(), mode: 0o600 } });
     try {
       await linkExclusive(join(tmp, JWT_KEY), path);
     } finally {

@@ -47,7 +47,7 @@ export class SpiffeCa {
     if (files.jwtKeyPem === undefined) {
       opts.log?.warn({ dir: opts.dir }, 'no jwt.key beside the CA and the dir is read-only: JWT-SVIDs are signed with a key only this agent knows');
     }
-    return SpiffeCa.fromPem(files.certPem, files.keyPem, opts.trustDomain, { ...opts, jwtKeyPem: files.jwtKeyPem });
+    return SpiffeCa.fromPem(files.certPem, files.keyPem, opts.trustDomain, { keyType: opts.keyType, log: opts.log, now, jwtKeyPem: files.jwtKeyPem });
   }
 
   static async fromPem(certPem: string, keyPem: string, trustDomain: string, opts: CaOptions = {}): Promise<SpiffeCa> {

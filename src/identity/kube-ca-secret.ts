@@ -6,7 +6,7 @@ import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-no
 import type { Logger } from '../log.js';
 import { SpiffeCa } from './ca.js';
 import { JWT_KEY, TLS_CERT, TLS_KEY } from './ca-files.js';
-import { createRootPem } from './root.js';
+import { createJwtKeyPem, createRootPem } from './root.js';
 import type { KeyType } from './types.js';
 
 export interface CaSecretOptions {
@@ -52,6 +52,7 @@ export async function loadOrCreateCaSecret(opts: CaSecretOptions): Promise<Spiff
   const { namespace, name, log } = opts;
   const api = opts.kubeConfig.makeApiClient(CoreV1Api);
   const now = opts.now ?? (() => new Date());
+  const caOptions = { keyType: opts.keyType, log, now };
   // Each pass either returns or saw another agent's write land in between (create or update conflict).
   for (let attempt = 0; attempt < 5; attempt++) {
     const secret = await read(api, namespace, name);
@@ -72,7 +73,7 @@ export async function loadOrCreateCaSecret(opts: CaSecretOptions): Promise<Spiff
         throw new Error(`creating the CA Secret ${namespace}/${name}: ${describe(err)}`);
       }
       log?.info({ secret: `${namespace}/${name}`, trustDomain: opts.trustDomain }, 'created the SPIFFE root CA Secret');
-      return SpiffeCa.fromPem(root.certPem, root.keyPem, opts.trustDomain, { ...opts, jwtKeyPem: root.jwtKeyPem });
+      return SpiffeCa.fromPem(root.certPem, root.keyPem, opts.trustDomain, { ...caOptions, jwtKeyPem: root.jwtKeyPem });
     }
     const certPem = unb64(secret.data?.[TLS_CERT]);
     const keyPem = unb64(secret.data?.[TLS_KEY]);
@@ -81,7 +82,7 @@ export async function loadOrCreateCaSecret(opts: CaSecretOptions): Promise<Spiff
     if (jwtKeyPem === undefined) {
       // A Secret made outside sluice (cert-manager, kubectl create secret tls) has no JWT key: add one,
       // guarded by resourceVersion so that two agents adding keys at once end up sharing one.
-      jwtKeyPem = (await createRootPem(opts.trustDomain, 'ec-p256', now())).jwtKeyPem;
+      jwtKeyPem = await createJwtKeyPem();
       try {
         await api.replaceNamespacedSecret({
           namespace,
@@ -94,7 +95,7 @@ export async function loadOrCreateCaSecret(opts: CaSecretOptions): Promise<Spiff
         jwtKeyPem = undefined;
       }
     }
-    return SpiffeCa.fromPem(certPem, keyPem, opts.trustDomain, { ...opts, jwtKeyPem });
+    return SpiffeCa.fromPem(certPem, keyPem, opts.trustDomain, { ...caOptions, jwtKeyPem });
   }
   throw new Error(`the CA Secret ${namespace}/${name} kept changing under concurrent writers; giving up for now`);
 }

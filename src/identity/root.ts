@@ -42,6 +42,10 @@ export async function createRootPem(trustDomain: string, keyType: KeyType = 'ec-
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  const jwtKeys = await generateKeyPair('ec-p256');
-  return { certPem: cert.toString('pem') + '\n', keyPem: await privateKeyPem(keys.privateKey), jwtKeyPem: await privateKeyPem(jwtKeys.privateKey) };
+  return { certPem: cert.toString('pem') + '\n', keyPem: await privateKeyPem(keys.privateKey), jwtKeyPem: await createJwtKeyPem() };
+}
+
+/** A JWT-SVID signing key (ES256 needs P-256 whatever the root's type). */
+export async function createJwtKeyPem(): Promise<string> {
+  return privateKeyPem((await generateKeyPair('ec-p256')).privateKey);
 }
