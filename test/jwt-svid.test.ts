@@ -19,17 +19,21 @@ async function newCa(t: Test, trustDomain = 'example.org', now?: () => Date): Pr
 
 const joseKeys = (ca: SpiffeCa) => createLocalJWKSet(jwtVerificationJwks(ca.bundle().jwks));
 
-t.test('the bundle JWKS in SPIFFE bundle form', async (t) => {
+t.test('the JWT JWKS, and the SPIFFE bundle document', async (t) => {
   const { ca } = await newCa(t);
-  const keys = ca.bundle().jwks.keys;
-  const jwt = keys.filter((k) => k.use === 'jwt-svid');
-  const x5 = keys.filter((k) => k.use === 'x509-svid');
-  t.equal(jwt.length, 1, 'one JWT authority');
+  const jwt = ca.bundle().jwks.keys;
+  t.equal(jwt.length, 1, 'the JWKS holds the one JWT authority');
+  t.equal(jwt[0].use, 'jwt-svid');
   t.match(jwt[0], { kty: 'EC', crv: 'P-256', kid: /^[A-Za-z0-9_-]{43}$/ }, 'EC P-256 with a thumbprint kid');
-  t.equal(x5.length, 1, 'one X.509 authority');
+  const spiffe = ca.bundle().spiffeBundle!;
+  t.equal(spiffe.spiffe_sequence, ca.bundle().sequence);
+  t.same(spiffe.keys.filter((k) => k.use === 'jwt-svid'), jwt, 'the SPIFFE bundle holds the same JWT authority');
+  const x5 = spiffe.keys.filter((k) => k.use === 'x509-svid');
+  t.equal(x5.length, 1, 'and one X.509 authority');
+  t.equal(spiffe.keys.length, 2);
   const root = new X509Certificate(Buffer.from((x5[0].x5c as string[])[0], 'base64'));
   t.equal(root.toString(), new X509Certificate(ca.bundle().x509AuthoritiesPem[0]).toString(), 'its x5c is the root');
-  t.notOk(keys.some((k) => 'd' in k), 'no private key parts');
+  t.notOk(spiffe.keys.some((k) => 'd' in k), 'no private key parts');
 });
 
 t.test('a JWT-SVID validates against the JWKS bundle', async (t) => {

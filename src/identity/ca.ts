@@ -137,14 +137,16 @@ export class SpiffeCa {
     return this.jwt.validate(token, audience);
   }
 
-  /** The trust bundle in both forms; the JWKS follows the SPIFFE bundle format (x509-svid and jwt-svid entries). */
+  /** The trust bundle as PEM roots, as a JWT JWKS, and as a SPIFFE bundle document holding both. */
   bundle(): TrustBundle {
+    // The root and JWT key are fixed for this CA's lifetime.
+    const sequence = 1;
     return {
       trustDomain: this.trustDomain,
       x509AuthoritiesPem: [this.rootPem],
-      jwks: { keys: [{ ...this.rootJwk }, { ...this.jwt.jwk }] },
-      // The root and JWT key are fixed for this CA's lifetime.
-      sequence: 1,
+      jwks: { keys: [{ ...this.jwt.jwk }] },
+      spiffeBundle: { keys: [{ ...this.rootJwk }, { ...this.jwt.jwk }], spiffe_sequence: sequence },
+      sequence,
     };
   }
 }
