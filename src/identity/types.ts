@@ -33,8 +33,13 @@ export interface TrustBundle {
   trustDomain: string;
   /** Root certificates in PEM. */
   x509AuthoritiesPem: string[];
-  /** JWT signing keys as a JWKS (public keys, each with kid and use "jwt-svid"). */
+  /** JWT signing keys as a JWKS (public keys, each with kid and use "jwt-svid"): the Workload API's JWT bundle. */
   jwks: { keys: Record<string, unknown>[] };
+  /**
+   * The whole bundle in the SPIFFE bundle format: the X.509 roots (use "x509-svid", x5c) and the JWT keys.
+   * Kept apart from `jwks` because JWT-bundle readers (go-spiffe's jwtbundle) refuse entries without kid.
+   */
+  spiffeBundle?: { keys: Record<string, unknown>[]; spiffe_sequence: number };
   /** Changes whenever either set changes. */
   sequence: number;
 }
