@@ -161,6 +161,7 @@ program
       proxyAddresses: o.proxyAddress,
       envoyGoneGraceMs: o.envoyGrace,
       reservedPorts: nodePorts(o, kubeConfig?.getCurrentCluster()?.server),
+      trustDomain: o.trustDomain,
       log,
     });
     log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, kube, dirs, datapath: !!o.datapath }, 'starting');

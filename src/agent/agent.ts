@@ -64,6 +64,8 @@ export interface AgentOptions {
    * so a hot restart or a reconnect does not flap the datapath.
    */
   envoyGoneGraceMs?: number;
+  /** SPIFFE trust domain: with it, meshed pods' flows to other nodes are steered into the node's Envoy. */
+  trustDomain?: string;
 }
 
 export const DEFAULT_ENVOY_GONE_GRACE_MS = 3000;
@@ -144,7 +146,7 @@ export class Agent {
     this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
     this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
     this.proxyPortRange = range;
-    this.policyWiring = new PolicyWiring(opts.stateDir);
+    this.policyWiring = new PolicyWiring(opts.stateDir, opts.trustDomain ? { mesh: { trustDomain: opts.trustDomain } } : undefined);
     this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +39,7 @@ interface Teardown {
 }
 
 /** A GET to an admin API at "host:port" or, when it starts with "/", at a unix socket. */
-function adminRequest(address: string, path: string): Promise<{ status: number; body: string }> {
+export function adminRequest(address: string, path: string): Promise<{ status: number; body: string }> {
   const [host, port] = address.startsWith('/') ? [undefined, undefined] : address.split(/:(?=\d+$)/);
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: address.startsWith('/') ? address : undefined, host, port, path, agent: false }, (res) => {
@@ -57,8 +57,9 @@ function adminRequest(address: string, path: string): Promise<{ status: number; 
  * Starts a real Envoy from `bootstrap` (its admin on a unix socket, or TCP port
  * 0) and stops it, by PID, at teardown. With `netns` it runs in that test
  * network namespace, its admin API on a unix socket the test reaches from outside.
+ * With `logFile`, its output (the stdout access logs among it) also goes there.
  */
-export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: string[] = [], netns?: string): Promise<EnvoyHandle> {
+export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: string[] = [], netns?: string, logFile?: string): Promise<EnvoyHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-envoy-'));
   const config = join(dir, 'bootstrap.json');
   const adminPath = join(dir, 'admin-address');
@@ -70,8 +71,9 @@ export async function startEnvoy(t: Teardown, bootstrap: object, extraArgs: stri
   const child: ChildProcess = netns
     ? spawn('nsenter', [`--net=/var/run/netns/${netns}`, envoyBinary(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     : spawn(envoyBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
+  const take = (d: Buffer) => ((output += d), logFile && appendFileSync(logFile, d));
+  child.stdout!.on('data', take);
+  child.stderr!.on('data', take);
   let exited = false;
   child.on('exit', () => (exited = true));
   const stop = async () => {

@@ -72,6 +72,16 @@ export function namespaceObject(name: string, labels: Record<string, string> = {
   return { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { 'kubernetes.io/metadata.name': name, ...labels } } };
 }
 
+/** Policy drops counted in the kernel by the agent pinned at `pinDir`, by reason. */
+export function policyDrops(pinDir: string): Record<DropReason, number> {
+  const r = new PolicyReconciler(openPolicyMaps(policyPinDir(pinDir)));
+  try {
+    return r.dropCounters();
+  } finally {
+    r.close();
+  }
+}
+
 /** What one client result comes to. */
 export function outcome(r: any, body = false): string {
   if (r.error) return r.code ?? r.error;
@@ -103,14 +113,6 @@ export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { pr
   await startAgent();
   const envoy = await startEnvoy(t, renderBootstrap({ nodeId: NODE, ads: 'sotw', socketPath, healthPort: 0 }), [], node.ns);
 
-  const drops = () => {
-    const r = new PolicyReconciler(openPolicyMaps(policyPinDir(node.pinDir)));
-    try {
-      return r.dropCounters();
-    } finally {
-      r.close();
-    }
-  };
   const http = (from: string, host: string, port: number, o: { method?: string; path?: string; body?: boolean } = {}) => {
     const [[r]] = made[from].client([{ op: 'http', host, port, method: o.method, path: o.path }]);
     return outcome(r, o.body);
@@ -130,7 +132,7 @@ export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { pr
     write,
     startAgent,
     killAgent: () => stopChild(agent),
-    drops,
+    drops: () => policyDrops(node.pinDir),
     http,
     envoyDownstream,
   };

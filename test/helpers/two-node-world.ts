@@ -56,8 +56,8 @@ export interface TwoNodeWorld {
   model(extra?: object[]): Model;
   /** The ifindex of the wire on a node (it carries the policy program's ingress hook there). */
   wireIfindex(node: NodeName): number;
-  /** Starts tcpdump on a node's end of the wire; stop() ends it (by PID) and returns the packet lines it printed. */
-  capture(node: NodeName, filter: string): Promise<{ stop(): Promise<string[]> }>;
+  /** Starts tcpdump on a node's end of the wire; stop() ends it (by PID) and returns the lines it printed (with `payload`, each packet's bytes as ASCII too, -A). */
+  capture(node: NodeName, filter: string, opts?: { payload?: boolean }): Promise<{ stop(): Promise<string[]> }>;
 }
 
 /** Meshed namespaces carry the mesh label; the rest are plain. */
@@ -130,9 +130,9 @@ export async function twoNodeWorld(t: Teardown, namespaces: Record<string, boole
 
   const captures: ChildProcess[] = [];
   t.teardown(() => Promise.all(captures.map(stopChild)));
-  const capture = async (node: NodeName, filter: string) => {
+  const capture = async (node: NodeName, filter: string, opts: { payload?: boolean } = {}) => {
     // -l: a line per packet as it comes; --immediate-mode: nothing held in a buffer when stopped.
-    const c = spawn('nsenter', [`--net=/var/run/netns/${nodes[node].ns}`, 'tcpdump', '-i', WIRE_IF, '-nn', '-l', '--immediate-mode', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn('nsenter', [`--net=/var/run/netns/${nodes[node].ns}`, 'tcpdump', '-i', WIRE_IF, '-nn', '-l', '--immediate-mode', ...(opts.payload ? ['-A'] : []), filter], { stdio: ['ignore', 'pipe', 'pipe'] });
     captures.push(c);
     let out = '';
     let err = '';
