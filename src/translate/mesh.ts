@@ -35,6 +35,14 @@ export class MeshMemo {
     return any;
   }
 
+  /** Carries resources of a unit reused whole into this call, so a later change to the unit re-encodes only what changed. */
+  keep(keys: readonly string[]): void {
+    for (const k of keys) {
+      const any = this.current.get(k) ?? this.previous.get(k);
+      if (any) this.current.set(k, any);
+    }
+  }
+
   sweep(): void {
     this.previous = this.current;
     this.current = new Map();
@@ -48,34 +56,38 @@ export function translateMesh(input: MeshInput, memo = new MeshMemo()): ObjectTr
   const units: ObjectTranslation[] = [];
   if (plan.outbound.length > 0) {
     const key = JSON.stringify([plan.outbound, ctx.proxyAddresses]);
+    const listenerKey = `out ${key}`;
+    const clusterKeys = plan.outbound.map((t) => `cluster ${JSON.stringify(t)}`);
     units.push(
       memo.units.get(MESH_OUTBOUND_UNIT, [key], () => ({
         object: MESH_OUTBOUND_UNIT,
         resources: [
-          memo.resource(`out ${key}`, () => outboundListener(ctx, plan.outbound), 'listener'),
-          ...plan.outbound.map((t) => memo.resource(`cluster ${JSON.stringify(t)}`, () => outboundCluster(t), 'cluster')),
+          memo.resource(listenerKey, () => outboundListener(ctx, plan.outbound), 'listener'),
+          ...plan.outbound.map((t, i) => memo.resource(clusterKeys[i], () => outboundCluster(t), 'cluster')),
         ],
         redirects: [],
         issues: [],
       })),
     );
+    memo.keep([listenerKey, ...clusterKeys]);
   }
   if (plan.inbound.length > 0) {
     const authzOf = (id: InboundIdentity) => id.pods.filter((p) => authz.has(p.pod)).map((p) => [p.pod, authz.get(p.pod)!] as const);
-    const listenerKey = JSON.stringify([plan.nodeAddresses, plan.inbound.map((id) => id.spiffeId)]);
-    const routeKeys = plan.inbound.map((id) => JSON.stringify([id, authzOf(id)]));
+    const listenerKey = `in ${JSON.stringify([plan.nodeAddresses, plan.inbound.map((id) => id.spiffeId)])}`;
+    const routeKeys = plan.inbound.map((id) => `routes ${JSON.stringify([id, authzOf(id)])}`);
     units.push(
       memo.units.get(MESH_INBOUND_UNIT, [listenerKey, ...routeKeys], () => ({
         object: MESH_INBOUND_UNIT,
         resources: [
-          memo.resource(`in ${listenerKey}`, () => inboundListener(plan.nodeAddresses, plan.inbound), 'listener'),
-          ...plan.inbound.map((id, i) => memo.resource(`routes ${routeKeys[i]}`, () => inboundRoutes(id, new Map(authzOf(id))), 'route')),
+          memo.resource(listenerKey, () => inboundListener(plan.nodeAddresses, plan.inbound), 'listener'),
+          ...plan.inbound.map((id, i) => memo.resource(routeKeys[i], () => inboundRoutes(id, new Map(authzOf(id))), 'route')),
           memo.resource('in cluster', inboundCluster, 'cluster'),
         ],
         redirects: [],
         issues: [],
       })),
     );
+    memo.keep([listenerKey, ...routeKeys, 'in cluster']);
   }
   const byObject = new Map<string, TranslationIssue[]>();
   for (const i of plan.issues) byObject.set(i.object, [...(byObject.get(i.object) ?? []), i]);
