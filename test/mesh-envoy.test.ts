@@ -28,7 +28,8 @@ import { model as modelOf, namespace, pod } from './helpers/policy-world.js';
 import { testCa } from './helpers/spiffe-certs.js';
 
 // Access log lines are written by a flush timer (10 s by default): soon enough for an operator, not for a test.
-const FLUSH = ['--file-flush-interval-msec', '100'];
+// A drain time of 1 s: a tunnel on a chain Envoy drained would be cut within the test.
+const FLUSH = ['--file-flush-interval-msec', '100', '--drain-time-s', '1'];
 const here = new URL('./helpers/', import.meta.url).pathname;
 const TD = 'td.test';
 const A_ID = workloadSpiffeId(TD, 'default', 'a');
@@ -46,13 +47,14 @@ const node = (name: string, a: { v4: string; v6: string }) => ({
   status: { addresses: [{ type: 'InternalIP', address: a.v4 }, { type: 'InternalIP', address: a.v6 }] },
 });
 const dual = (p: any, ips: { v4: string; v6: string }) => ({ ...p, status: { ...p.status, podIPs: [{ ip: ips.v4 }, { ip: ips.v6 }] } });
-const world = modelOf([
+const objects = [
   namespace('default', { 'sluice.io/mesh': 'enabled' }),
   node('n1', N1),
   node('n2', N2),
   dual(pod('a', A.v4, { app: 'a' }, { node: 'n1', sa: 'a' }), A),
   dual(pod('b', B.v4, { app: 'b' }, { node: 'n2', sa: 'b' }), B),
-]);
+];
+let world = modelOf(objects);
 
 function xds(t: { teardown(fn: () => unknown): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-mesh-xds-'));
@@ -243,4 +245,23 @@ t.test('node-to-node mTLS on stock Envoy: tunnel, peer identity, authorization, 
   t.same(held.echoes, ['one', 'two'], `the connection opened before the rotation still carries data after it: ${JSON.stringify(held)}`);
   const after = podA.client([req(B.v4)])[0][0];
   t.equal(after.status, 200, 'and new connections go through');
+
+  // Pod churn: another pod of B's identity appears on node 2, so the outbound chain to B's identity on node 2 changes
+  // its prefix_ranges. Envoy updates the listener in place, and the tunnel already open on that chain stays.
+  const flag2 = `${flag}-churn`;
+  t.teardown(() => rmSync(flag2, { force: true }));
+  const tunnelsBefore = e2.logs().split(`to=${B.v4}:7 `).length;
+  const hold2 = inNetns(podA.ns, 'netns-client.mjs', [{ op: 'hold', host: B.v4, port: 7, file: flag2 }]);
+  await eventually(() => e2.logs().split(`to=${B.v4}:7 `).length > tunnelsBefore, 5000, 'the second held tunnel to be up');
+  const updatesBefore = (await e1.stats('listener_manager.listener_in_place_updated'))['listener_manager.listener_in_place_updated'] ?? 0;
+  world = modelOf([...objects, pod('b-2', '10.250.2.3', { app: 'b' }, { node: 'n2', sa: 'b' })]);
+  await publish();
+  await eventually(async () => {
+    const s = await e1.stats('listener_manager.');
+    return (s['listener_manager.listener_in_place_updated'] ?? 0) > updatesBefore && s['listener_manager.total_filter_chains_draining'] === 0;
+  }, 10_000, "node 1's outbound listener updated in place, nothing left draining");
+  t.match(JSON.stringify((await e1.configDump()).listeners['sluice-mesh-outbound'].filter_chains), /10\.250\.2\.3/, "the new pod is in the chain's destination ranges");
+  writeFileSync(flag2, '');
+  const held2 = (await hold2)[0][0];
+  t.same(held2.echoes, ['one', 'two'], `a tunnel open across the pod churn still carries data: ${JSON.stringify(held2)}`);
 });
