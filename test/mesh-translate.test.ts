@@ -137,6 +137,16 @@ t.test('nothing without a local meshed pod; issues name the object and field', a
   t.notOk(all.includes('10.1.0.2'), 'the shared address is in no chain');
   t.notOk(all.includes('|n2'), 'no tunnel to a node without an address');
   t.ok(all.includes('|n3'), 'tunnels to the other nodes stay');
+  const garbled = translateMesh({
+    model: model([...objects.filter((o: any) => o.metadata.name !== 'n3'), node('n3', 'not-an-ip', '192.168.0.3'), dual(pod('odd', 'nope', {}, { node: 'n2', sa: 'b' }), 'fd02:0:0::7')]),
+    ctx: ctx('n1'),
+    trustDomain: TD,
+    authz: new Map(),
+  });
+  t.same(garbled.flatMap((u) => u.issues).map((i) => [i.object, i.field]).sort(), [['Node n3', 'status.addresses'], ['Pod default/odd', 'status.podIPs']], 'addresses that are no IP: issues on the Pod and the Node');
+  const g = JSON.stringify(json(unit(garbled, MESH_OUTBOUND_UNIT)));
+  t.notOk(g.includes('nope') || g.includes('not-an-ip'), '...and left out, so Envoy is never handed them');
+  t.ok(g.includes('"fd02::7"') && g.includes('"192.168.0.3"'), "...the rest kept, IPv6 in Envoy's compressed form");
   const localBroken = translateMesh({ model: model([...objects.filter((o: any) => o.metadata.name !== 'n1'), node('n1')]), ctx: ctx('n1'), trustDomain: TD, authz: new Map() });
   t.notOk(unit(localBroken, MESH_INBOUND_UNIT), 'no inbound listener on a node without an InternalIP...');
   t.ok(unit(localBroken, 'Node n1')?.issues[0].message.includes('InternalIP'), '...with an issue on the Node');

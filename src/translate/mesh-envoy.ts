@@ -7,7 +7,10 @@
 // original destination, over mTLS to that node's Envoy, presenting the
 // source workload's own SVID and expecting the destination's SPIFFE ID.
 //
-// Inbound: a TLS listener on the node's InternalIPs picks a filter chain by
+// Inbound: a TLS listener on the node's InternalIPs (the addresses the other
+// nodes' clusters dial, read from the same Node object; binding those rather
+// than the wildcard opens the tunnel port nowhere else, not on loopback, the
+// pods' gateways or the proxy address) picks a filter chain by
 // SNI (one per local identity), presents that identity's SVID, requires a
 // client SVID the bundle's SPIFFE validator accepts, and terminates CONNECT
 // for the local pods of that identity only, so the node's Envoy is never a

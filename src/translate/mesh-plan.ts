@@ -3,6 +3,7 @@
 // nodes (outbound), and which local identities take tunnels for which pods
 // (inbound). Problems that make part of it impossible are issues on the
 // object responsible; the rest is still planned.
+import { isIP } from 'node:net';
 import type { TranslationIssue } from '../issues/issue.js';
 import type { MeshWorkload } from '../mesh/membership.js';
 
@@ -45,6 +46,23 @@ function group<T>(items: readonly T[], key: (x: T) => string): Map<string, T[]> 
   return m;
 }
 
+/** IPv6 in the compressed form Envoy prints in %DOWNSTREAM_LOCAL_ADDRESS%, which the far side's routes must match. */
+const canonical = (ip: string) => (isIP(ip) === 6 ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip);
+
+/** Addresses that are no IP (a hand-written status, in standalone mode) would make Envoy refuse the whole listener: left out, with an issue. */
+function withValidIps(workloads: readonly MeshWorkload[], issues: TranslationIssue[]): MeshWorkload[] {
+  const reported = new Set<string>();
+  return workloads.map((w) => {
+    for (const ip of w.ips) if (!isIP(ip)) issues.push({ object: `Pod ${w.pod}`, field: 'status.podIPs', message: `"${ip}" is not an IP address: not meshed at it` });
+    for (const a of w.nodeAddresses)
+      if (!isIP(a) && !reported.has(w.node)) {
+        reported.add(w.node);
+        issues.push({ object: `Node ${w.node}`, field: 'status.addresses', message: `InternalIP "${a}" is not an IP address: no mesh tunnel uses it` });
+      }
+    return { ...w, ips: w.ips.filter((ip) => isIP(ip)).map(canonical), nodeAddresses: w.nodeAddresses.filter((a) => isIP(a)).map(canonical) };
+  });
+}
+
 /**
  * An address two meshed pods claim (a stale status, say) cannot say which
  * identity a connection has: it is left out of the mesh for both, which also
@@ -64,10 +82,11 @@ function withoutSharedIps(workloads: readonly MeshWorkload[], issues: Translatio
   });
 }
 
-export function planMesh(all: readonly MeshWorkload[], nodeName: string): MeshPlan {
+export function planMesh(meshed: readonly MeshWorkload[], nodeName: string): MeshPlan {
   const issues: TranslationIssue[] = [];
+  if (!meshed.some((w) => w.node === nodeName)) return { nodeAddresses: [], outbound: [], inbound: [], issues };
+  const all = withValidIps(meshed, issues);
   const local = all.filter((w) => w.node === nodeName);
-  if (local.length === 0) return { nodeAddresses: [], outbound: [], inbound: [], issues };
   const workloads = withoutSharedIps(all, issues).filter((w) => w.ips.length > 0);
   const nodeAddresses = local[0].nodeAddresses;
   if (nodeAddresses.length === 0)
