@@ -46,19 +46,28 @@ t.test('outbound: a chain and a cluster per (local source identity, remote desti
   t.equal(listener.name, 'sluice-mesh-outbound');
   t.same(listener.address.socketAddress, { address: '169.254.90.1', portValue: 15001 });
   t.ok(listener.transparent);
-  const chains = Object.fromEntries(listener.filterChains.map((c: any) => [c.name, c.filterChainMatch]));
+  const names: string[] = listener.filterChains.map((c: any) => c.name);
+  t.notOk(listener.filterChains.some((c: any) => c.filterChainMatch), 'chains carry no match of their own: the matcher picks them');
+  /** The chain the matcher picks for (destination, source), read back from the listener. */
+  const picks = new Map<string, string>();
+  const tree = listener.filterChainMatcher.matcherTree;
+  t.match(tree.input.typedConfig['@type'], /DestinationIPInput$/);
+  for (const [dst, m] of Object.entries<any>(tree.exactMatchMap.map)) {
+    t.match(m.matcher.matcherTree.input.typedConfig['@type'], /SourceIPInput$/);
+    for (const [src, a] of Object.entries<any>(m.matcher.matcherTree.exactMatchMap.map)) picks.set(`${dst} ${src}`, a.action.typedConfig.value.value ?? a.action.typedConfig.value);
+  }
   const sources = [id('default', 'a'), id('default', 'c'), id('other', 'a')];
   const destinations = [[id('default', 'b'), 'n2'], [id('default', 'b'), 'n3'], [id('default', 'd'), 'n2']];
   const want = sources.flatMap((s) => destinations.map(([d, n]) => meshClusterName({ source: s, destination: d, node: n })));
-  t.same(Object.keys(chains).sort(), want.sort(), 'every local identity to every remote (identity, node); nothing to non-meshed pods or local ones');
-  const ranges = (rs: any[]) => rs.map((r) => `${r.addressPrefix}/${r.prefixLen}`).sort();
-  const ab2 = chains[meshClusterName({ source: id('default', 'a'), destination: id('default', 'b'), node: 'n2' })];
-  t.same(ranges(ab2.sourcePrefixRanges), ['10.1.0.1/32', '10.1.0.2/32', 'fd01::1/128'], "default/a's local pods, both families");
-  t.same(ranges(ab2.prefixRanges), ['10.2.0.1/32', 'fd02::1/128'], "default/b's pods on n2 only");
-  const oa = chains[meshClusterName({ source: id('other', 'a'), destination: id('default', 'b'), node: 'n2' })];
-  t.same(ranges(oa.sourcePrefixRanges), ['10.1.0.4/32'], "other/a's chain holds only its own pod: a namespace's pods never borrow another's identity");
-  const everywhere = listener.filterChains.flatMap((c: any) => [...ranges(c.filterChainMatch.prefixRanges), ...ranges(c.filterChainMatch.sourcePrefixRanges)]);
-  t.notOk(everywhere.includes('10.2.0.3/32') || everywhere.includes('10.1.0.9/32'), 'pods of a namespace that is not meshed are in no chain');
+  t.same([...names].sort(), want.sort(), 'every local identity to every remote (identity, node); nothing to non-meshed pods or local ones');
+  t.same(new Set(picks.values()), new Set(names), 'every chain is reachable');
+  const ab2 = meshClusterName({ source: id('default', 'a'), destination: id('default', 'b'), node: 'n2' });
+  t.same([...picks].filter(([, c]) => c === ab2).map(([k]) => k).sort(), ['10.2.0.1 10.1.0.1', '10.2.0.1 10.1.0.2', '10.2.0.1 fd01::1', 'fd02::1 10.1.0.1', 'fd02::1 10.1.0.2', 'fd02::1 fd01::1'], "default/a's local pods to default/b's pods on n2, both families");
+  const oa = meshClusterName({ source: id('other', 'a'), destination: id('default', 'b'), node: 'n2' });
+  t.same([...new Set([...picks].filter(([, c]) => c === oa).map(([k]) => k.split(' ')[1]))], ['10.1.0.4'], "other/a's chain takes only its own pod: a namespace's pods never borrow another's identity");
+  const everywhere = [...picks.keys()].flatMap((k) => k.split(' '));
+  t.notOk(everywhere.includes('10.2.0.3') || everywhere.includes('10.1.0.9'), 'pods of a namespace that is not meshed are in no match');
+  t.notOk([...picks.keys()].some((k) => k.startsWith('10.1.') || k.startsWith('fd01:')), "this node's pods are never destinations: same-node traffic is not tunnelled");
   const tcp = listener.filterChains[0].filters[0].typedConfig;
   t.equal(tcp.tunnelingConfig.hostname, '%DOWNSTREAM_LOCAL_ADDRESS%', 'the CONNECT authority is the original destination');
 
@@ -133,7 +142,7 @@ t.test('nothing without a local meshed pod; issues name the object and field', a
     'a node without an InternalIP, and both pods claiming one address',
   );
   const [listener] = byType(unit(units, MESH_OUTBOUND_UNIT), 'Listener');
-  const all = JSON.stringify(listener.filterChains);
+  const all = JSON.stringify([listener.filterChains, listener.filterChainMatcher]);
   t.notOk(all.includes('10.1.0.2'), 'the shared address is in no chain');
   t.notOk(all.includes('|n2'), 'no tunnel to a node without an address');
   t.ok(all.includes('|n3'), 'tunnels to the other nodes stay');
@@ -170,6 +179,15 @@ t.test('an unchanged input returns the same units; a change rebuilds only what i
   t.equal(after[0], before[0], 'the inbound listener is not re-encoded (open tunnels keep their connections)');
   const changed = after.filter((r, i) => r !== before[i]).map((r) => (anyToJson(r) as any).name);
   t.same(changed, [meshRouteName(id('default', 'c'))], "only default/c's routes change");
+});
+
+t.test('a remote pod coming changes the outbound matcher, not the chains', async (t) => {
+  const listenerOf = (objs: object[]) => byType(unit(translateMesh({ model: model(objs), ctx: ctx('n1'), trustDomain: TD, authz: new Map() }), MESH_OUTBOUND_UNIT), 'Listener')[0];
+  const before = listenerOf(objects);
+  const after = listenerOf([...objects, pod('b3', '10.2.0.9', {}, { node: 'n2', sa: 'b' })]);
+  t.same(after.filterChains, before.filterChains, 'the chains are the same: Envoy keeps them and the tunnels on them');
+  t.not(JSON.stringify(after.filterChainMatcher), JSON.stringify(before.filterChainMatcher));
+  t.ok(after.filterChainMatcher.matcherTree.exactMatchMap.map['10.2.0.9'], 'the new pod is in the matcher');
 });
 
 t.test('port ranges as regexes: exactly the numbers in the range', async (t) => {
