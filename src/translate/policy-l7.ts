@@ -14,7 +14,7 @@ import { proxyListenerAddress } from './envoy-json.js';
 import type { ObjectTranslation } from './output.js';
 import { enforceable, headerActionIssues, logActions, routeGroups } from './policy-header-actions.js';
 import { rbacFilter } from './policy-rbac.js';
-import { PROXY_UPSTREAM_MARK, SO_MARK, SOL_SOCKET } from './proxy-mark.js';
+import { markedUpstreamBind } from './proxy-mark.js';
 
 type Json = Record<string, any>;
 const T = 'type.googleapis.com/';
@@ -23,8 +23,6 @@ const T = 'type.googleapis.com/';
 export const DENIED_BODY = 'Access denied by policy\n';
 
 export const originalDstClusterName = (listener: string) => `${listener}/original-dst`;
-
-const markOption = { level: SOL_SOCKET, name: SO_MARK, int_value: PROXY_UPSTREAM_MARK, state: 'STATE_PREBIND' };
 
 export function originalDstCluster(listener: string): Json {
   return {
@@ -40,11 +38,7 @@ export function originalDstCluster(listener: string): Json {
         use_downstream_protocol_config: { http_protocol_options: {}, http2_protocol_options: {} },
       },
     },
-    upstream_bind_config: {
-      source_address: { address: '0.0.0.0', port_value: 0 },
-      extra_source_addresses: [{ address: { address: '::', port_value: 0 }, socket_options: { socket_options: [markOption] } }],
-      socket_options: [markOption],
-    },
+    upstream_bind_config: markedUpstreamBind(),
   };
 }
 

@@ -14,3 +14,14 @@ export const PROXY_UPSTREAM_MARK_MASK = 0xffff;
 /** Linux's SOL_SOCKET and SO_MARK, as Envoy's SocketOption wants them. */
 export const SOL_SOCKET = 1;
 export const SO_MARK = 36;
+
+const markOption = { level: SOL_SOCKET, name: SO_MARK, int_value: PROXY_UPSTREAM_MARK, state: 'STATE_PREBIND' };
+
+/** A cluster's upstream_bind_config whose sockets, of either family, carry PROXY_UPSTREAM_MARK. */
+export function markedUpstreamBind(): Record<string, unknown> {
+  return {
+    source_address: { address: '0.0.0.0', port_value: 0 },
+    extra_source_addresses: [{ address: { address: '::', port_value: 0 }, socket_options: { socket_options: [markOption] } }],
+    socket_options: [markOption],
+  };
+}

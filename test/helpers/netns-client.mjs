@@ -58,6 +58,8 @@ function hold(host, port, until) {
     });
     c.on('error', (e) => (clearTimeout(timer), reject(e)));
     c.setTimeout(3000, () => echoes.length === 0 && c.destroy(new Error('timeout')));
+    // A peer that closes first leaves nothing to wait for: say so rather than exit silently.
+    c.on('close', () => echoes.length < 2 && (clearTimeout(timer), reject(new Error(`closed after ${echoes.length} echo(es)`))));
   });
 }
 
