@@ -10,7 +10,11 @@ import { formatIssue } from './issues/issue.js';
 import { anyToJson } from './proto/any.js';
 import { SERVED_TYPES } from './resources/types.js';
 import { renderBootstrap } from './envoy/bootstrap.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { IdentityOptions } from './agent/identity-wiring.js';
+import { SpiffeCa } from './identity/ca.js';
+import { loadOrCreateCaSecret } from './identity/kube-ca-secret.js';
 import { startApiSocket, startHealthServer } from './agent/health-server.js';
 import { policyApi } from './agent/policy-api.js';
 import { addPolicyCommands } from './policy-cli.js';
@@ -106,6 +110,26 @@ function nodePorts(o: { envoyHealthPort: number; tcp?: string; metricsPort: numb
   return out;
 }
 
+/** Workload identity is on once the agent is told where its CA lives: a Secret in cluster mode, or a directory. */
+function identityOptions(
+  o: { trustDomain: string; caSecret?: string; caDir?: string; svidTtl: number; jwtTtl: number; workloadApiSocket?: string },
+  kubeConfig: KubeConfig | undefined,
+  log: Logger,
+): IdentityOptions | undefined {
+  if (o.caSecret && !kubeConfig) throw new InvalidArgumentError('--ca-secret needs --source kube; use --ca-dir without a cluster');
+  if (o.caSecret && o.caDir) throw new InvalidArgumentError('give --ca-secret or --ca-dir, not both');
+  if (o.workloadApiSocket && !o.caSecret && !o.caDir) throw new InvalidArgumentError('--workload-api-socket needs --ca-secret or --ca-dir');
+  const { trustDomain } = o;
+  const [namespace, name] = o.caSecret?.split('/') ?? [];
+  const loadCa = o.caSecret
+    ? () => loadOrCreateCaSecret({ kubeConfig: kubeConfig!, namespace, name, trustDomain, log })
+    : o.caDir
+      ? () => SpiffeCa.loadOrCreate({ trustDomain, dir: o.caDir!, log })
+      : undefined;
+  if (!loadCa) return undefined;
+  return { trustDomain, loadCa, svidTtlSeconds: o.svidTtl, jwtTtlSeconds: o.jwtTtl, workloadApiSocket: o.workloadApiSocket };
+}
+
 const nodeOption = () => new Option('--node <name>', "this node's name (Envoy's node id)").default(process.env.NODE_NAME ?? 'sluice-node');
 
 program
@@ -161,12 +185,10 @@ program
       proxyAddresses: o.proxyAddress,
       envoyGoneGraceMs: o.envoyGrace,
       reservedPorts: nodePorts(o, kubeConfig?.getCurrentCluster()?.server),
-      trustDomain: o.trustDomain,
+      identity: identityOptions(o, kubeConfig, log),
       log,
     });
-    log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, kube, dirs, datapath: !!o.datapath }, 'starting');
-    // Identity (SVIDs over SDS) is the next piece of work; until it lands these two only reach the log.
-    if (o.caSecret) log.warn({ caSecret: o.caSecret }, 'workload identity is not built yet; the CA Secret is not read');
+    log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, caDir: o.caDir, kube, dirs, datapath: !!o.datapath }, 'starting');
     // Probes answer from the start: not ready until the sources have delivered a model.
     const health = o.metricsPort ? await startHealthServer(agent, o.metricsPort) : undefined;
     const api = await startApiSocket(agent, o.apiSocket ?? join(dirname(o.socket), 'api.sock'), policyApi(() => agent.policy));

@@ -29,6 +29,9 @@ import { ProxyPorts } from './proxy-ports.js';
 import { PolicyWiring, type PolicyView } from './policy-wiring.js';
 import { PolicyDatapath } from './policy-datapath-wiring.js';
 import type { PolicyResult } from '../policy/index.js';
+import { IdentityWiring, type IdentityOptions } from './identity-wiring.js';
+import { MeshWiring } from './mesh-wiring.js';
+import { MESH_INBOUND_PORT, MESH_OUTBOUND_PORT } from '../mesh/membership.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -64,8 +67,8 @@ export interface AgentOptions {
    * so a hot restart or a reconnect does not flap the datapath.
    */
   envoyGoneGraceMs?: number;
-  /** SPIFFE trust domain: with it, meshed pods' flows to other nodes are steered into the node's Envoy. */
-  trustDomain?: string;
+  /** Workload identity: a SPIFFE CA, SVIDs over SDS, the mesh's mTLS and the Workload API. Absent: off. */
+  identity?: IdentityOptions;
 }
 
 export const DEFAULT_ENVOY_GONE_GRACE_MS = 3000;
@@ -92,8 +95,12 @@ export class Agent {
   private heldBack = new Set<string>();
   /** Raw resource files read since the last publish, as units (undefined: the file is gone). */
   private readonly rawChanged = new Map<string, ObjectTranslation | undefined>();
-  /** The policy wiring's units as last assembled. */
-  private policyUnits = new Map<string, ObjectTranslation>();
+  /** The policy, identity and mesh wirings' units as last assembled. */
+  private wiringUnits = new Map<string, ObjectTranslation>();
+  private readonly identity?: IdentityWiring;
+  private readonly mesh?: MeshWiring;
+  /** The node's ports no config may bind: the operator's, and the mesh's tunnel ports when the mesh is on. */
+  private readonly reservedPorts?: Record<string, number>;
   private lastIssues: { source: TranslationIssue[]; assembled: TranslationIssue[] } | undefined;
   private model = Model.empty();
   private sourceIssues: TranslationIssue[] = [];
@@ -146,7 +153,11 @@ export class Agent {
     this.proxyPorts = new ProxyPorts(opts.stateDir ? join(opts.stateDir, 'proxy-ports.json') : undefined, range);
     this.proxyAddresses = opts.proxyAddresses ?? (opts.datapath ? DEFAULT_PROXY_ADDRESSES : LOOPBACK_PROXY_ADDRESSES);
     this.proxyPortRange = range;
-    this.policyWiring = new PolicyWiring(opts.stateDir, opts.trustDomain ? { mesh: { trustDomain: opts.trustDomain } } : undefined);
+    // Meshed pods are steered into the tunnel only where the agent has identities to tunnel with.
+    this.policyWiring = new PolicyWiring(opts.stateDir, opts.identity ? { mesh: { trustDomain: opts.identity.trustDomain } } : undefined);
+    if (opts.identity) this.mesh = new MeshWiring(opts.identity.trustDomain);
+    this.reservedPorts = this.mesh ? { ...opts.reservedPorts, "the mesh's outbound listener": MESH_OUTBOUND_PORT, "the mesh's tunnel port": MESH_INBOUND_PORT } : opts.reservedPorts;
+    if (opts.identity) this.identity = new IdentityWiring(opts.identity, opts.nodeName, opts.log, () => this.ready && this.publish());
     this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 
@@ -185,8 +196,11 @@ export class Agent {
       this.unwatch.push(this.onPolicy((view) => policy.update(view)));
     }
     this.readRaw(false);
+    // The CA first: the first snapshot then already carries the trust bundle.
+    await this.identity?.start();
     for (const s of this.sources) await s.start((u) => this.onModel(u));
     if (this.sources.length === 0) this.publish();
+    await this.identity?.serveWorkloadApi();
     const addresses = await this.server.start();
     if (this.opts.watch !== false)
       for (const d of this.opts.resourceDirs ?? []) this.unwatch.push(watchDir(d, (changed) => this.readRaw(true, changed)));
@@ -223,7 +237,7 @@ export class Agent {
         proxyPort: this.proxyPorts.port,
         proxyAddresses: this.proxyAddresses,
         proxyPortRange: this.proxyPortRange,
-        reservedPorts: this.opts.reservedPorts,
+        reservedPorts: this.reservedPorts,
       };
       const t0 = performance.now();
       const changed = this.translated(ctx);
@@ -284,13 +298,16 @@ export class Agent {
       out.set(object, [object, unit, unitOrder(object)]);
     }
     this.rawChanged.clear();
-    // Policy's units come whole from its wiring; only those that differ by identity are changes.
-    const policyUnits = new Map(this.policyWiring.translate(this.model, ctx).map((u) => [u.object, u]));
-    for (const [object, u] of policyUnits) if (this.policyUnits.get(object) !== u) out.set(object, [object, u, unitOrder(object)]);
-    for (const object of this.policyUnits.keys()) if (!policyUnits.has(object)) out.set(object, [object, undefined, unitOrder(object)]);
-    for (const [object, u] of policyUnits) this.good.set(object, u);
-    for (const object of this.policyUnits.keys()) if (!policyUnits.has(object)) this.good.delete(object);
-    this.policyUnits = policyUnits;
+    // The wirings' units come whole; only those that differ by identity are changes.
+    this.identity?.update(this.model);
+    const policyUnits = this.policyWiring.translate(this.model, ctx);
+    const meshUnits = this.mesh?.translate(this.model, this.policyWiring.view.result, ctx) ?? [];
+    const wiringUnits = new Map([...policyUnits, ...meshUnits, ...(this.identity?.units() ?? [])].map((u) => [u.object, u]));
+    for (const [object, u] of wiringUnits) if (this.wiringUnits.get(object) !== u) out.set(object, [object, u, unitOrder(object)]);
+    for (const object of this.wiringUnits.keys()) if (!wiringUnits.has(object)) out.set(object, [object, undefined, unitOrder(object)]);
+    for (const [object, u] of wiringUnits) this.good.set(object, u);
+    for (const object of this.wiringUnits.keys()) if (!wiringUnits.has(object)) this.good.delete(object);
+    this.wiringUnits = wiringUnits;
     const held = new Set(this.nacked.keys());
     for (const object of new Set([...held, ...this.heldBack]))
       if (!out.has(object) && this.good.has(object)) out.set(object, [object, this.good.get(object), this.assemblyOrder(object)]);
@@ -502,6 +519,7 @@ export class Agent {
     this.datapath?.close();
     for (const u of this.unwatch) u();
     await this.policyDatapath?.stop();
+    await this.identity?.stop();
     for (const s of this.sources) await s.stop();
     await this.opts.status?.stop();
     await this.server.stop();
