@@ -80,7 +80,7 @@ export async function twoNodeAgents(t: Teardown, world: TwoNodeWorld, opts: { ex
       await start(n);
       const xdsSocket = join(dirs[n], 'xds.sock');
       const envoyLog = join(dirs[n], 'envoy.log');
-      const envoy = await startEnvoy(t, renderBootstrap({ nodeId: n, ads: 'sotw', socketPath: xdsSocket, healthPort: 0 }), [], world.nodes[n].ns, envoyLog);
+      const envoy = await startEnvoy(t, renderBootstrap({ nodeId: n, ads: 'sotw', socketPath: xdsSocket, healthPort: 0 }), ['--file-flush-interval-msec', '100'], world.nodes[n].ns, envoyLog);
       const apiSocket = join(dirs[n], 'api.sock');
       nodes[n] = {
         apiSocket,
