@@ -196,11 +196,10 @@ export class Agent {
       this.unwatch.push(this.onPolicy((view) => policy.update(view)));
     }
     this.readRaw(false);
-    // The CA first: the first snapshot then already carries the trust bundle.
+    // The CA first, so the first snapshot carries the trust bundle (unless that attempt failed: it is retried).
     await this.identity?.start();
     for (const s of this.sources) await s.start((u) => this.onModel(u));
     if (this.sources.length === 0) this.publish();
-    await this.identity?.serveWorkloadApi();
     const addresses = await this.server.start();
     if (this.opts.watch !== false)
       for (const d of this.opts.resourceDirs ?? []) this.unwatch.push(watchDir(d, (changed) => this.readRaw(true, changed)));

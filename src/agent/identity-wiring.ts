@@ -46,6 +46,8 @@ export class IdentityWiring {
   private wanted = new Set<string>();
   private unit?: ObjectTranslation;
   private workloadApi?: WorkloadApiServer;
+  private stopped = false;
+  private retry?: NodeJS.Timeout;
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(
@@ -68,8 +70,28 @@ export class IdentityWiring {
     return this.svids;
   }
 
-  async start(): Promise<void> {
-    this.ca = await this.opts.loadCa();
+  /**
+   * Loads the CA; resolves once the first attempt is over. A failure (the API
+   * server down, the Secret unreadable) does not stop the agent: everything
+   * else serves, meshed flows fail closed in the kernel meanwhile, and the
+   * load is tried again with backoff.
+   */
+  start(): Promise<void> {
+    this.stopped = false;
+    return new Promise((firstAttemptOver) => void this.load(firstAttemptOver));
+  }
+
+  private async load(firstAttemptOver: () => void): Promise<void> {
+    for (let delayMs = 1000; !this.stopped && !this.ca; delayMs = Math.min(delayMs * 2, 30_000)) {
+      try {
+        this.ca = await this.opts.loadCa();
+      } catch (e) {
+        this.log.error({ err: (e as Error).message, retryInMs: delayMs }, 'workload identity: the CA could not be loaded; meshed flows wait for it');
+        firstAttemptOver();
+        await new Promise<void>((r) => (this.retry = setTimeout(r, delayMs)));
+      }
+    }
+    if (!this.ca || this.stopped) return firstAttemptOver();
     this.svids = new WorkloadSvids({ ca: this.ca, ttlSeconds: this.opts.svidTtlSeconds, log: this.log });
     this.unsubscribe.push(
       this.svids.onChange(() => {
@@ -78,10 +100,20 @@ export class IdentityWiring {
       }),
     );
     this.log.info({ trustDomain: this.opts.trustDomain, svidTtlSeconds: this.opts.svidTtlSeconds }, 'workload identity: CA loaded');
+    const model = this.model;
+    this.model = undefined;
+    if (model) this.update(model);
+    try {
+      await this.serveWorkloadApi();
+    } catch (e) {
+      this.log.error({ err: (e as Error).message, socket: this.opts.workloadApiSocket }, 'workload API could not be served');
+    }
+    firstAttemptOver();
+    this.changed();
   }
 
-  /** Serves the Workload API, once the model is there to attest callers against. */
-  async serveWorkloadApi(): Promise<void> {
+  /** Serves the Workload API; callers are attested against the latest model at each call. */
+  private async serveWorkloadApi(): Promise<void> {
     const socketPath = this.opts.workloadApiSocket;
     if (!socketPath || !this.ca || !this.svids || this.workloadApi) return;
     const { ca, svids } = this;
@@ -105,7 +137,12 @@ export class IdentityWiring {
 
   /** Follows the model's pods on this node: SVIDs are issued for new service accounts and dropped for gone ones. */
   update(model: Model): void {
-    if (!this.svids || model === this.model) return;
+    if (model === this.model) return;
+    if (!this.svids) {
+      // Kept for when the CA comes: the first SVIDs follow this model.
+      this.model = model;
+      return;
+    }
     const changes = this.model && model.changesSince(this.model);
     this.model = model;
     if (changes && !changes.has('Pod')) return;
@@ -131,6 +168,8 @@ export class IdentityWiring {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retry);
     for (const u of this.unsubscribe.splice(0)) u();
     this.svids?.stop();
     await this.workloadApi?.close();

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { Agent } from '../../src/agent/agent.js';
 import type { ServiceDatapathOptions } from '../../src/agent/service-datapath.js';
+import type { IdentityOptions } from '../../src/agent/identity-wiring.js';
 import type { Logger } from '../../src/log.js';
 import type { ModelSource } from '../../src/sources/source.js';
 import type { StatusWriter } from '../../src/status/report.js';
@@ -41,6 +42,8 @@ export interface StartOptions {
   proxyPortRange?: [number, number];
   /** Socket load balancing in a test world's cgroup (test/helpers/netns.ts). */
   datapath?: ServiceDatapathOptions;
+  /** Workload identity (the CA, SVIDs over SDS, the mesh). */
+  identity?: IdentityOptions;
 }
 
 /** A port range for listeners without an address, unlikely to meet another test's. */
@@ -80,6 +83,7 @@ export async function startAgent(t: Teardown, files: Record<string, object[]> = 
     proxyPortRange: opts.proxyPortRange ?? proxyPortRange(),
     datapath: opts.datapath,
     status: opts.status,
+    identity: opts.identity,
     // The agent runs in the machine's namespace: with a datapath it must add nothing to the machine's lo.
     proxyAddresses: opts.proxyAddresses ?? (opts.datapath ? { v4: '127.0.0.1', v6: '::1' } : undefined),
     socketPath,
