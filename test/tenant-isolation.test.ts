@@ -237,3 +237,30 @@ t.test("other extensions' cluster fields stay in a tenant's namespace too (aggre
   const [admin] = translateEnvoyConfigs(model(ccec('admin', { resources: [aggregate] })), ctx);
   t.same(admin.issues, [], 'a clusterwide config may name any cluster');
 });
+
+t.test("a namespaced config cannot present a workload's SVID or the mesh's bundle", async (t) => {
+  const { svidSecretName, BUNDLE_SECRET_NAME } = await import('../src/identity/types.js');
+  const stolen = svidSecretName('spiffe://cluster.local/ns/prod/sa/payments');
+  const cluster = (sds: string[], validation?: string) => ({
+    '@type': `${T}envoy.config.cluster.v3.Cluster`,
+    name: 'out',
+    type: 'STATIC',
+    load_assignment: { cluster_name: 'out', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.9.9.9', port_value: 443 } } } }] }] },
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': `${T}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+        common_tls_context: { tls_certificate_sds_secret_configs: sds.map((name) => ({ name })), ...(validation ? { validation_context_sds_secret_config: { name: validation } } : {}) },
+      },
+    },
+  });
+  const [u] = translateEnvoyConfigs(model(cec('thief', { resources: [cluster([stolen])] }, 'attacker')), ctx);
+  t.ok(u.rejected, "another namespace's SVID: rejected");
+  t.match(u.issues[0].message, /is outside namespace attacker/);
+  t.match(u.issues[0].field, /tlsCertificateSdsSecretConfigs\[0\]\.name$/);
+  const [own] = translateEnvoyConfigs(model(cec('thief', { resources: [cluster([svidSecretName('spiffe://cluster.local/ns/attacker/sa/x')])] }, 'attacker')), ctx);
+  t.ok(own.rejected, "not even its own namespace's: SVIDs are the mesh's, named outside every namespace");
+  const [bundle] = translateEnvoyConfigs(model(cec('b', { resources: [cluster([], BUNDLE_SECRET_NAME)] }, 'attacker')), ctx);
+  const json = anyToJson(bundle.resources[0]) as any;
+  t.equal(json.transportSocket.typedConfig.commonTlsContext.validationContextSdsSecretConfig.name, `attacker/b/${BUNDLE_SECRET_NAME}`, "the bare bundle name is qualified into the namespace: the tenant's own secret, not the mesh's");
+});
