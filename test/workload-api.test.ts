@@ -19,11 +19,11 @@ import { workloadIdentitySource } from '../src/identity/workload-source.js';
 import { Model } from '../src/model/model.js';
 import type { ModelObject } from '../src/model/objects.js';
 import { CGROUP2, removeCgroup, requireDatapathPrerequisites, stopChild } from './helpers/netns.js';
+import { sameSerial, spiffeClientBinary, spiffeClientResult } from './helpers/spiffe-client.js';
 
 requireDatapathPrerequisites();
 const root = new URL('..', import.meta.url).pathname;
-// Builds the go-spiffe client if its sources changed; a failed build fails the test.
-const GO_CLIENT = execFileSync(join(root, 'scripts/install-spiffe-client.sh'), { encoding: 'utf8' }).trim();
+const GO_CLIENT = spiffeClientBinary();
 const CALL = join(root, 'test/helpers/workload-api-call.mjs');
 
 const TD = 'cluster.test';
@@ -136,20 +136,13 @@ function run(cgroup: string | undefined, netns: string | undefined, cmd: string,
   c.stderr!.on('data', (d) => (stderr += d));
   return new Promise((resolve) =>
     c.once('exit', (code) => {
-      let out: any;
-      try {
-        out = JSON.parse(stdout.trim().split('\n').pop() ?? '');
-      } catch {
-        out = { unparsed: stdout };
-      }
-      resolve({ code, out, stderr });
+      resolve({ code, out: spiffeClientResult(stdout), stderr });
     }),
   );
 }
 const goClient = (cg: string | undefined, ns: string | undefined, ...extra: string[]) =>
   run(cg, ns, GO_CLIENT, ['-addr', `unix://${socketPath}`, '-audience', 'spiffe://cluster.test/ns/bank/sa/ledger', ...extra]);
 const call = (cg: string | undefined, ns: string | undefined, step: object) => run(cg, ns, process.execPath, [CALL, socketPath, JSON.stringify(step)]);
-const sameSerial = (a: string, b: string) => BigInt(`0x${a}`) === BigInt(`0x${b}`);
 
 t.test('the socket is open to every uid', async (t) => {
   t.equal(statSync(socketPath).mode & 0o777, 0o666);
