@@ -5,7 +5,9 @@
 // policy program steers the flow into n1's Envoy, which tunnels it (HTTP/2
 // CONNECT in mTLS, presenting A's own SVID) to n2's Envoy, which checks A's
 // SPIFFE ID against policy and hands B the plaintext. The wire sees TLS only.
+// Each agent also serves the SPIFFE Workload API, which go-spiffe in a pod uses.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +15,7 @@ import { eventually } from './helpers/envoy.js';
 import { endpointSlice, service } from './helpers/kube.js';
 import { twoNodeAgents } from './helpers/two-node-agents.js';
 import { twoNodeWorld, WIRE } from './helpers/two-node-world.js';
+import { sameSerial, spiffeClientBinary, spiffeClientResult } from './helpers/spiffe-client.js';
 import { MESH_INBOUND_PORT } from '../src/mesh/membership.js';
 
 const TD = 'cluster.local';
@@ -22,6 +25,7 @@ const TARGET = 8080;
 const CLIENT_ID = `spiffe://${TD}/ns/shop/sa/client`;
 const INTRUDER_ID = `spiffe://${TD}/ns/shop/sa/intruder`;
 const SVID_TTL_S = 30;
+const GO_CLIENT = spiffeClientBinary();
 
 /** The echo's name for a reply, else the client's error. */
 const answer = (r: any) => (r.error ? r.code ?? r.error : JSON.parse(r.backend).name);
@@ -47,7 +51,9 @@ t.test('meshed pods across two nodes: mTLS between the node Envoys with each wor
   await mb.servers({ httpEcho: [{ ip: mb.ip, port: TARGET, name: 'mb' }] });
   const caDir = mkdtempSync(join(tmpdir(), 'sluice-mesh-ca-'));
   t.teardown(() => rmSync(caDir, { recursive: true, force: true }));
-  const agents = await twoNodeAgents(t, w, { extraArgs: ['--ca-dir', caDir, '--svid-ttl', `${SVID_TTL_S}s`] });
+  const agents = await twoNodeAgents(t, w, {
+    extraArgs: (_node, dir) => ['--ca-dir', caDir, '--svid-ttl', `${SVID_TTL_S}s`, '--workload-api-socket', join(dir, 'workload.sock')],
+  });
   const { n1, n2 } = agents.nodes;
 
   await t.test('A → Service → B works, and the wire carries only TLS between the nodes’ tunnel ports', async (t) => {
@@ -89,6 +95,42 @@ t.test('meshed pods across two nodes: mTLS between the node Envoys with each wor
     t.equal(answer(allowed[0]), 'mb', 'A still gets through');
     await eventually(() => readFileSync(n2.envoyLog, 'utf8').split('\n').some((l) => l.includes(`peer=${INTRUDER_ID}`) && l.includes('status=403')), 10_000, 'the 403');
     t.pass('n2’s Envoy answered C’s tunnel with 403, naming C’s identity');
+  });
+
+  await t.test('the Workload API on n1: go-spiffe in pod A gets A’s identity, the very SVID n1’s Envoy serves; no one else gets it', async (t) => {
+    type Run = (cmd: string, args: string[]) => { code: number | null; stdout: string; stderr: string };
+    const goClient = (run: Run, ...extra: string[]) => {
+      const r = run(GO_CLIENT, ['-addr', `unix://${join(n1.dir, 'workload.sock')}`, '-audience', `spiffe://${TD}/ns/shop/sa/server`, ...extra]);
+      return { ...r, out: spiffeClientResult(r.stdout) };
+    };
+    const own = goClient(ma.exec);
+    t.equal(own.code, 0, `go client in A: ${JSON.stringify(own.out)} ${own.stderr}`);
+    t.equal(own.out.spiffeId, CLIENT_ID, 'x509svid.Verify against the fetched bundle names A');
+    t.equal(own.out.jwtSub, CLIENT_ID, 'jwtsvid.ParseAndValidate against the fetched JWT bundle names A');
+    // One SVID per identity per node. A rotation may fall between the two reads, so both are read again until they agree.
+    await eventually(
+      async () => {
+        const served = servedSerial((await n1.admin('/certs')).body, CLIENT_ID);
+        const fetched = goClient(ma.exec).out.serial;
+        if (!served || !fetched || !sameSerial(served, fetched)) throw new Error(`Workload API serial ${fetched}, Envoy's ${served}`);
+        return true;
+      },
+      20_000,
+      'the Workload API and n1’s Envoy to hold the same SVID for A',
+    );
+    t.pass('the X.509-SVID A fetched has the serial of the one n1’s Envoy presents for A');
+
+    const other = goClient(mc.exec);
+    t.equal(other.out.spiffeId, INTRUDER_ID, `pod C, in its own cgroup, gets its own identity (${JSON.stringify(other.out)})`);
+    const theft = goClient(mc.exec, '-jwt-spiffe-id', CLIENT_ID);
+    t.equal(theft.code, 1, 'pod C asking for A’s JWT-SVID fails');
+    t.match(theft.out, { step: 'FetchJWTSVID', code: 'PermissionDenied' }, `with PermissionDenied (${JSON.stringify(theft.out)})`);
+    const nowhere = goClient((cmd, args) => {
+      const r = spawnSync(cmd, args, { encoding: 'utf8' });
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+    });
+    t.equal(nowhere.code, 1, 'a process in no pod’s cgroup fails');
+    t.match(nowhere.out, { step: 'FetchX509Context', code: 'PermissionDenied' }, `with PermissionDenied (${JSON.stringify(nowhere.out)})`);
   });
 
   await t.test(`rotation: with a ${SVID_TTL_S} s TTL and a request loop running, no request fails and the served serial changes`, async (t) => {

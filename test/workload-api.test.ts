@@ -1,6 +1,7 @@
 // The SPIFFE Workload API against real callers: processes placed in kubelet-
 // named cgroups (and pod network namespaces) on the real kernel, attested
-// through SO_PEERCRED and /proc, and go-spiffe's own client and verifiers.
+// through SO_PEERCRED and /proc, and go-spiffe's own client and verifiers
+// checking what our CA issued, served through the agent's own adapter.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -8,18 +9,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
+import { localSpiffeIds } from '../src/agent/identity-wiring.js';
 import { podIdentityByUid } from '../src/identity/attest.js';
-import { workloadSpiffeId } from '../src/identity/types.js';
-import { WorkloadApiServer } from '../src/identity/workload-api.js';
+import { SpiffeCa } from '../src/identity/ca.js';
+import { WorkloadSvids } from '../src/identity/svid-store.js';
+import { workloadSpiffeId, type X509Svid } from '../src/identity/types.js';
+import { WorkloadApiServer, type WorkloadIdentitySource } from '../src/identity/workload-api.js';
+import { workloadIdentitySource } from '../src/identity/workload-source.js';
 import { Model } from '../src/model/model.js';
 import type { ModelObject } from '../src/model/objects.js';
 import { CGROUP2, removeCgroup, requireDatapathPrerequisites, stopChild } from './helpers/netns.js';
-import { fixtureSource } from './helpers/spiffe-fixtures.js';
+import { sameSerial, spiffeClientBinary, spiffeClientResult } from './helpers/spiffe-client.js';
 
 requireDatapathPrerequisites();
 const root = new URL('..', import.meta.url).pathname;
-// Builds the go-spiffe client if its sources changed; a failed build fails the test.
-const GO_CLIENT = execFileSync(join(root, 'scripts/install-spiffe-client.sh'), { encoding: 'utf8' }).trim();
+const GO_CLIENT = spiffeClientBinary();
 const CALL = join(root, 'test/helpers/workload-api-call.mjs');
 
 const TD = 'cluster.test';
@@ -68,7 +72,44 @@ t.teardown(async () => {
 for (const d of [cgA, cgB, cgC]) mkdirSync(d, { recursive: true });
 for (const ns of [nsA, nsB]) execFileSync('ip', ['netns', 'add', ns]);
 
-const source = await fixtureSource(t, TD, [idA, idB]);
+const caDir = mkdtempSync(join(tmpdir(), 'sluice-wlapi-ca-'));
+t.teardown(() => rmSync(caDir, { recursive: true, force: true }));
+const ca = await SpiffeCa.loadOrCreate({ trustDomain: TD, dir: caDir });
+const svids = new WorkloadSvids({ ca, ttlSeconds: 3600 });
+t.teardown(() => svids.stop());
+// As the agent does: an SVID for each service account with a pod on this node.
+svids.setWanted(localSpiffeIds(model, NODE, TD));
+await svids.ready();
+const agentSource = workloadIdentitySource(ca, svids, 300);
+
+/** Drops an identity and wants it again, as a pod's going and coming does: a fresh SVID, pushed like a rotation. */
+async function reissue(spiffeId: string): Promise<X509Svid> {
+  svids.setWanted(svids.wanted().filter((w) => w !== spiffeId));
+  svids.setWanted(localSpiffeIds(model, NODE, TD));
+  await svids.ready();
+  return svids.get(spiffeId)!;
+}
+
+// Our root does not rotate yet, so a bundle change is layered over the agent's adapter to show that the server pushes one to every stream.
+let bundleBumps = 0;
+const bundleListeners = new Set<(changed: 'bundle') => void>();
+const source: WorkloadIdentitySource = {
+  ...agentSource,
+  bundle: () => {
+    const b = agentSource.bundle();
+    return { ...b, sequence: b.sequence + bundleBumps };
+  },
+  onChange(cb) {
+    const off = agentSource.onChange(cb);
+    bundleListeners.add(cb);
+    return () => (off(), bundleListeners.delete(cb));
+  },
+};
+function bumpBundle(): void {
+  bundleBumps++;
+  for (const l of bundleListeners) l('bundle');
+}
+
 const sockDir = mkdtempSync(join(tmpdir(), 'sluice-wlapi-'));
 t.teardown(() => rmSync(sockDir, { recursive: true, force: true }));
 const socketPath = join(sockDir, 'agent.sock');
@@ -95,20 +136,13 @@ function run(cgroup: string | undefined, netns: string | undefined, cmd: string,
   c.stderr!.on('data', (d) => (stderr += d));
   return new Promise((resolve) =>
     c.once('exit', (code) => {
-      let out: any;
-      try {
-        out = JSON.parse(stdout.trim().split('\n').pop() ?? '');
-      } catch {
-        out = { unparsed: stdout };
-      }
-      resolve({ code, out, stderr });
+      resolve({ code, out: spiffeClientResult(stdout), stderr });
     }),
   );
 }
 const goClient = (cg: string | undefined, ns: string | undefined, ...extra: string[]) =>
   run(cg, ns, GO_CLIENT, ['-addr', `unix://${socketPath}`, '-audience', 'spiffe://cluster.test/ns/bank/sa/ledger', ...extra]);
 const call = (cg: string | undefined, ns: string | undefined, step: object) => run(cg, ns, process.execPath, [CALL, socketPath, JSON.stringify(step)]);
-const sameSerial = (a: string, b: string) => BigInt(`0x${a}`) === BigInt(`0x${b}`);
 
 t.test('the socket is open to every uid', async (t) => {
   t.equal(statSync(socketPath).mode & 0o777, 0o666);
@@ -119,8 +153,7 @@ t.test("go-spiffe in pod A's cgroup gets A's SVIDs and validates both with its o
   t.equal(r.code, 0, `go client: ${JSON.stringify(r.out)} ${r.stderr}`);
   t.equal(r.out.spiffeId, idA, 'x509svid.Verify against the fetched bundle names A');
   t.equal(r.out.jwtSub, idA, 'jwtsvid.ParseAndValidate against the fetched JWT bundle names A');
-  t.ok(sameSerial(r.out.serial, source.x509Svid(idA)!.serial), "the served certificate is A's current one");
-  t.ok(source.wanted.has(idA), 'the source was told A is wanted');
+  t.ok(sameSerial(r.out.serial, svids.get(idA)!.serial), "the served certificate is A's current one, issued by our CA");
 });
 
 t.test("pod B (systemd cgroup layout) gets B's identity, and is refused A's", async (t) => {
@@ -185,27 +218,27 @@ function watch(cg: string, ns: string) {
   };
 }
 
-t.test('two concurrent streams keep their own identities; rotation reaches only its owner', async (t) => {
+t.test('two concurrent streams keep their own identities; a new SVID reaches only its owner', async (t) => {
   const a = watch(cgA, nsA);
   const b = watch(cgB, nsB);
   // Both connections are open at once from here on.
   t.match(await a.next(1), { spiffeId: idA });
   t.match(await b.next(1), { spiffeId: idB });
-  t.ok(sameSerial(a.seen[0].serial!, source.x509Svid(idA)!.serial));
+  t.ok(sameSerial(a.seen[0].serial!, svids.get(idA)!.serial));
 
-  const newA = source.rotate(idA);
+  const newA = await reissue(idA);
   const a2 = await a.next(2);
   t.equal(a2.spiffeId, idA);
   t.ok(sameSerial(a2.serial!, newA.serial), "A's stream carries A's new certificate");
   t.notOk(sameSerial(a2.serial!, a.seen[0].serial!), 'and it is a different one');
 
-  const newB = source.rotate(idB);
+  const newB = await reissue(idB);
   const b2 = await b.next(2);
   t.equal(b2.spiffeId, idB);
   t.ok(sameSerial(b2.serial!, newB.serial), "B's next response is B's own rotation, nothing from A's");
   t.equal(a.seen.length, 2, "A's stream got nothing for B's rotation");
 
-  source.bumpBundle();
+  bumpBundle();
   const [a3, b3] = await Promise.all([a.next(3), b.next(3)]);
   t.same([a3.spiffeId, b3.spiffeId], [idA, idB], 'a bundle change reaches every stream');
   t.ok(sameSerial(a3.serial!, newA.serial) && sameSerial(b3.serial!, newB.serial), 'with the same SVIDs');

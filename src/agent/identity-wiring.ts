@@ -10,7 +10,8 @@ import type { SpiffeCa } from '../identity/ca.js';
 import { WorkloadSvids } from '../identity/svid-store.js';
 import { bundleSecret, svidSecret } from '../identity/sds-secrets.js';
 import { workloadSpiffeId } from '../identity/types.js';
-import { WorkloadApiServer, type WorkloadIdentitySource } from '../identity/workload-api.js';
+import { WorkloadApiServer } from '../identity/workload-api.js';
+import { workloadIdentitySource } from '../identity/workload-source.js';
 import { podIdentityByUid } from '../identity/attest.js';
 import type { ObjectTranslation } from '../translate/output.js';
 
@@ -116,18 +117,9 @@ export class IdentityWiring {
   private async serveWorkloadApi(): Promise<void> {
     const socketPath = this.opts.workloadApiSocket;
     if (!socketPath || !this.ca || !this.svids || this.workloadApi) return;
-    const { ca, svids } = this;
-    const source: WorkloadIdentitySource = {
-      x509Svid: (id) => svids.get(id),
-      bundle: () => ca.bundle(),
-      issueJwtSvid: (id, audience) => ca.issueJwtSvid(id, audience, this.opts.jwtTtlSeconds),
-      validateJwtSvid: (token, audience) => ca.validateJwtSvid(token, audience),
-      // The root does not rotate yet, so only SVIDs change.
-      onChange: (cb) => svids.onChange((changed) => cb(changed)),
-    };
     const server = new WorkloadApiServer({
       socketPath,
-      source,
+      source: workloadIdentitySource(this.ca, this.svids, this.opts.jwtTtlSeconds),
       podByUid: (uid) => (this.model ? podIdentityByUid(this.model, this.opts.trustDomain, this.nodeName, uid) : undefined),
       log: this.log,
     });

@@ -31,8 +31,6 @@ export interface WorkloadIdentitySource {
   validateJwtSvid(token: string, audience: string): Promise<{ spiffeId: string; claims: Record<string, unknown> }>;
   /** Called with the SPIFFE IDs whose SVID changed, or 'bundle'; returns an unsubscribe. */
   onChange(cb: (changed: string[] | 'bundle') => void): () => void;
-  /** A local workload asked for these identities: issue them if not already. */
-  want?(spiffeIds: string[]): void;
 }
 
 export interface WorkloadApiOptions {
@@ -145,12 +143,11 @@ export class WorkloadApiServer {
       if ('code' in who) this.log.info({ peer: call.getPeer(), reason: who.details }, 'workload API call refused');
       return who;
     };
-    const stream = <Req, Res>(build: (who: PodIdentity) => { key: () => string; message: () => Res | undefined; wants?: string[] }) =>
+    const stream = <Req, Res>(build: (who: PodIdentity) => { key: () => string; message: () => Res | undefined }) =>
       (call: grpc.ServerWritableStream<Req, Res>) => {
         const who = admit(call as grpc.ServerWritableStream<unknown, unknown>);
         if ('code' in who) return void call.emit('error', who);
         const s = build(who);
-        if (s.wants) src.want?.(s.wants);
         let last: string | undefined;
         const push = () => {
           const message = s.message();
@@ -171,7 +168,6 @@ export class WorkloadApiServer {
 
     return {
       fetchX509Svid: stream<unknown, X509SVIDResponse>((who) => ({
-        wants: [who.spiffeId],
         key: () => `${src.x509Svid(who.spiffeId)?.serial}/${src.bundle().sequence}`,
         message: () => {
           const svid = src.x509Svid(who.spiffeId);

@@ -2,7 +2,7 @@
 // /32 address, its default route through a link-local gateway that the node
 // side of the veth holds (as the CNI ptp plugin does), and a /32 route per pod
 // on the node. The node netns comes from netnsWorld; removal at teardown.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { NetnsWorld } from './netns.js';
 import { stopChild } from './netns.js';
@@ -28,6 +28,8 @@ export interface Pod {
   clientAsync(plan: object[]): Promise<any[][]>;
   /** Starts netns-server.mjs in the pod; resolves once its servers listen. */
   servers(cfg: object): Promise<ChildProcess>;
+  /** Runs any command in the pod (its netns and cgroup) to completion; a non-zero exit is returned, not thrown. */
+  exec(cmd: string, args: string[]): { code: number | null; stdout: string; stderr: string };
 }
 
 export function podMaker(t: Teardown, node: NetnsWorld) {
@@ -68,6 +70,7 @@ export function podMaker(t: Teardown, node: NetnsWorld) {
     psh('ip', ['-6', 'route', 'add', GATEWAY6, 'dev', 'eth0']);
     psh('ip', ['-6', 'route', 'add', 'default', 'via', GATEWAY6, 'dev', 'eth0']);
     const inCgroup = (file: string, arg: object) => `echo $$ > ${cgroupDir}/cgroup.procs && exec ${process.execPath} ${join(here, file)} '${JSON.stringify(arg)}'`;
+    const quote = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
     const script = (plan: object[]) => inCgroup('netns-client.mjs', plan);
     return {
       ns,
@@ -93,6 +96,10 @@ export function podMaker(t: Teardown, node: NetnsWorld) {
           c.stdout!.on('data', (d) => String(d).includes('ready') && resolve(c));
           c.on('exit', (code) => reject(new Error(`servers exited with ${code}`)));
         }),
+      exec: (cmd, args) => {
+        const r = spawnSync('nsenter', [`--net=/var/run/netns/${ns}`, 'sh', '-c', `echo $$ > ${cgroupDir}/cgroup.procs && exec ${[cmd, ...args].map(quote).join(' ')}`], { encoding: 'utf8' });
+        return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+      },
     };
   };
 }

@@ -24,6 +24,8 @@ interface Teardown {
 const cli = new URL('../../dist/cli.js', import.meta.url).pathname;
 
 export interface NodeAgent {
+  /** The node's own directory: its sockets and state, and where per-node flags point (extraArgs gets it). */
+  dir: string;
   /** The agent's API socket (/readyz, /metrics, /v1/endpoints, /v1/policy). */
   apiSocket: string;
   /** The xDS socket its Envoy connects to. */
@@ -57,7 +59,12 @@ async function versions(api: (path: string) => Promise<{ status: number; body: s
   return { published: gauge('sluice_xds_snapshot_version'), acked: gauge('sluice_xds_acked_version') };
 }
 
-export async function twoNodeAgents(t: Teardown, world: TwoNodeWorld, opts: { extraArgs?: string[] } = {}): Promise<TwoNodeAgents> {
+export interface TwoNodeAgentOptions {
+  /** More flags for every agent, or per node (given the node and its directory). */
+  extraArgs?: string[] | ((node: NodeName, dir: string) => string[]);
+}
+
+export async function twoNodeAgents(t: Teardown, world: TwoNodeWorld, opts: TwoNodeAgentOptions = {}): Promise<TwoNodeAgents> {
   for (const f of [POLICY_OBJECT, cli]) if (!existsSync(f)) throw new Error(`${f} is missing: run scripts/setup.sh (or npm run build and the clang lines)`);
   const procs: Partial<Record<NodeName, ChildProcess>> = {};
   const outputs: Record<NodeName, () => string> = { n1: () => '', n2: () => '' };
@@ -69,7 +76,7 @@ export async function twoNodeAgents(t: Teardown, world: TwoNodeWorld, opts: { ex
     const dir = dirs[n];
     const nw = world.nodes[n];
     return ['--source', `dir:${world.yaml.src}`, '--node', n, '--socket', join(dir, 'xds.sock'), '--api-socket', join(dir, 'api.sock'), '--state-dir', join(dir, 'state'),
-      '--datapath', '--bpf-dir', nw.pinDir, '--cgroup-dir', nw.cgroupDir, '--envoy-grace', '1000', '--log-level', 'debug', ...(opts.extraArgs ?? [])];
+      '--datapath', '--bpf-dir', nw.pinDir, '--cgroup-dir', nw.cgroupDir, '--envoy-grace', '1000', '--log-level', 'debug', ...(typeof opts.extraArgs === 'function' ? opts.extraArgs(n, dir) : opts.extraArgs ?? [])];
   };
   const start = (n: NodeName) => spawnAgentInNetns(world.nodes[n].ns, args(n), (p, out) => ((procs[n] = p), (outputs[n] = out)));
 
@@ -83,6 +90,7 @@ export async function twoNodeAgents(t: Teardown, world: TwoNodeWorld, opts: { ex
       const envoy = await startEnvoy(t, renderBootstrap({ nodeId: n, ads: 'sotw', socketPath: xdsSocket, healthPort: 0 }), ['--file-flush-interval-msec', '100'], world.nodes[n].ns, envoyLog);
       const apiSocket = join(dirs[n], 'api.sock');
       nodes[n] = {
+        dir: dirs[n],
         apiSocket,
         xdsSocket,
         envoy,
