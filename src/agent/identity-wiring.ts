@@ -59,18 +59,6 @@ export class IdentityWiring {
     private readonly changed: () => void,
   ) {}
 
-  get trustDomain(): string {
-    return this.opts.trustDomain;
-  }
-
-  get authority(): SpiffeCa | undefined {
-    return this.ca;
-  }
-
-  get store(): WorkloadSvids | undefined {
-    return this.svids;
-  }
-
   /**
    * Loads the CA; resolves once the first attempt is over. A failure (the API
    * server down, the Secret unreadable) does not stop the agent: everything
