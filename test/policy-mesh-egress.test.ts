@@ -8,6 +8,11 @@ import { lookupVerdict, trace, type PolicyResult } from '../src/policy/index.js'
 import { meshDatapath, withMesh } from '../src/mesh/datapath.js';
 import { meshWorkloads } from '../src/mesh/membership.js';
 import { formatTrace } from '../src/policy-cli.js';
+import { policyApi } from '../src/agent/policy-api.js';
+import { createServer, get } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { PolicyDatapathState } from '../src/policy/datapath-state.js';
 import { cnp, compute, model, namespace, pod } from './helpers/policy-world.js';
 
@@ -132,4 +137,31 @@ t.test('trace names the rule, and says whether the flow is in the tunnel', async
   t.match(near, { verdict: 'deny', decidedBy: { reason: 'mesh-only', steered: false } });
   t.match(formatTrace({ query: { ...q, to: 'x/near' }, ...near }), /not carried there/);
   t.match(trace(r, q), { verdict: 'deny', decidedBy: { reason: 'mesh-only', steered: false } }, 'without the mesh state nothing is steered');
+});
+
+t.test('the agent API traces with the mesh state it is given', async (t) => {
+  const { r, state } = run([cnp('e', toServers(), 'x')]);
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-mesh-egress-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const ask = async (mesh?: () => typeof state) => {
+    const handler = policyApi(() => r, mesh);
+    const server = createServer((req, res) => {
+      if (!handler(req, res)) res.writeHead(404).end();
+    });
+    const sock = join(dir, `api-${mesh ? 'mesh' : 'plain'}.sock`);
+    await new Promise<void>((ok) => server.listen(sock, ok));
+    try {
+      return await new Promise<any>((ok, fail) =>
+        get({ socketPath: sock, path: '/v1/policy/trace?from=x/c1&to=x/far&port=8080' }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => ok(JSON.parse(body)));
+        }).on('error', fail),
+      );
+    } finally {
+      await new Promise((ok) => server.close(ok));
+    }
+  };
+  t.match(await ask(() => state), { verdict: 'allow', decidedBy: { reason: 'mesh-only', steered: true } });
+  t.match(await ask(), { verdict: 'deny', decidedBy: { reason: 'mesh-only', steered: false } }, 'without it, nothing is steered');
 });
