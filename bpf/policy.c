@@ -15,7 +15,8 @@
 //   ipcache:   LPM (set, v4-mapped address prefix) -> identity.
 //   endpoints: (v4-mapped address, set) -> endpoint id, identity, enforcement flags.
 //   policy:    LPM (endpoint, direction, identity, proto, port prefix) ->
-//              verdict, proxy port. Proto 0 is stored as a 56-bit prefix (any
+//              verdict (allow, deny, redirect, or mesh: allow only into the
+//              mesh tunnel), proxy port. Proto 0 is stored as a 56-bit prefix (any
 //              proto, any port). The set is a bit beside the direction.
 //   polgen:    one entry: which set of ipcache, endpoints and policy is live.
 //              Userspace fills the idle set and switches the whole state in one
@@ -57,6 +58,11 @@
 #define VERDICT_ALLOW 1
 #define VERDICT_DENY 2
 #define VERDICT_REDIRECT 3
+/* Egress only: allowed if, and only if, the flow is steered into the mesh's
+ * mTLS tunnel (a rule with authentication required). Decided in check() where
+ * the steering is, per flow: the destination address in sluice_meshdst, not
+ * the peer's identity, says whether this connection can be authenticated. */
+#define VERDICT_MESH 4
 
 #define EP_INGRESS_ENFORCED 0x1
 #define EP_EGRESS_ENFORCED 0x2
@@ -71,6 +77,7 @@
 #define DROP_NO_PROXY 2     /* redirect, but no proxy listener to assign */
 #define DROP_ASSIGN 3       /* the kernel refused bpf_sk_assign */
 #define DROP_REDIRECT_PROTO 4 /* redirect of something other than TCP */
+#define DROP_NOT_MESHED 5   /* only the mesh tunnel may carry it, and this flow would not go there */
 #define DROP_REASONS 8
 
 #define CT_TCP_LIFETIME_NS (21600ULL * 1000000000ULL)
@@ -363,7 +370,11 @@ static __always_inline struct policy_val *policy_lookup(struct policy_key *k, __
 /*
  * The entries for this peer's identity and for any peer: a deny in either
  * wins, then a redirect (the proxy enforces the union of what both allow),
- * then an allow.
+ * then the peer's own allow or mesh-only allow when it has an entry, else any
+ * peer's. The translator folds the any-peer entries into each identity's own
+ * (src/policy/entries.ts), so the peer's entry already ranks both; this way an
+ * identity's mesh-only allow keeps its meaning under the allow-all of an
+ * endpoint without default deny.
  */
 static __always_inline struct policy_val policy_verdict(struct endpoint *ep, __u8 set, __u8 dir, __u32 identity, struct flow *f)
 {
@@ -387,8 +398,7 @@ static __always_inline struct policy_val policy_verdict(struct endpoint *ep, __u
 		return p;
 	if (a.verdict == VERDICT_REDIRECT)
 		return a;
-	if (p.verdict == VERDICT_ALLOW || a.verdict == VERDICT_ALLOW)
-		out.verdict = VERDICT_ALLOW;
+	out.verdict = p.verdict != VERDICT_NONE ? p.verdict : a.verdict;
 	return out;
 }
 
@@ -451,12 +461,22 @@ static __always_inline __u8 check(struct endpoint *ep, __u8 set, __u8 dir, struc
 	 * so every later packet of it is steered too (or dropped with no listener).
 	 * Replies returned above, so flows the pod accepted are left alone. An L7
 	 * egress redirect keeps its own listener. */
-	if (verdict == VERDICT_ALLOW && dir == DIR_EGRESS && (ep->flags & EP_MESHED) && f->proto == IPPROTO_TCP && !from_host) {
+	if ((verdict == VERDICT_ALLOW || verdict == VERDICT_MESH) && dir == DIR_EGRESS && (ep->flags & EP_MESHED) && f->proto == IPPROTO_TCP && !from_host) {
 		__u16 mp = mesh_port(&f->dst, set);
 		if (mp) {
 			verdict = VERDICT_REDIRECT;
 			pv.proxy_port = mp;
 		}
+	}
+	/* Authentication required and the flow stays outside the tunnel (the
+	 * source or destination is not meshed, not TCP, or the destination is on
+	 * this node, where no tunnel runs and the destination's ingress has no
+	 * plaintext entry for such a rule either): nothing authenticates it. A
+	 * policy map from a translator is the only source of this verdict, and the
+	 * translator sets it only where default deny is on; it drops regardless. */
+	if (verdict == VERDICT_MESH) {
+		drop_count(DROP_NOT_MESHED);
+		return VERDICT_DENY;
 	}
 	/* Only TC ingress can steer. What the node sends itself goes straight; a
 	 * forwarded packet that met no ingress hook (an interface the attacher has

@@ -191,7 +191,7 @@ program
     log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, caDir: o.caDir, kube, dirs, datapath: !!o.datapath }, 'starting');
     // Probes answer from the start: not ready until the sources have delivered a model.
     const health = o.metricsPort ? await startHealthServer(agent, o.metricsPort) : undefined;
-    const api = await startApiSocket(agent, o.apiSocket ?? join(dirname(o.socket), 'api.sock'), policyApi(() => agent.policy));
+    const api = await startApiSocket(agent, o.apiSocket ?? join(dirname(o.socket), 'api.sock'), policyApi(() => agent.policy, () => agent.policyView.acked));
     await agent.start();
     const unwatch = o.daemonset && o.uninstallMarker ? watchUninstall(o.daemonset, o.uninstallMarker, o.kubeconfig, log) : undefined;
     const stop = async (signal: string) => {

@@ -91,6 +91,9 @@ function describeStep(s: TraceStep): string {
     case 'default-deny':
       if (s.authRequired) return `denied in plaintext: ${s.authRequired.policy}, field ${s.authRequired.field} admits this only over mTLS (authentication required)`;
       return `denied: selected by ${s.policy} and no rule allows this (default deny)`;
+    case 'mesh-only':
+      if (s.steered) return `allowed by ${rule(s)} inside the mesh's mTLS tunnel (authentication required)`;
+      return `denied: ${rule(s)} admits this only inside the mesh's mTLS tunnel (authentication required), and this flow is not carried there`;
     case 'l7-rule':
       return `allowed by ${rule(s)} (L7, in Envoy listener ${s.listener})`;
     case 'l7-no-match':

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TranslationIssue } from '../issues/issue.js';
 import type { Origin } from '../model/model.js';
-import { trace, type PolicyResult, type TraceQuery, type TraceResult } from '../policy/index.js';
+import { trace, type MeshSteering, type PolicyResult, type TraceQuery, type TraceResult } from '../policy/index.js';
 import type { Label } from '../policy/labels.js';
 import type { Direction } from '../policy/rules.js';
 import type { Peer } from '../policy/selectors.js';
@@ -134,8 +134,9 @@ export function traceQuery(p: { from?: string; to?: string; port?: string; proto
   };
 }
 
-export function traceView(r: PolicyResult, q: TraceQuery): TraceView {
-  return { query: q, ...trace(r, q) };
+/** `mesh`: the state the kernel holds, so mesh-only egress rules are traced as the kernel steers. */
+export function traceView(r: PolicyResult, q: TraceQuery, mesh?: MeshSteering): TraceView {
+  return { query: q, ...trace(r, q, mesh) };
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -148,13 +149,13 @@ function send(res: ServerResponse, status: number, body: unknown): void {
  * Answers /v1/endpoints, /v1/policy and /v1/policy/trace; returns false for
  * other paths. `policy` is the current model's, undefined before there is one.
  */
-export function policyApi(policy: () => PolicyResult | undefined): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function policyApi(policy: () => PolicyResult | undefined, mesh?: () => MeshSteering | undefined): (req: IncomingMessage, res: ServerResponse) => boolean {
   const views: Record<string, (r: PolicyResult, q: URLSearchParams) => unknown> = {
     '/v1/endpoints': (r) => endpointsView(r),
     '/v1/policy': (r) => policyView(r),
     '/v1/policy/trace': (r, q) => {
       const get = (k: string) => q.get(k) ?? undefined;
-      return traceView(r, traceQuery({ from: get('from'), to: get('to'), port: get('port'), proto: get('proto'), method: get('method'), path: get('path'), host: get('host'), headers: q.getAll('header') }));
+      return traceView(r, traceQuery({ from: get('from'), to: get('to'), port: get('port'), proto: get('proto'), method: get('method'), path: get('path'), host: get('host'), headers: q.getAll('header') }), mesh?.());
     },
   };
   return (req, res) => {

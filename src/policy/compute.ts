@@ -116,11 +116,15 @@ export function computePolicy(model: Model, ctx: PolicyContext): PolicyResult {
       for (const rs of applicable) {
         if (rs.enforce[direction]) enforced[direction] = true;
         for (const r of rs.rules) {
-          // An mTLS-only rule admits nothing in plaintext: its peers' plaintext meets default deny. On
-          // ingress the mesh authz (mesh-authz-compute.ts) admits the meshed ones; on egress the
-          // source-side steering tunnels meshed→meshed, and a destination outside the mesh cannot
-          // authenticate, so the rule allows it nothing.
-          if (r.direction !== direction || r.authRequired) continue;
+          // An mTLS-only rule admits nothing in plaintext. On ingress it adds no entry: the tunnel ends
+          // in the node's Envoy, which checks the peer's SPIFFE ID (mesh-authz-compute.ts). On egress
+          // the source's check runs before the kernel decides whether to steer the flow into the
+          // tunnel, so the rule's peers get a mesh-only verdict: allowed exactly when the flow is
+          // steered (a meshed endpoint's TCP to a meshed pod on another node), dropped otherwise. That
+          // is decided per flow by destination address, which an identity cannot say: pods of one
+          // label set may be meshed or not. Same-node meshed peers are not steered, so not admitted,
+          // matching their ingress side, which has no plaintext entry for such a rule either.
+          if (r.direction !== direction || (r.authRequired && direction === 'ingress')) continue;
           const ids = peerIdentities(cache, r.peers);
           for (const pr of r.ports ?? [{ field: r.field, proto: PROTO.ANY, lo: 0, hi: 65535 }]) {
             // Peers by the listener their port's L7 rules go to (a named port may differ per peer).
@@ -128,7 +132,8 @@ export function computePolicy(model: Model, ctx: PolicyContext): PolicyResult {
             for (const identity of ids)
               for (const { lo, hi } of portRanges(identities.namedPorts, pr, direction, subject, identity)) {
                 const listener = pr.http ? listenerName(direction, subject, lo) : undefined;
-                const rank = r.deny ? Rank.Deny : listener ? Rank.Redirect : Rank.Allow;
+                // The parser refuses authentication with http rules or on a deny (cilium-rules.ts).
+                const rank = r.deny ? Rank.Deny : r.authRequired ? Rank.MeshOnly : listener ? Rank.Redirect : Rank.Allow;
                 contributions.push({ identity, proto: pr.proto, lo, hi, rank, ...(listener ? { listener } : {}) });
                 if (listener) l7ids.set(lo, [...(l7ids.get(lo) ?? []), identity]);
               }

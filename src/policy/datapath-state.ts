@@ -48,7 +48,14 @@ export interface EndpointEntry {
   meshed?: boolean;
 }
 
-export type Verdict = 'allow' | 'deny' | 'redirect';
+/**
+ * mesh (egress only): allowed if the kernel steers the flow into the node
+ * Envoy's mTLS tunnel (a meshed endpoint's TCP to an address in
+ * meshDestinations), dropped otherwise. What a rule with authentication
+ * required admits on egress: whether a flow can be authenticated depends on
+ * its destination address, which only the datapath sees per flow.
+ */
+export type Verdict = 'allow' | 'deny' | 'redirect' | 'mesh';
 
 /**
  * One policy map entry. The kernel looks up (endpoint, direction, identity,

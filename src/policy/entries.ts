@@ -9,9 +9,13 @@ import type { Direction } from './rules.js';
 /**
  * How verdicts of rules that cover the same traffic combine: a deny wins; an
  * L3/L4 allow admits everything an L7 rule would, so it wins over a redirect;
- * the allow-all of an endpoint that is not enforced yields to both.
+ * the allow-all of an endpoint that is not enforced yields to both. An egress
+ * allow that holds only in the mesh tunnel (authentication required) yields
+ * to a plain allow (which admits the same flows and more) and to a redirect,
+ * as the kernel ranks them; it wins over the allow-all of no default deny,
+ * since required means a flow that cannot be authenticated is refused.
  */
-export const Rank = { None: 0, DefaultAllow: 1, Redirect: 2, Allow: 3, Deny: 4 } as const;
+export const Rank = { None: 0, DefaultAllow: 1, MeshOnly: 2, Redirect: 3, Allow: 4, Deny: 5 } as const;
 export type Rank = (typeof Rank)[keyof typeof Rank];
 
 export interface Contribution {
@@ -29,7 +33,8 @@ interface Outcome {
   listener?: string;
 }
 
-const verdictOf = (r: Rank): Verdict | undefined => (r === Rank.Deny ? 'deny' : r === Rank.Redirect ? 'redirect' : r === Rank.None ? undefined : 'allow');
+const VERDICT_OF: Record<Rank, Verdict | undefined> = { 0: undefined, 1: 'allow', 2: 'mesh', 3: 'redirect', 4: 'allow', 5: 'deny' };
+const verdictOf = (r: Rank): Verdict | undefined => VERDICT_OF[r];
 const sameOutput = (a: Outcome, b: Outcome) => verdictOf(a.rank) === verdictOf(b.rank) && a.listener === b.listener;
 const stronger = (a: Outcome, c: Contribution): Outcome => (c.rank > a.rank ? { rank: c.rank, listener: c.listener } : a);
 

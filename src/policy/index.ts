@@ -1,7 +1,7 @@
 // The policy room's public face: compute the datapath state and L7 input from
 // the model, and trace one connection through it.
 export { computePolicy, type PolicyContext, type PolicyResult } from './compute.js';
-export { trace, type TraceQuery, type TraceResult, type TraceStep } from './trace.js';
+export { trace, type MeshSteering, type TraceQuery, type TraceResult, type TraceStep } from './trace.js';
 export { identityAllocators } from './identities.js';
 export { lookupVerdict } from './entries.js';
 export type { L7Listener, L7Peer, L7Rule } from './l7.js';

@@ -39,7 +39,8 @@ export interface PeerRule {
   ports?: PortRule[];
   /**
    * Cilium's `authentication: {mode: required}`: the rule admits its peers only
-   * over the mesh's mTLS, so it adds nothing to the plaintext datapath entries.
+   * over the mesh's mTLS. On ingress it adds no datapath entry (the node Envoy
+   * checks SPIFFE IDs); on egress its entries say "mesh": allowed only into the tunnel.
    */
   authRequired?: boolean;
 }

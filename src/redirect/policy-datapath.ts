@@ -316,7 +316,8 @@ function entryProblem(e: PolicyEntry): string | undefined {
   if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff) return 'port is not 0..65535';
   if (!Number.isInteger(e.portPrefixLen) || e.portPrefixLen < 0 || e.portPrefixLen > 16) return 'port prefix length is not 0..16';
   if (e.proto === 0 && e.portPrefixLen !== 0) return 'any protocol (0) needs a wildcard port';
-  if (!['allow', 'deny', 'redirect'].includes(e.verdict)) return `verdict ${String(e.verdict)} is unknown`;
+  if (!['allow', 'deny', 'redirect', 'mesh'].includes(e.verdict)) return `verdict ${String(e.verdict)} is unknown`;
+  if (e.verdict === 'mesh' && e.direction !== 'egress') return 'verdict mesh is for egress only';
   if (e.verdict === 'redirect' && !(Number.isInteger(e.proxyPort) && e.proxyPort! > 0 && e.proxyPort! <= 0xffff))
     return `redirect to listener ${e.listener ?? '(unnamed)'} has no proxy port yet`;
   return undefined;

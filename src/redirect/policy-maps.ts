@@ -29,10 +29,10 @@ export const POLICY_SIZES = {
 } as const;
 
 /** Indexes of sluice_drops, by the name `dropCounters()` reports. */
-export const DROP_REASONS = ['no-allow', 'deny-rule', 'no-proxy', 'assign-failed', 'redirect-not-tcp'] as const;
+export const DROP_REASONS = ['no-allow', 'deny-rule', 'no-proxy', 'assign-failed', 'redirect-not-tcp', 'not-meshed'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
-export const VERDICT_CODE: Record<Verdict, number> = { allow: 1, deny: 2, redirect: 3 };
+export const VERDICT_CODE: Record<Verdict, number> = { allow: 1, deny: 2, redirect: 3, mesh: 4 };
 export const EP_INGRESS_ENFORCED = 0x1;
 export const EP_EGRESS_ENFORCED = 0x2;
 export const EP_MESHED = 0x4;
