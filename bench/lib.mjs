@@ -1,7 +1,7 @@
 // Shared plumbing for the benches: the agent and a real Envoy as child
 // processes, the agent's JSON log as the clock for publishes and ACKs.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -217,4 +217,41 @@ export function printTables(rows, sizes, { title, what, edit }) {
     if (!s || !d) continue;
     console.log(`${col(n, 9)} ${col(d.initial / s.initial, 13, 2)} ${col(d.p50 / s.p50, edit.length + 4, 2)} ${col(d.agentRss / s.agentRss, 10, 2)} ${col(s.p50 / at(sizes[0], 'sotw').p50, 12, 2)} ${col(d.p50 / at(sizes[0], 'delta').p50, 13, 2)}`);
   }
+}
+
+/** The cgroup v2 mount, where benches make their own cgroups. */
+export function cgroup2Root() {
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '));
+  const found = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((p) => mounts.some((m) => m[1] === p && m[2] === 'cgroup2'));
+  if (!found) throw new Error('no cgroup v2 mount');
+  return found;
+}
+
+export const sh = (cmd, args) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs a command in a named netns; nsenter enters only the network namespace, so the cgroup tree stays visible. */
+export const inNetns = (ns, cmd, args) => sh('nsenter', [`--net=/var/run/netns/${ns}`, cmd, ...args]);
+/** The argv that runs node `script` in netns `ns` inside `cgroupDir` (when given); the PID spawned is node's. */
+export const nodeInNetns = (ns, cgroupDir, script, args = []) =>
+  ['nsenter', `--net=/var/run/netns/${ns}`, 'sh', '-c', `${cgroupDir ? `echo $$ > ${cgroupDir}/cgroup.procs && ` : ''}exec "$0" "$@"`, process.execPath, script, ...args];
+
+/** Removes a cgroup, waiting a while: it empties a moment after its last process exits. */
+export async function removeCgroupDir(dir) {
+  for (let i = 0; i < 50 && existsSync(dir); i++)
+    try {
+      rmdirSync(dir);
+    } catch {
+      await sleep(100);
+    }
+}
+
+/** Runs `cleanup` once, on normal exit of the caller's try/finally or on SIGINT/SIGTERM. */
+export function cleanupOnSignals(cleanup) {
+  let done;
+  const once = () => (done ??= cleanup());
+  for (const sig of ['SIGINT', 'SIGTERM'])
+    process.once(sig, () => {
+      process.stderr.write(`bench: ${sig}, cleaning up\n`);
+      once().finally(() => process.exit(130));
+    });
+  return once;
 }

@@ -17,6 +17,8 @@ import { netnsWorld, removeCgroup, stopChild, type NetnsWorld } from './netns.js
 import { podMaker, type Pod } from './policy-pods.js';
 import { eventually } from './envoy.js';
 import { yamlDir, type YamlDir } from './yaml-dir.js';
+// Plain JS, shared with bench/mesh.mjs, which runs on plain node.
+import { nodeIndex, podCidr, twoNodeObjects as objectsOf, WIRE } from './two-node-objects.mjs';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -25,11 +27,9 @@ interface Teardown {
 export type NodeName = 'n1' | 'n2';
 export const NODES: readonly NodeName[] = ['n1', 'n2'];
 /** Each node's address on the wire. */
-export const WIRE = { n1: { ip4: '192.168.77.1', ip6: 'fd00:77::1' }, n2: { ip4: '192.168.77.2', ip6: 'fd00:77::2' } } as const;
+export { WIRE, podCidr };
 /** The interface of the wire, by that name on both nodes. */
 export const WIRE_IF = 'wire';
-const nodeIndex = (n: NodeName) => (n === 'n1' ? 1 : 2);
-export const podCidr = (n: NodeName) => ({ ip4: `10.77.${nodeIndex(n)}.0/24`, ip6: `fd00:77:${nodeIndex(n)}::/64` });
 
 export interface TwoNodePodSpec {
   name: string;
@@ -62,26 +62,7 @@ export interface TwoNodeWorld {
 
 /** Meshed namespaces carry the mesh label; the rest are plain. */
 export function twoNodeObjects(namespaces: Record<string, boolean>, pods: (TwoNodePodSpec & { uid: string; ip4: string; ip6: string })[]): object[] {
-  const ns = Object.entries(namespaces).map(([name, meshed]) => ({
-    apiVersion: 'v1',
-    kind: 'Namespace',
-    metadata: { name, labels: { 'kubernetes.io/metadata.name': name, ...(meshed ? { [MESH_LABEL]: 'enabled' } : {}) } },
-  }));
-  const nodes = NODES.map((n) => ({
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: { name: n, labels: { 'kubernetes.io/hostname': n } },
-    spec: { podCIDR: podCidr(n).ip4, podCIDRs: [podCidr(n).ip4, podCidr(n).ip6] },
-    status: { addresses: [{ type: 'InternalIP', address: WIRE[n].ip4 }, { type: 'InternalIP', address: WIRE[n].ip6 }, { type: 'Hostname', address: n }] },
-  }));
-  const podObjects = pods.map((p) => ({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name: p.name, namespace: p.namespace, uid: p.uid, labels: { app: p.name, ...p.labels } },
-    spec: { nodeName: p.node, serviceAccountName: p.serviceAccount ?? 'default', containers: [{ name: 'app', image: 'none' }] },
-    status: { phase: 'Running', hostIP: WIRE[p.node].ip4, podIP: p.ip4, podIPs: [{ ip: p.ip4 }, { ip: p.ip6 }] },
-  }));
-  return [...ns, ...nodes, ...podObjects];
+  return objectsOf(namespaces, pods, MESH_LABEL);
 }
 
 /**
