@@ -155,6 +155,17 @@ t.test('series per metric stay under the cap; the rest fold into "other" and are
   t.notOk([...s.keys()].some((k) => k.includes('source="team-0/w4999"')), 'the last workload did not get a series');
 });
 
+t.test('contexts fall through to the first non-empty one, as Hubble\'s "a|b" does', async (t) => {
+  const registry = new Registry();
+  const metrics = new FlowMetrics(registry, { sourceContext: 'reserved-identity|pod|ip', destinationContext: 'app', labelsContext: ['source_namespace', 'traffic_direction'] });
+  metrics.observe({ ...policyDrop, source: { identity: 2 } });
+  metrics.observe({ ...policyDrop, source: { identity: 70000 }, ip: { ...ip, source: '192.0.2.4' } });
+  metrics.observe(policyDrop);
+  const s = samples(await scrape(registry), 'hubble_drop_total');
+  const key = (source: string, ns: string) => canon(`hubble_drop_total{reason="POLICY_DENIED",protocol="TCP",source="${source}",destination="db",source_namespace="${ns}",traffic_direction="ingress"}`);
+  t.same(Object.fromEntries(s), { [key('reserved:world', '')]: 1, [key('192.0.2.4', '')]: 1, [key('shop/frontend-7d9f-x1001', 'shop')]: 1 });
+});
+
 t.test('an unknown context option is refused with its name', async (t) => {
   t.throws(() => new FlowMetrics(new Registry(), { sourceContext: 'workload-name|podz' }), /sourceContext: unknown context "podz"/);
   t.throws(() => new FlowMetrics(new Registry(), { labelsContext: ['source_nope'] }), /labelsContext: unknown label "source_nope"/);

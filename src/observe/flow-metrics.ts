@@ -4,6 +4,7 @@
 // agent's memory or the scrape without bound, so label sets past the cap
 // fold into one "other" series and the folding itself is counted.
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { RESERVED } from '../policy/identities.js';
 import type { Flow, FlowEndpoint } from './flow.js';
 
 /** What the metrics (and the service map) read flows from; the agent's flow ring satisfies it. */
@@ -25,8 +26,12 @@ export interface FlowMetricsOptions {
 export const OTHER = 'other';
 // prometheus.DefBuckets, which Hubble's HTTP duration histogram uses.
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-// Hubble's reserved identities by number, for the reserved-identity context.
-const RESERVED: Record<number, string> = { 1: 'reserved:host', 2: 'reserved:world', 3: 'reserved:unmanaged', 4: 'reserved:health', 5: 'reserved:init', 6: 'reserved:remote-node', 7: 'reserved:kube-apiserver', 8: 'reserved:ingress' };
+const RESERVED_NAMES = new Map(RESERVED.map((r) => [r.id, r.labels[0].key]));
+
+/** "world" for identity 2 and so on; undefined for a pod's or a CIDR's identity. */
+export function reservedName(identity: number): string | undefined {
+  return RESERVED_NAMES.get(identity);
+}
 
 type ContextFn = (ep: FlowEndpoint | undefined, ip: string | undefined) => string;
 
@@ -48,7 +53,10 @@ const CONTEXTS: Record<string, ContextFn> = {
   app: (ep) => labelValue(ep, 'app.kubernetes.io/name') || labelValue(ep, 'k8s-app') || labelValue(ep, 'app'),
   ip: (_ep, ip) => ip ?? '',
   identity: (ep) => (ep?.labels ?? []).join(','),
-  'reserved-identity': (ep) => (ep ? (RESERVED[ep.identity] ?? '') : ''),
+  'reserved-identity': (ep) => {
+    const name = ep ? reservedName(ep.identity) : undefined;
+    return name ? `reserved:${name}` : '';
+  },
 };
 
 function parseContext(spec: string | undefined, option: string): ContextFn[] {
