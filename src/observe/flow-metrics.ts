@@ -110,20 +110,22 @@ class FlowContext {
     for (const [n] of this.extra) this.names.push(n);
   }
 
-  values(e: Endpoints): Record<string, string> {
-    const out: Record<string, string> = {};
-    const first = (fns: ContextFn[], ep: FlowEndpoint | undefined, ip: string | undefined) => {
-      for (const fn of fns) {
-        const v = fn(ep, ip);
-        if (v) return v;
-      }
-      return '';
-    };
-    if (this.src.length) out.source = first(this.src, e.src, e.srcIp);
-    if (this.dst.length) out.destination = first(this.dst, e.dst, e.dstIp);
-    for (const [n, fn] of this.extra) out[n] = fn(e);
+  /** Values in the order of `names`. */
+  values(e: Endpoints): string[] {
+    const out: string[] = [];
+    if (this.src.length) out.push(firstOf(this.src, e.src, e.srcIp));
+    if (this.dst.length) out.push(firstOf(this.dst, e.dst, e.dstIp));
+    for (const [, fn] of this.extra) out.push(fn(e));
     return out;
   }
+}
+
+function firstOf(fns: ContextFn[], ep: FlowEndpoint | undefined, ip: string | undefined): string {
+  for (const fn of fns) {
+    const v = fn(ep, ip);
+    if (v) return v;
+  }
+  return '';
 }
 
 function endpointsOf(f: Flow, swap: boolean): Endpoints {
@@ -150,64 +152,70 @@ function typeAndSubtype(f: Flow): [string, string] {
   return f.verdict === 'DROPPED' ? ['Drop', ''] : ['PolicyVerdict', ''];
 }
 
-type Labels = Record<string, string>;
+/**
+ * One metric's series, keyed by label values, up to a cap; past it every new
+ * set lands in the one all-"other" series. Children are kept so a flow costs
+ * a map lookup per metric rather than prom-client hashing a label object.
+ */
+class CappedSeries<C> {
+  private readonly children = new Map<string, C>();
+  private other?: C;
 
-/** Admits label sets up to a cap; past it every new set becomes the one all-"other" set. */
-class SeriesCap {
-  private readonly seen = new Set<string>();
   constructor(
-    private readonly metric: string,
+    private readonly name: string,
+    private readonly width: number,
     private readonly cap: number,
     private readonly folded: Counter,
+    private readonly make: (values: string[]) => C,
   ) {}
 
-  admit(labels: Labels, n: number): Labels {
-    const key = Object.values(labels).join('\u0000');
-    if (this.seen.has(key)) return labels;
-    if (this.seen.size < this.cap) {
-      this.seen.add(key);
-      return labels;
+  get(values: string[], n: number): C {
+    const key = values.join('\u0000');
+    const hit = this.children.get(key);
+    if (hit) return hit;
+    if (this.children.size < this.cap) {
+      const child = this.make(values);
+      this.children.set(key, child);
+      return child;
     }
-    this.folded.inc({ metric: this.metric }, n);
-    return Object.fromEntries(Object.keys(labels).map((k) => [k, OTHER]));
+    this.folded.inc({ metric: this.name }, n);
+    return (this.other ??= this.make(new Array<string>(this.width).fill(OTHER)));
   }
+}
+
+type Inc = { inc(n: number): void };
+type Observe = { observe(v: number): void };
+
+function counter(registry: Registry, name: string, help: string, labelNames: string[], cap: number, folded: Counter): CappedSeries<Inc> {
+  const c = new Counter({ name, help, labelNames, registers: [registry] });
+  return new CappedSeries(name, labelNames.length, cap, folded, (v) => c.labels(...v));
 }
 
 export class FlowMetrics {
   private readonly ctx: FlowContext;
-  private readonly folded: Counter;
   private readonly lost: Counter;
   private readonly lostSeen = new Map<string, number>();
-  private readonly flows: Counter;
-  private readonly drops: Counter;
-  private readonly tcp: Counter;
-  private readonly http: Counter;
-  private readonly duration: Histogram;
-  private readonly policy: Counter;
-  private readonly caps = new Map<object, SeriesCap>();
+  private readonly flows: CappedSeries<Inc>;
+  private readonly drops: CappedSeries<Inc>;
+  private readonly tcp: CappedSeries<Inc>;
+  private readonly http: CappedSeries<Inc>;
+  private readonly duration: CappedSeries<Observe>;
+  private readonly policy: CappedSeries<Inc>;
 
   constructor(registry: Registry, options: FlowMetricsOptions = {}) {
     this.ctx = new FlowContext(options);
     const cap = options.maxSeriesPerMetric ?? 1000;
-    const registers = [registry];
     const c = this.ctx.names;
-    this.folded = new Counter({ name: 'sluice_flow_metric_folded_total', help: 'Flows counted in the "other" series because the metric reached its cap of distinct label sets', labelNames: ['metric'], registers });
-    this.lost = new Counter({ name: 'hubble_lost_events_total', help: 'Flow events lost before the agent read them', labelNames: ['source'], registers });
-    this.flows = new Counter({ name: 'hubble_flows_processed_total', help: 'Total number of flows processed', labelNames: ['protocol', 'type', 'subtype', 'verdict', ...c], registers });
-    this.drops = new Counter({ name: 'hubble_drop_total', help: 'Number of drops', labelNames: ['reason', 'protocol', ...c], registers });
-    this.tcp = new Counter({ name: 'hubble_tcp_flags_total', help: 'TCP flag occurrences', labelNames: ['flag', 'family', ...c], registers });
-    this.http = new Counter({ name: 'hubble_http_requests_total', help: 'Count of HTTP requests', labelNames: [...c, 'method', 'reporter', 'protocol', 'status'], registers });
-    this.duration = new Histogram({ name: 'hubble_http_request_duration_seconds', help: 'Histogram of HTTP request duration in seconds', labelNames: [...c, 'method', 'reporter'], buckets: DURATION_BUCKETS, registers });
-    this.policy = new Counter({ name: 'hubble_policy_verdicts_total', help: 'Total number of Cilium network policy verdicts', labelNames: ['direction', 'match', 'action', ...c], registers });
-    const names: [object, string][] = [
-      [this.flows, 'hubble_flows_processed_total'],
-      [this.drops, 'hubble_drop_total'],
-      [this.tcp, 'hubble_tcp_flags_total'],
-      [this.http, 'hubble_http_requests_total'],
-      [this.duration, 'hubble_http_request_duration_seconds'],
-      [this.policy, 'hubble_policy_verdicts_total'],
-    ];
-    for (const [m, name] of names) this.caps.set(m, new SeriesCap(name, cap, this.folded));
+    const folded = new Counter({ name: 'sluice_flow_metric_folded_total', help: 'Flows counted in the "other" series because the metric reached its cap of distinct label sets', labelNames: ['metric'], registers: [registry] });
+    this.lost = new Counter({ name: 'hubble_lost_events_total', help: 'Flow events lost before the agent read them', labelNames: ['source'], registers: [registry] });
+    this.flows = counter(registry, 'hubble_flows_processed_total', 'Total number of flows processed', ['protocol', 'type', 'subtype', 'verdict', ...c], cap, folded);
+    this.drops = counter(registry, 'hubble_drop_total', 'Number of drops', ['reason', 'protocol', ...c], cap, folded);
+    this.tcp = counter(registry, 'hubble_tcp_flags_total', 'TCP flag occurrences', ['flag', 'family', ...c], cap, folded);
+    this.http = counter(registry, 'hubble_http_requests_total', 'Count of HTTP requests', [...c, 'method', 'reporter', 'protocol', 'status'], cap, folded);
+    this.policy = counter(registry, 'hubble_policy_verdicts_total', 'Total number of Cilium network policy verdicts', ['direction', 'match', 'action', ...c], cap, folded);
+    const durationNames = [...c, 'method', 'reporter'];
+    const h = new Histogram({ name: 'hubble_http_request_duration_seconds', help: 'Histogram of HTTP request duration in seconds', labelNames: durationNames, buckets: DURATION_BUCKETS, registers: [registry] });
+    this.duration = new CappedSeries('hubble_http_request_duration_seconds', durationNames.length, cap, folded, (v) => h.labels(...v));
   }
 
   /** Counts flows as they arrive; returns the unsubscribe. */
@@ -225,31 +233,25 @@ export class FlowMetrics {
     this.lostSeen.set(source, Math.max(prev, total));
   }
 
-  private inc(m: Counter, labels: Labels, n: number): void {
-    m.inc(this.caps.get(m)!.admit(labels, n), n);
-  }
-
   observe(f: Flow): void {
     const n = f.count ?? 1;
     const ctx = this.ctx.values(endpointsOf(f, false));
     const protocol = flowProtocol(f);
     const [type, subtype] = typeAndSubtype(f);
-    this.inc(this.flows, { protocol, type, subtype, verdict: f.verdict, ...ctx }, n);
-    if (f.verdict === 'DROPPED') this.inc(this.drops, { reason: f.dropReason ?? 'DROP_REASON_UNKNOWN', protocol, ...ctx }, n);
+    this.flows.get([protocol, type, subtype, f.verdict, ...ctx], n).inc(n);
+    if (f.verdict === 'DROPPED') this.drops.get([f.dropReason ?? 'DROP_REASON_UNKNOWN', protocol, ...ctx], n).inc(n);
     this.tcpFlags(f, ctx, n);
     this.httpRequest(f, n);
     this.policyVerdict(f, ctx, n);
   }
 
-  private tcpFlags(f: Flow, ctx: Labels, n: number): void {
+  private tcpFlags(f: Flow, ctx: string[], n: number): void {
     const flags = f.l4?.protocol === 'TCP' ? f.l4.flags : undefined;
     if ((f.verdict !== 'FORWARDED' && f.verdict !== 'REDIRECTED') || !f.ip || !flags) return;
     const family = f.ip.ipVersion;
-    const hits: string[] = [];
-    if (flags.FIN) hits.push('FIN');
-    if (flags.SYN) hits.push(flags.ACK ? 'SYN-ACK' : 'SYN');
-    if (flags.RST) hits.push('RST');
-    for (const flag of hits) this.inc(this.tcp, { flag, family, ...ctx }, n);
+    if (flags.FIN) this.tcp.get(['FIN', family, ...ctx], n).inc(n);
+    if (flags.SYN) this.tcp.get([flags.ACK ? 'SYN-ACK' : 'SYN', family, ...ctx], n).inc(n);
+    if (flags.RST) this.tcp.get(['RST', family, ...ctx], n).inc(n);
   }
 
   /**
@@ -263,13 +265,12 @@ export class FlowMetrics {
     if (f.type !== 'L7' || !http || f.l7!.type === 'REQUEST') return;
     const ctx = this.ctx.values(endpointsOf(f, f.l7!.type === 'RESPONSE'));
     const reporter = f.trafficDirection === 'EGRESS' ? 'client' : f.trafficDirection === 'INGRESS' ? 'server' : 'unknown';
-    const common = { ...ctx, method: http.method, reporter };
-    this.inc(this.http, { ...common, protocol: http.protocol ?? '', status: String(http.code) }, n);
+    this.http.get([...ctx, http.method, reporter, http.protocol ?? '', String(http.code)], n).inc(n);
     const latency = f.l7!.latencyNs;
     if (latency === undefined) return;
-    const labels = this.caps.get(this.duration)!.admit(common, n);
+    const child = this.duration.get([...ctx, http.method, reporter], n);
     const seconds = Number(latency) / 1e9;
-    for (let i = 0; i < n; i++) this.duration.observe(labels, seconds);
+    for (let i = 0; i < n; i++) child.observe(seconds);
   }
 
   /**
@@ -278,11 +279,11 @@ export class FlowMetrics {
    * host-originated traffic, as Hubble skips those; L7 ones count per
    * access-log record with match "l7/http".
    */
-  private policyVerdict(f: Flow, ctx: Labels, n: number): void {
+  private policyVerdict(f: Flow, ctx: string[], n: number): void {
     const direction = f.trafficDirection === 'TRAFFIC_DIRECTION_UNKNOWN' ? 'traffic_direction_unknown' : f.trafficDirection.toLowerCase();
     const action = f.verdict.toLowerCase();
     if (f.type === 'L7') {
-      if (f.l7?.http && f.l7.type !== 'REQUEST') this.inc(this.policy, { direction, match: 'l7/http', action, ...ctx }, n);
+      if (f.l7?.http && f.l7.type !== 'REQUEST') this.policy.get([direction, 'l7/http', action, ...ctx], n).inc(n);
       return;
     }
     if (f.type !== 'L3_L4' || f.isReply || f.source?.identity === 1) return;
@@ -290,6 +291,6 @@ export class FlowMetrics {
     if (f.verdict !== 'DROPPED' && f.verdict !== 'FORWARDED' && f.verdict !== 'REDIRECTED' && f.verdict !== 'AUDIT') return;
     const flags = f.l4?.flags;
     if (flags && !(flags.SYN && !flags.ACK)) return;
-    this.inc(this.policy, { direction, match: f.policyMatchType ?? 'none', action, ...ctx }, n);
+    this.policy.get([direction, f.policyMatchType ?? 'none', action, ...ctx], n).inc(n);
   }
 }
