@@ -4,7 +4,7 @@ import t from 'tap';
 import { Registry } from 'prom-client';
 import { startHealthServer } from '../src/agent/health-server.js';
 import type { Flow, FlowEndpoint, TcpFlags } from '../src/observe/flow.js';
-import { FlowMetrics } from '../src/observe/flow-metrics.js';
+import { FlowMetrics, type FlowEvent } from '../src/observe/flow-metrics.js';
 
 const ep = (name: string, identity: number, namespace = 'shop'): FlowEndpoint => ({
   identity,
@@ -75,14 +75,16 @@ t.test('counters on /metrics match the flows fed, under Hubble names and labels'
   const registry = new Registry();
   const metrics = new FlowMetrics(registry, { sourceContext: 'workload-name|namespace', destinationContext: 'workload-name|namespace' });
   const flows = [http200(5), http200(20), http200(300), l7Denied, policyDrop, policyDrop, tcp({ SYN: true }), tcp({ SYN: true, ACK: true }, true), tcp({ FIN: true, ACK: true }), tcp({ RST: true })];
-  const listeners: ((f: Flow) => void)[] = [];
-  const stop = metrics.follow({ recent: () => [], subscribe: (fn) => (listeners.push(fn), () => listeners.splice(listeners.indexOf(fn), 1)) });
-  for (const f of flows) for (const l of listeners) l(f);
+  // Shaped as the agent's flow ring delivers: flows, and losses as counts.
+  const listeners: ((e: FlowEvent) => void)[] = [];
+  const stop = metrics.follow({ subscribe: (fn) => (listeners.push(fn), () => void listeners.splice(listeners.indexOf(fn), 1)) });
+  const emit = (e: FlowEvent) => listeners.forEach((l) => l(e));
+  for (const flow of flows) emit({ flow });
+  emit({ lost: { source: 'PERF_EVENT_RING_BUFFER', count: 10 } });
+  emit({ lost: { source: 'PERF_EVENT_RING_BUFFER', count: 15 } });
   stop();
   t.equal(listeners.length, 0, 'unsubscribed');
-  metrics.setLost('perf_event_ring_buffer', 10);
-  metrics.setLost('perf_event_ring_buffer', 25);
-  metrics.setLost('perf_event_ring_buffer', 25);
+  emit({ lost: { source: 'PERF_EVENT_RING_BUFFER', count: 100 } });
 
   const text = await scrape(registry);
   const fb = 'destination="backend",source="frontend"';

@@ -83,7 +83,7 @@ t.test('graph: workload nodes, edges by verdict with colour, last status and med
 
 t.test('graph JSON and page over http; the 404 names them', async (t) => {
   const flows = demoFlows();
-  const server = await startHealthServer({ ready: true, metrics: { registry: new Registry() } }, 0, '127.0.0.1', serviceMapRoute({ recent: () => flows }));
+  const server = await startHealthServer({ ready: true, metrics: { registry: new Registry() } }, 0, '127.0.0.1', serviceMapRoute({ flows: () => flows }));
   t.teardown(() => server.close());
   const base = `http://127.0.0.1:${server.port}`;
   const g = await (await fetch(base + GRAPH_PATH)).json();
@@ -104,7 +104,7 @@ t.test('headless Chromium renders the demo map: screenshot and DOM', async (t) =
   // Once armed, the graph grows after its first fetch: only a page that refreshes shows the new edge.
   let later: Flow[] = [];
   let fetches = 0;
-  const route = serviceMapRoute({ recent: () => (++fetches > 1 ? [...flows, ...later] : flows) });
+  const route = serviceMapRoute({ flows: () => (++fetches > 1 ? [...flows, ...later] : flows) });
   const server = createServer((req, res) => {
     if (route(req, res)) return;
     res.statusCode = 404;

@@ -7,10 +7,14 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { RESERVED } from '../policy/identities.js';
 import type { Flow, FlowEndpoint } from './flow.js';
 
-/** What the metrics (and the service map) read flows from; the agent's flow ring satisfies it. */
+/** A flow, or a count of events a producer lost (source in Hubble's LostEventSource spelling). */
+export type FlowEvent = { flow: Flow } | { lost: { source: string; count: number } };
+
+/** What the metrics and the service map read: the agent's flow ring (src/observe/flow-ring.ts) has this shape. */
 export interface FlowSource {
-  recent(): Iterable<Flow>;
-  subscribe(fn: (f: Flow) => void): () => void;
+  /** The flows held, oldest first. */
+  flows(): Iterable<Flow>;
+  subscribe(fn: (e: FlowEvent) => void): () => void;
 }
 
 /** Hubble's context options: "workload-name|namespace" takes the first non-empty of those per flow. */
@@ -194,7 +198,6 @@ function counter(registry: Registry, name: string, help: string, labelNames: str
 export class FlowMetrics {
   private readonly ctx: FlowContext;
   private readonly lost: Counter;
-  private readonly lostSeen = new Map<string, number>();
   private readonly flows: CappedSeries<Inc>;
   private readonly drops: CappedSeries<Inc>;
   private readonly tcp: CappedSeries<Inc>;
@@ -218,19 +221,14 @@ export class FlowMetrics {
     this.duration = new CappedSeries('hubble_http_request_duration_seconds', durationNames.length, cap, folded, (v) => h.labels(...v));
   }
 
-  /** Counts flows as they arrive; returns the unsubscribe. */
-  follow(source: FlowSource): () => void {
-    return source.subscribe((f) => this.observe(f));
+  /** Counts flows and losses as they arrive; returns the unsubscribe. */
+  follow(source: Pick<FlowSource, 'subscribe'>): () => void {
+    return source.subscribe((e) => ('flow' in e ? this.observe(e.flow) : this.addLost(e.lost.source, e.lost.count)));
   }
 
-  /**
-   * The datapath's loss counter is a running total read from the kernel; the
-   * counter follows it by deltas so a restart of the reader never counts twice.
-   */
-  setLost(source: string, total: number): void {
-    const prev = this.lostSeen.get(source) ?? 0;
-    if (total > prev) this.lost.inc({ source }, total - prev);
-    this.lostSeen.set(source, Math.max(prev, total));
+  /** Hubble labels lost events by its LostEventSource, lower-cased: "perf_event_ring_buffer". */
+  addLost(source: string, count: number): void {
+    if (count > 0) this.lost.inc({ source: source.toLowerCase() }, count);
   }
 
   observe(f: Flow): void {

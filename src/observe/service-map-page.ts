@@ -145,7 +145,7 @@ export const SERVICE_MAP_HTML = `<!doctype html>
 `;
 
 /** A route for the agent's http server (src/agent/health-server.ts Route): true when it answered. */
-export function serviceMapRoute(flows: Pick<FlowSource, 'recent'>): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function serviceMapRoute(source: Pick<FlowSource, 'flows'>): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== GRAPH_PATH && path !== MAP_PATH) return false;
@@ -161,7 +161,7 @@ export function serviceMapRoute(flows: Pick<FlowSource, 'recent'>): (req: Incomi
       return true;
     }
     res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify(buildServiceMap(flows.recent())));
+    res.end(JSON.stringify(buildServiceMap(source.flows())));
     return true;
   };
 }
