@@ -16,7 +16,7 @@ export interface HealthTarget {
 /** Answers a request and returns true, or returns false to leave it to the next. */
 export type Route = (req: IncomingMessage, res: ServerResponse) => boolean;
 
-function healthServer(target: HealthTarget, extra?: Route): Server {
+function healthServer(target: HealthTarget, extra?: Route, more = ', /v1/endpoints, /v1/policy or /v1/policy/trace'): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz') return void res.end('ok\n');
@@ -41,7 +41,7 @@ function healthServer(target: HealthTarget, extra?: Route): Server {
     }
     if (extra?.(req, res)) return;
     res.statusCode = 404;
-    res.end(`not found: try /metrics, /healthz or /readyz${extra ? ', /v1/endpoints, /v1/policy or /v1/policy/trace' : ''}\n`);
+    res.end(`not found: try /metrics, /healthz or /readyz${extra ? more : ''}\n`);
   });
 }
 
@@ -52,8 +52,9 @@ function listening(server: Server, where: ListenOptions): Promise<Server> {
   });
 }
 
-export async function startHealthServer(target: HealthTarget, port: number, host = '0.0.0.0'): Promise<{ port: number; close(): Promise<void> }> {
-  const server = await listening(healthServer(target), { port, host });
+/** `pages` adds routes fit for the metrics port, such as the service map (src/observe/service-map-page.ts). */
+export async function startHealthServer(target: HealthTarget, port: number, host = '0.0.0.0', pages?: Route): Promise<{ port: number; close(): Promise<void> }> {
+  const server = await listening(healthServer(target, pages, ', /flows/map or /flows/graph'), { port, host });
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise<void>((r) => server.close(() => r())),

@@ -60,6 +60,8 @@ export interface Flow {
   sourceSpiffeId?: string;
   /** Envoy's proxy port for redirected flows. */
   proxyPort?: number;
+  /** Which rule part matched an L3/L4 verdict, in Hubble's metric spelling ('l3-only', 'l3-l4', 'l4-only', 'all'); 'none' when absent. */
+  policyMatchType?: 'none' | 'l3-only' | 'l3-l4' | 'l4-only' | 'all' | 'l3-proto' | 'proto-only';
   /** How many events this one stands for when the producer aggregated (sampling); 1 if absent. */
   count?: number;
 }
