@@ -1,0 +1,116 @@
+// Envoy's Access Log Service (envoy.service.accesslog.v3, StreamAccessLogs):
+// each Envoy stream sends its identifier (node, log name) once, then batches
+// of entries; each entry becomes a flow in a bounded queue that the agent's
+// consumers drain. A burst beyond the queue is dropped and counted, so a busy
+// proxy costs the agent bounded memory and never silent loss.
+import type { ServerReadableStream, sendUnaryData } from '@grpc/grpc-js';
+import {
+  AccessLogServiceService,
+  type StreamAccessLogsMessage,
+  type StreamAccessLogsResponse,
+} from '../gen/envoy/service/accesslog/v3/als.js';
+import type { Logger } from '../log.js';
+import { parseAccessLogName, type AccessLogOrigin } from '../translate/access-log.js';
+import { httpEntryToFlow } from './als-flow.js';
+import type { Flow } from './flow.js';
+
+export const DEFAULT_ALS_QUEUE = 8192;
+
+export interface AccessLogReceiverOptions {
+  nodeName: string;
+  log: Logger;
+  /** Flows held for consumers at most; more are dropped and counted. */
+  capacity?: number;
+}
+
+export interface AccessLogCounts {
+  /** Entries Envoy sent. */
+  received: number;
+  /** Flows dropped because the queue was full. */
+  lost: number;
+  /** Entries that made no flow (no request in them, or TCP entries). */
+  unmapped: number;
+}
+
+type Consumer = (flows: Flow[]) => void;
+
+export class AccessLogReceiver {
+  private queue: Flow[] = [];
+  private readonly capacity: number;
+  private readonly consumers = new Set<Consumer>();
+  private scheduled = false;
+  readonly counts: AccessLogCounts = { received: 0, lost: 0, unmapped: 0 };
+
+  constructor(private readonly opts: AccessLogReceiverOptions) {
+    this.capacity = opts.capacity ?? DEFAULT_ALS_QUEUE;
+  }
+
+  /** The service to add to the agent's gRPC server. */
+  service() {
+    return {
+      definition: AccessLogServiceService,
+      implementation: {
+        streamAccessLogs: (call: ServerReadableStream<StreamAccessLogsMessage, StreamAccessLogsResponse>, done: sendUnaryData<StreamAccessLogsResponse>) =>
+          this.onStream(call, done),
+      },
+    };
+  }
+
+  /** Receives every batch of flows from now on; returns the unsubscribe. */
+  subscribe(fn: Consumer): () => void {
+    this.consumers.add(fn);
+    if (this.queue.length) this.schedule();
+    return () => this.consumers.delete(fn);
+  }
+
+  /** Adds flows from elsewhere or from a stream, within the cap. */
+  push(flow: Flow): void {
+    if (this.queue.length >= this.capacity) {
+      this.counts.lost++;
+      return;
+    }
+    this.queue.push(flow);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || !this.consumers.size) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const batch = this.queue;
+      this.queue = [];
+      for (const c of this.consumers) {
+        try {
+          c(batch);
+        } catch (e) {
+          this.opts.log.warn({ err: e }, 'access log consumer failed');
+        }
+      }
+    });
+  }
+
+  private onStream(call: ServerReadableStream<StreamAccessLogsMessage, StreamAccessLogsResponse>, done: sendUnaryData<StreamAccessLogsResponse>): void {
+    let origin: AccessLogOrigin | undefined;
+    let nodeName = this.opts.nodeName;
+    call.on('data', (m: StreamAccessLogsMessage) => {
+      if (m.identifier) {
+        origin = parseAccessLogName(m.identifier.logName);
+        nodeName = this.opts.nodeName || m.identifier.node?.id || nodeName;
+        this.opts.log.debug({ logName: m.identifier.logName, node: m.identifier.node?.id }, 'access log stream opened');
+      }
+      for (const e of m.httpLogs?.logEntry ?? []) {
+        this.counts.received++;
+        const flow = httpEntryToFlow(e, origin, nodeName);
+        if (flow) this.push(flow);
+        else this.counts.unmapped++;
+      }
+      const tcp = m.tcpLogs?.logEntry.length ?? 0;
+      this.counts.received += tcp;
+      this.counts.unmapped += tcp;
+    });
+    // Envoy ends its streams only when it goes; an error is the connection gone, which it reopens.
+    call.on('error', () => {});
+    call.on('end', () => done(null, {}));
+  }
+}
