@@ -9,7 +9,8 @@ import type { Flow } from '../src/observe/flow.js';
 import { DEFAULT_PROXY_ADDRESSES as PROXY, addProxyAddresses } from '../src/redirect/proxy-address.js';
 import { startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
-import { netnsWorld, stopChild, type NetnsWorld, type PeerNetns } from './helpers/netns.js';
+import { netnsWorld, stopChild, type PeerNetns } from './helpers/netns.js';
+import { nftTproxy } from './helpers/steer.js';
 import { cnp, pod } from './helpers/policy-world.js';
 
 const NODE = 'node-a';
@@ -32,19 +33,6 @@ function echoServer(t: { teardown(fn: () => unknown): void }, peer: PeerNetns): 
   });
 }
 
-function tproxy(node: NetnsWorld, proxyPort: number): void {
-  node.sh('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
-  node.sh('ip', ['rule', 'add', 'fwmark', '0x1', 'lookup', '100']);
-  node.sh('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100']);
-  const rules = `table ip sluice_als_test {
-  chain pre {
-    type filter hook prerouting priority mangle; policy accept;
-    ip daddr ${SERVER} tcp dport 80 tproxy to ${PROXY.v4}:${proxyPort} meta mark set 0x1 accept
-  }
-}`;
-  node.sh('sh', ['-c', `nft -f - <<'EOF'\n${rules}\nEOF`]);
-}
-
 t.test('Envoy streams L7 access logs to the agent over ALS: allowed and RBAC-denied requests become flows', async (t) => {
   const node = await netnsWorld(t, []);
   const client = node.peer();
@@ -63,7 +51,12 @@ t.test('Envoy streams L7 access logs to the agent over ALS: allowed and RBAC-den
   agent.agent.accessLogs.subscribe((batch) => flows.push(...batch));
   await startEnvoy(t, agent.bootstrap(NODE, 'sotw'), [], node.ns);
   await agent.agent.cache.waitForAck(NODE, agent.agent.currentVersion, 20_000);
-  tproxy(node, proxyPort);
+  nftTproxy(node, `table ip sluice_als_test {
+  chain pre {
+    type filter hook prerouting priority mangle; policy accept;
+    ip daddr ${SERVER} tcp dport 80 tproxy to ${PROXY.v4}:${proxyPort} meta mark set 0x1 accept
+  }
+}`);
 
   const req = (path: string, method = 'GET') => ({ op: 'http', host: SERVER, port: 80, path, method });
   const [ok, denied] = client.client([req('/allowed'), req('/secret', 'PUT')]).map((r: any[]) => r[0]);
