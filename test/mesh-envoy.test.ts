@@ -203,6 +203,9 @@ t.test('node-to-node mTLS on stock Envoy: tunnel, peer identity, authorization, 
     ip: { source: N1.v4, destination: B.v4 },
     l7: { http: { method: 'CONNECT', protocol: 'HTTP/2' } },
   }, "...carrying pod A's SPIFFE ID from its client certificate, node 1 as the source and pod B (the CONNECT authority) as the destination");
+  // Node 1's outbound TCP proxy logs the connection when it ends (the client closed it after the response).
+  const outbound = await eventually(() => server.flows.find((f) => f.nodeName === 'n1' && f.ip?.destination === B.v4), 10_000, "node 1's outbound tunnel as a flow");
+  t.match(outbound, { type: 'L3_L4', verdict: 'FORWARDED', trafficDirection: 'EGRESS', proxyPort: MESH_OUTBOUND_PORT, ip: { source: A.v4 }, l4: { protocol: 'TCP', destinationPort: 80 } }, '...and node 1 logs pod A to pod B through its outbound listener');
   const counted = wire();
   t.ok(counted.tunnel > 0, `packets on the wire go to the tunnel port (${counted.tunnel})`);
   t.equal(counted.plain, 0, 'and none to pod B unwrapped');

@@ -4,9 +4,9 @@ import { credentials } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import t from 'tap';
 import { RequestMethod } from '../src/gen/envoy/config/core/v3/base.js';
-import { HTTPAccessLogEntry, HTTPAccessLogEntry_HTTPVersion } from '../src/gen/envoy/data/accesslog/v3/accesslog.js';
+import { HTTPAccessLogEntry, HTTPAccessLogEntry_HTTPVersion, TCPAccessLogEntry } from '../src/gen/envoy/data/accesslog/v3/accesslog.js';
 import { AccessLogServiceClient, StreamAccessLogsMessage } from '../src/gen/envoy/service/accesslog/v3/als.js';
-import { authoritySocket, httpEntryToFlow } from '../src/observe/als-flow.js';
+import { authoritySocket, httpEntryToFlow, tcpEntryToFlow } from '../src/observe/als-flow.js';
 import { AccessLogReceiver } from '../src/observe/als-server.js';
 import type { Flow } from '../src/observe/flow.js';
 import { accessLogName, parseAccessLogName } from '../src/translate/access-log.js';
@@ -63,6 +63,15 @@ t.test('entries sluice did not configure, and ones without a response', async (t
   t.notOk(f.proxyPort);
   t.notOk(f.sourceSpiffeId, 'no TLS, no SPIFFE ID');
   t.equal(httpEntryToFlow(HTTPAccessLogEntry.fromPartial({}), undefined, 'n'), undefined, 'an entry without request properties makes no flow');
+});
+
+t.test('a TCP proxy entry: an L4 flow, ERROR when no upstream took it', async (t) => {
+  const origin = { direction: 'egress' as const, proxyPort: 15001, listener: 'sluice-mesh-outbound' };
+  const tcp = (flags: object) =>
+    TCPAccessLogEntry.fromPartial({ commonProperties: { downstreamRemoteAddress: sock('10.250.1.2', 5555), downstreamLocalAddress: sock('10.250.2.2', 80), responseFlags: flags } });
+  t.match(tcpEntryToFlow(tcp({}), origin, 'n1'), { type: 'L3_L4', verdict: 'FORWARDED', trafficDirection: 'EGRESS', proxyPort: 15001, ip: { source: '10.250.1.2', destination: '10.250.2.2' }, l4: { sourcePort: 5555, destinationPort: 80 } });
+  t.match(tcpEntryToFlow(tcp({ upstreamConnectionFailure: true }), origin, 'n1'), { verdict: 'ERROR' });
+  t.equal(tcpEntryToFlow(TCPAccessLogEntry.fromPartial({ commonProperties: {} }), origin, 'n1'), undefined, 'no addresses, no flow');
 });
 
 t.test('log names round-trip, listener names with separators included; authorities that are host names are no address', async (t) => {

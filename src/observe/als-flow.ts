@@ -7,6 +7,7 @@ import {
   HTTPAccessLogEntry_HTTPVersion as HttpVersion,
   type AccessLogCommon,
   type HTTPAccessLogEntry,
+  type TCPAccessLogEntry,
 } from '../gen/envoy/data/accesslog/v3/accesslog.js';
 import type { Duration } from '../gen/google/protobuf/duration.js';
 import type { AccessLogOrigin } from '../translate/access-log.js';
@@ -45,32 +46,47 @@ export function peerSpiffeId(common: AccessLogCommon | undefined): string | unde
   return common?.tlsProperties?.peerCertificateProperties?.subjectAltName.find((s) => s.uri?.startsWith('spiffe://'))?.uri;
 }
 
+/** What every entry says the same way: when, between which addresses, from whom, on which listener. */
+function common(c: AccessLogCommon, origin: AccessLogOrigin | undefined, nodeName: string, destinationOverride?: { ip: string; port: number }) {
+  const source = socketOf(c.downstreamDirectRemoteAddress) ?? socketOf(c.downstreamRemoteAddress);
+  // A transparent listener's local address is the original destination.
+  const destination = destinationOverride ?? socketOf(c.downstreamLocalAddress);
+  // Latency as Hubble shows it: request start to the response's last byte out, else as far as it got.
+  const latencyNs = durationNs(c.timeToLastDownstreamTxByte) ?? durationNs(c.duration) ?? durationNs(c.timeToFirstDownstreamTxByte);
+  const startNs = BigInt(c.startTime?.getTime() ?? Date.now()) * 1_000_000n;
+  const spiffeId = peerSpiffeId(c);
+  const flow: Omit<Flow, 'verdict' | 'type'> = {
+    timeNs: startNs + (latencyNs ?? 0n),
+    nodeName,
+    trafficDirection: origin ? (origin.direction === 'ingress' ? 'INGRESS' : 'EGRESS') : 'TRAFFIC_DIRECTION_UNKNOWN',
+    ...(spiffeId ? { sourceSpiffeId: spiffeId } : {}),
+    ...(origin ? { proxyPort: origin.proxyPort } : {}),
+  };
+  if (source && destination) {
+    flow.ip = { source: source.ip, destination: destination.ip, ipVersion: destination.ip.includes(':') ? 'IPv6' : 'IPv4' };
+    flow.l4 = { protocol: 'TCP', sourcePort: source.port, destinationPort: destination.port };
+  }
+  return { flow, latencyNs, destination };
+}
+
 export function httpEntryToFlow(e: HTTPAccessLogEntry, origin: AccessLogOrigin | undefined, nodeName: string): Flow | undefined {
   const c = e.commonProperties;
   const req = e.request;
   if (!c || !req) return undefined;
   const code = e.response?.responseCode ?? 0;
-  const details = e.response?.responseCodeDetails ?? '';
-  const denied = details.startsWith(RBAC_DENIED);
+  const denied = (e.response?.responseCodeDetails ?? '').startsWith(RBAC_DENIED);
   const method = req.requestMethod === RequestMethod.METHOD_UNSPECIFIED ? '' : requestMethodToJSON(req.requestMethod);
-  const tunnel = req.requestMethod === RequestMethod.CONNECT;
-  const source = socketOf(c.downstreamDirectRemoteAddress) ?? socketOf(c.downstreamRemoteAddress);
-  // A transparent listener's local address is the original destination; a tunnel's is in its authority.
-  const destination = (tunnel ? authoritySocket(req.authority) : undefined) ?? socketOf(c.downstreamLocalAddress);
-  // Latency as Hubble shows it: request start to the response's last byte out, else as far as it got.
-  const latencyNs = durationNs(c.timeToLastDownstreamTxByte) ?? durationNs(c.duration) ?? durationNs(c.timeToFirstDownstreamTxByte);
-  const startNs = c.startTime ? BigInt(c.startTime.getTime()) * 1_000_000n : BigInt(Date.now()) * 1_000_000n;
+  // A tunnel's destination is in its authority.
+  const tunnelTo = req.requestMethod === RequestMethod.CONNECT ? authoritySocket(req.authority) : undefined;
+  const { flow, latencyNs, destination } = common(c, origin, nodeName, tunnelTo);
   // An entry flushed when a tunnel is established stands for the request; the final one for the exchange.
   const interim = c.intermediateLogEntry || c.accessLogType === AccessLogType.DownstreamTunnelSuccessfullyEstablished;
-  const spiffeId = peerSpiffeId(c);
   const host = req.authority || (destination ? (destination.ip.includes(':') ? `[${destination.ip}]:${destination.port}` : `${destination.ip}:${destination.port}`) : '');
-  const flow: Flow = {
-    timeNs: startNs + (latencyNs ?? 0n),
+  return {
+    ...flow,
     verdict: denied ? 'DROPPED' : code === 0 && !interim ? 'ERROR' : 'FORWARDED',
     ...(denied ? { dropReason: 'POLICY_DENIED' } : {}),
     type: 'L7',
-    nodeName,
-    trafficDirection: origin ? (origin.direction === 'ingress' ? 'INGRESS' : 'EGRESS') : 'TRAFFIC_DIRECTION_UNKNOWN',
     l7: {
       type: interim ? 'REQUEST' : 'RESPONSE',
       ...(latencyNs !== undefined && !interim ? { latencyNs } : {}),
@@ -81,12 +97,19 @@ export function httpEntryToFlow(e: HTTPAccessLogEntry, origin: AccessLogOrigin |
         ...(PROTOCOLS[e.protocolVersion] ? { protocol: PROTOCOLS[e.protocolVersion] } : {}),
       },
     },
-    ...(spiffeId ? { sourceSpiffeId: spiffeId } : {}),
-    ...(origin ? { proxyPort: origin.proxyPort } : {}),
   };
-  if (source && destination) {
-    flow.ip = { source: source.ip, destination: destination.ip, ipVersion: destination.ip.includes(':') ? 'IPv6' : 'IPv4' };
-    flow.l4 = { protocol: 'TCP', sourcePort: source.port, destinationPort: destination.port };
-  }
-  return flow;
+}
+
+/**
+ * A TCP proxy's connection (the mesh outbound's tunnels): an L4 flow the
+ * proxy carried, ERROR when it reached no upstream.
+ */
+export function tcpEntryToFlow(e: TCPAccessLogEntry, origin: AccessLogOrigin | undefined, nodeName: string): Flow | undefined {
+  const c = e.commonProperties;
+  if (!c) return undefined;
+  const { flow } = common(c, origin, nodeName);
+  if (!flow.ip) return undefined;
+  const f = c.responseFlags;
+  const failed = !!(f?.upstreamConnectionFailure || f?.noHealthyUpstream || f?.noClusterFound || f?.upstreamOverflow);
+  return { ...flow, verdict: failed ? 'ERROR' : 'FORWARDED', type: 'L3_L4' };
 }

@@ -11,7 +11,7 @@ import {
 } from '../gen/envoy/service/accesslog/v3/als.js';
 import type { Logger } from '../log.js';
 import { parseAccessLogName, type AccessLogOrigin } from '../translate/access-log.js';
-import { httpEntryToFlow } from './als-flow.js';
+import { httpEntryToFlow, tcpEntryToFlow } from './als-flow.js';
 import type { Flow } from './flow.js';
 
 export const DEFAULT_ALS_QUEUE = 8192;
@@ -28,7 +28,7 @@ export interface AccessLogCounts {
   received: number;
   /** Flows dropped because the queue was full. */
   lost: number;
-  /** Entries that made no flow (no request in them, or TCP entries). */
+  /** Entries that made no flow (no request or no addresses in them). */
   unmapped: number;
 }
 
@@ -99,15 +99,13 @@ export class AccessLogReceiver {
         nodeName = this.opts.nodeName || m.identifier.node?.id || nodeName;
         this.opts.log.debug({ logName: m.identifier.logName, node: m.identifier.node?.id }, 'access log stream opened');
       }
-      for (const e of m.httpLogs?.logEntry ?? []) {
+      const take = (flow: Flow | undefined) => {
         this.counts.received++;
-        const flow = httpEntryToFlow(e, origin, nodeName);
         if (flow) this.push(flow);
         else this.counts.unmapped++;
-      }
-      const tcp = m.tcpLogs?.logEntry.length ?? 0;
-      this.counts.received += tcp;
-      this.counts.unmapped += tcp;
+      };
+      for (const e of m.httpLogs?.logEntry ?? []) take(httpEntryToFlow(e, origin, nodeName));
+      for (const e of m.tcpLogs?.logEntry ?? []) take(tcpEntryToFlow(e, origin, nodeName));
     });
     // Envoy ends its streams only when it goes; an error is the connection gone, which it reopens.
     call.on('error', () => {});

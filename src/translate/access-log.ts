@@ -28,12 +28,12 @@ export function parseAccessLogName(name: string): AccessLogOrigin | undefined {
   return { direction: m[1] as AccessLogOrigin['direction'], proxyPort: Number(m[2]), listener: m[3] };
 }
 
-/** An HttpConnectionManager access_log entry streaming to the agent. */
-export function agentAccessLog(o: AccessLogOrigin): Json {
+/** An access_log entry streaming to the agent: of an HttpConnectionManager, or of a TcpProxy (tcp). */
+export function agentAccessLog(o: AccessLogOrigin, kind: 'http' | 'tcp' = 'http'): Json {
   return {
-    name: 'envoy.access_loggers.http_grpc',
+    name: `envoy.access_loggers.${kind}_grpc`,
     typed_config: {
-      '@type': 'type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig',
+      '@type': `type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.${kind === 'http' ? 'Http' : 'Tcp'}GrpcAccessLogConfig`,
       common_config: {
         log_name: accessLogName(o),
         transport_api_version: 'V3',

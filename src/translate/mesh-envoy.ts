@@ -110,9 +110,12 @@ export function outboundListener(ctx: TranslateContext, tunnels: readonly Outbou
             cluster: meshClusterName(t),
             // The original destination, as the listener restored it, is what the far side delivers to.
             tunneling_config: { hostname: '%DOWNSTREAM_LOCAL_ADDRESS%' },
-            access_log: stdoutLog(
-              `[%START_TIME%] ${MESH_OUTBOUND_LISTENER} %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% as ${t.source} to ${t.destination} via %UPSTREAM_HOST% flags=%RESPONSE_FLAGS% bytes=%BYTES_SENT%/%BYTES_RECEIVED%\n`,
-            ),
+            access_log: [
+              ...stdoutLog(
+                `[%START_TIME%] ${MESH_OUTBOUND_LISTENER} %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% as ${t.source} to ${t.destination} via %UPSTREAM_HOST% flags=%RESPONSE_FLAGS% bytes=%BYTES_SENT%/%BYTES_RECEIVED%\n`,
+              ),
+              agentAccessLog({ direction: 'egress', proxyPort: MESH_OUTBOUND_PORT, listener: MESH_OUTBOUND_LISTENER }, 'tcp'),
+            ],
           },
         },
       ],
