@@ -2,6 +2,7 @@
 // (observe-als.test.ts and mesh-envoy.test.ts drive a real one).
 import { credentials } from '@grpc/grpc-js';
 import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import t from 'tap';
 import { RequestMethod } from '../src/gen/envoy/config/core/v3/base.js';
 import { HTTPAccessLogEntry, HTTPAccessLogEntry_HTTPVersion, TCPAccessLogEntry } from '../src/gen/envoy/data/accesslog/v3/accesslog.js';
@@ -105,6 +106,11 @@ t.test('the receiver over gRPC: a stream names its listener once; beyond the que
   });
   await done;
   t.same(receiver.counts, { received: 5, lost: 2, unmapped: 0 }, 'five entries, a queue of three: two lost, counted');
+  const registry = new Registry();
+  receiver.registerMetrics(registry);
+  const text = await registry.metrics();
+  t.match(text, /^sluice_observe_access_log_entries_total 5$/m, 'the entries on /metrics');
+  t.match(text, /^sluice_observe_access_log_lost_total 2$/m, '...and the loss, never silent');
   const flows: Flow[] = [];
   receiver.subscribe((b) => flows.push(...b));
   await eventually(() => flows.length === 3, 5000, 'the queued flows');

@@ -97,4 +97,5 @@ t.test('Envoy streams L7 access logs to the agent over ALS: allowed and RBAC-den
   }, 'the PUT RBAC refused: dropped, POLICY_DENIED, 403 with method and URL');
   t.ok(refused.l7!.latencyNs! > 0n, `...with a latency (${refused.l7!.latencyNs} ns)`);
   t.same(agent.agent.accessLogs.counts, { received: flows.length, lost: 0, unmapped: 0 }, 'every entry became a flow, none lost');
+  t.match(await agent.agent.metrics.registry.metrics(), new RegExp(`^sluice_observe_access_log_entries_total ${flows.length}$`, 'm'), "the agent's metrics count them");
 });

@@ -147,6 +147,7 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.accessLogs = new AccessLogReceiver({ nodeName: opts.nodeName, log: opts.log });
+    this.accessLogs.registerMetrics(this.metrics.registry);
     this.server = new XdsServer({ cache: this.cache, log: opts.log, socketPath: opts.socketPath, tcpAddress: opts.tcpAddress, services: [this.accessLogs.service()] });
     if (opts.kubeDirs?.length) this.sources.push(new KubeYamlDir(opts.kubeDirs));
     if (opts.source) this.sources.push(opts.source);

@@ -4,6 +4,7 @@
 // consumers drain. A burst beyond the queue is dropped and counted, so a busy
 // proxy costs the agent bounded memory and never silent loss.
 import type { ServerReadableStream, sendUnaryData } from '@grpc/grpc-js';
+import { Counter, type Registry } from 'prom-client';
 import {
   AccessLogServiceService,
   type StreamAccessLogsMessage,
@@ -43,6 +44,23 @@ export class AccessLogReceiver {
 
   constructor(private readonly opts: AccessLogReceiverOptions) {
     this.capacity = opts.capacity ?? DEFAULT_ALS_QUEUE;
+  }
+
+  /** Exposes the counts on a Prometheus registry: entries received, and flows lost to the queue's bound. */
+  registerMetrics(registry: Registry): void {
+    const counts = this.counts;
+    const counter = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    counter('sluice_observe_access_log_entries_total', "Access log entries the node's Envoy streamed to the agent", () => counts.received);
+    counter('sluice_observe_access_log_lost_total', 'Flows from access logs dropped because the queue to the flow consumers was full', () => counts.lost);
   }
 
   /** The service to add to the agent's gRPC server. */
