@@ -112,11 +112,15 @@ t.test('the receiver over gRPC: a stream names its listener once; beyond the que
   t.match(text, /^sluice_observe_access_log_entries_total 5$/m, 'the entries on /metrics');
   t.match(text, /^sluice_observe_access_log_lost_total 2$/m, '...and the loss, never silent');
   const flows: Flow[] = [];
+  const lostEvents: { source: string; count: number }[] = [];
   receiver.subscribe((b) => flows.push(...b));
+  receiver.subscribeEvents((e) => 'lost' in e && lostEvents.push(e.lost));
   await eventually(() => flows.length === 3, 5000, 'the queued flows');
+  t.same(lostEvents, [{ source: 'OBSERVER_EVENTS_QUEUE', count: 2 }], 'event consumers hear of the loss, under Hubble\'s source name');
   t.same(flows.map((f) => f.l7?.http?.url), ['http://10.0.0.2:80/1', 'http://10.0.0.2:80/2', 'http://10.0.0.2:80/3'], 'the first three, in order');
   t.ok(flows.every((f) => f.nodeName === 'node-x' && f.proxyPort === 4242 && f.trafficDirection === 'INGRESS'), 'each carries what the stream named once');
   receiver.push(flows[0]);
   await eventually(() => flows.length === 4, 5000, 'a flow pushed once drained');
   t.equal(receiver.counts.lost, 2, 'room again once drained');
+  t.equal(lostEvents.length, 1, 'and no loss reported twice');
 });

@@ -34,12 +34,18 @@ export interface AccessLogCounts {
 }
 
 type Consumer = (flows: Flow[]) => void;
+/** One flow or a count of lost ones: the shape the flow metrics and ring take (FlowEvent in main's flow-metrics.ts). */
+export type AccessLogEvent = { flow: Flow } | { lost: { source: string; count: number } };
+/** Hubble's LostEventSource for a queue between a producer and the observer. */
+const LOST_SOURCE = 'OBSERVER_EVENTS_QUEUE';
 
 export class AccessLogReceiver {
   private queue: Flow[] = [];
   private readonly capacity: number;
   private readonly consumers = new Set<Consumer>();
   private scheduled = false;
+  /** Losses since the last drain, for event consumers. */
+  private lostPending = 0;
   readonly counts: AccessLogCounts = { received: 0, lost: 0, unmapped: 0 };
 
   constructor(private readonly opts: AccessLogReceiverOptions) {
@@ -81,10 +87,20 @@ export class AccessLogReceiver {
     return () => this.consumers.delete(fn);
   }
 
+  /** The same flows one event at a time, with the queue's losses as lost events. */
+  subscribeEvents(fn: (e: AccessLogEvent) => void): () => void {
+    return this.subscribe((flows) => {
+      for (const flow of flows) fn({ flow });
+      if (this.lostPending) fn({ lost: { source: LOST_SOURCE, count: this.lostPending } });
+    });
+  }
+
   /** Adds flows from elsewhere or from a stream, within the cap. */
   push(flow: Flow): void {
     if (this.queue.length >= this.capacity) {
       this.counts.lost++;
+      this.lostPending++;
+      this.schedule();
       return;
     }
     this.queue.push(flow);
@@ -105,6 +121,7 @@ export class AccessLogReceiver {
           this.opts.log.warn({ err: e }, 'access log consumer failed');
         }
       }
+      this.lostPending = 0;
     });
   }
 
