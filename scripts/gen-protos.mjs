@@ -42,6 +42,7 @@ const rootGlobs = [
   (r) => /^envoy\/extensions\/.*\/v3\/[^/]+\.proto$/.test(r),
   (r) => /^envoy\/service\/discovery\/v3\/[^/]+\.proto$/.test(r),
   (r) => /^envoy\/service\/status\/v3\/[^/]+\.proto$/.test(r),
+  (r) => /^envoy\/service\/accesslog\/v3\/[^/]+\.proto$/.test(r),
   (r) => /^envoy\/admin\/v3\/[^/]+\.proto$/.test(r),
 ];
 const roots = walk(envoyApi, (p) => p.endsWith('.proto'))

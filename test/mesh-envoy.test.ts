@@ -22,6 +22,8 @@ import { translateMesh } from '../src/translate/mesh.js';
 import { Snapshot } from '../src/xds/snapshot.js';
 import { SnapshotCache } from '../src/xds/snapshot-cache.js';
 import { XdsServer } from '../src/xds/server.js';
+import { AccessLogReceiver } from '../src/observe/als-server.js';
+import type { Flow } from '../src/observe/flow.js';
 import { eventually, startEnvoy, type EnvoyHandle } from './helpers/envoy.js';
 import { netnsWorld, stopChild, type NetnsWorld } from './helpers/netns.js';
 import { model as modelOf, namespace, pod } from './helpers/policy-world.js';
@@ -60,12 +62,16 @@ function xds(t: { teardown(fn: () => unknown): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-mesh-xds-'));
   const socketPath = join(dir, 'xds.sock');
   const cache = new SnapshotCache();
-  const server = new XdsServer({ cache, log: pino({ level: 'silent' }), socketPath });
+  // No node name of its own: the flows name the node each Envoy's access log stream says it is.
+  const accessLogs = new AccessLogReceiver({ nodeName: '', log: pino({ level: 'silent' }) });
+  const flows: Flow[] = [];
+  accessLogs.subscribe((batch) => flows.push(...batch));
+  const server = new XdsServer({ cache, log: pino({ level: 'silent' }), socketPath, services: [accessLogs.service()] });
   t.teardown(async () => {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { cache, socketPath, start: () => server.start() };
+  return { cache, socketPath, flows, start: () => server.start() };
 }
 
 /** Runs a node script in a netns and returns its JSON output. */
@@ -186,6 +192,20 @@ t.test('node-to-node mTLS on stock Envoy: tunnel, peer identity, authorization, 
   t.equal(seen(v6).local, `${B.v6}:80`);
   await eventually(() => e2.logs().includes(`peer=${A_ID}`), 5000, "node 2's access log line");
   t.match(e2.logs(), new RegExp(`sluice-mesh-inbound peer=${A_ID.replace(/\//g, '\\/')} .*to=${B.v4.replace(/\./g, '\\.')}:80 as=${B_ID.replace(/\//g, '\\/')} status=200`), "node 2's Envoy logs pod A's SPIFFE ID");
+  const tunnelFlow = (port: number, code: number) => (f: Flow) => f.nodeName === 'n2' && f.l7?.type === 'RESPONSE' && f.l7.http?.code === code && f.l4?.destinationPort === port;
+  const inbound = await eventually(() => server.flows.find(tunnelFlow(80, 200)), 10_000, "node 2's tunnel as a flow over ALS");
+  t.match(inbound, {
+    type: 'L7',
+    verdict: 'FORWARDED',
+    trafficDirection: 'INGRESS',
+    proxyPort: MESH_INBOUND_PORT,
+    sourceSpiffeId: A_ID,
+    ip: { source: N1.v4, destination: B.v4 },
+    l7: { http: { method: 'CONNECT', protocol: 'HTTP/2' } },
+  }, "...carrying pod A's SPIFFE ID from its client certificate, node 1 as the source and pod B (the CONNECT authority) as the destination");
+  // Node 1's outbound TCP proxy logs the connection when it ends (the client closed it after the response).
+  const outbound = await eventually(() => server.flows.find((f) => f.nodeName === 'n1' && f.ip?.destination === B.v4), 10_000, "node 1's outbound tunnel as a flow");
+  t.match(outbound, { type: 'L3_L4', verdict: 'FORWARDED', trafficDirection: 'EGRESS', proxyPort: MESH_OUTBOUND_PORT, ip: { source: A.v4 }, l4: { protocol: 'TCP', destinationPort: 80 } }, '...and node 1 logs pod A to pod B through its outbound listener');
   const counted = wire();
   t.ok(counted.tunnel > 0, `packets on the wire go to the tunnel port (${counted.tunnel})`);
   t.equal(counted.plain, 0, 'and none to pod B unwrapped');
@@ -197,6 +217,8 @@ t.test('node-to-node mTLS on stock Envoy: tunnel, peer identity, authorization, 
   t.ok(on80.error, `A to port 80, which no allow rule covers, fails: ${JSON.stringify(on80)}`);
   t.equal(on8080.status, 200, 'A to port 8080, which A is allowed on, passes');
   await eventually(() => e2.logs().includes(`to=${B.v4}:80 as=${B_ID} status=403`), 5000, 'the 403 in the log').catch((e) => { console.error(e2.logs()); throw e; });
+  const refused = await eventually(() => server.flows.find(tunnelFlow(80, 403)), 10_000, 'the refused tunnel as a flow');
+  t.match(refused, { verdict: 'DROPPED', dropReason: 'POLICY_DENIED', sourceSpiffeId: A_ID, ip: { destination: B.v4 } }, "...dropped by policy, naming pod A's SPIFFE ID");
   await publish(authzOf({ allow: [{ ports: 'any', principals: [workloadSpiffeId(TD, 'default', 'someone-else')] }] }));
   t.ok(podA.client([req(B.v4, 8080)])[0][0].error, 'an allow naming only another identity refuses A');
   await publish(authzOf({ allow: [{ ports: 'any', principals: 'any' }], deny: [{ ports: [{ from: 8080, to: 8080 }], principals: [A_ID] }] }));

@@ -10,6 +10,7 @@ import { DENIED_BODY, originalDstClusterName } from '../src/translate/policy-l7.
 import { PROXY_UPSTREAM_MARK } from '../src/translate/proxy-mark.js';
 import { startAgent } from './helpers/agent.js';
 import { eventually, startEnvoy } from './helpers/envoy.js';
+import { nftTproxy } from './helpers/steer.js';
 import { netnsWorld, stopChild, type NetnsWorld, type PeerNetns } from './helpers/netns.js';
 import { cnp, pod } from './helpers/policy-world.js';
 
@@ -69,10 +70,7 @@ function echoServer(t: { teardown(fn: () => unknown): void }, peer: PeerNetns, i
  * counters of the Envoy's upstream packets to it, with and without the mark.
  */
 function tproxy(node: NetnsWorld, proxyPort: number, egressPort: number): () => { marked: number; unmarked: number } {
-  node.sh('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
-  node.sh('ip', ['rule', 'add', 'fwmark', '0x1', 'lookup', '100']);
-  node.sh('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100']);
-  const rules = `table ip sluice_l7_test {
+  nftTproxy(node, `table ip sluice_l7_test {
   chain pre {
     type filter hook prerouting priority mangle; policy accept;
     ip daddr ${DEATHSTAR} tcp dport 80 tproxy to ${PROXY.v4}:${proxyPort} meta mark set 0x1 accept
@@ -85,8 +83,7 @@ function tproxy(node: NetnsWorld, proxyPort: number, egressPort: number): () => 
   }
   counter marked {}
   counter unmarked {}
-}`;
-  node.sh('sh', ['-c', `nft -f - <<'EOF'\n${rules}\nEOF`]);
+}`);
   return () => {
     const j = JSON.parse(node.sh('nft', ['-j', 'list', 'counters', 'table', 'ip', 'sluice_l7_test']));
     const packets = (name: string) => j.nftables.find((x: any) => x.counter?.name === name)?.counter.packets ?? -1;

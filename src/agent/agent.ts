@@ -32,6 +32,7 @@ import type { PolicyResult } from '../policy/index.js';
 import { IdentityWiring, type IdentityOptions } from './identity-wiring.js';
 import { MeshWiring } from './mesh-wiring.js';
 import { MESH_INBOUND_PORT, MESH_OUTBOUND_PORT } from '../mesh/membership.js';
+import { AccessLogReceiver } from '../observe/als-server.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -79,6 +80,8 @@ const RAW_RESOURCES = 'Envoy resources';
 export class Agent {
   readonly cache = new SnapshotCache();
   private readonly server: XdsServer;
+  /** L7 flows from the access logs Envoy streams back over the xDS socket. */
+  readonly accessLogs: AccessLogReceiver;
   private readonly sources: ModelSource[] = [];
   private readonly rawDirs: EnvoyResourceDir[];
   private readonly unwatch: (() => void)[] = [];
@@ -143,7 +146,9 @@ export class Agent {
   ready = false;
 
   constructor(private readonly opts: AgentOptions) {
-    this.server = new XdsServer({ cache: this.cache, log: opts.log, socketPath: opts.socketPath, tcpAddress: opts.tcpAddress });
+    this.accessLogs = new AccessLogReceiver({ nodeName: opts.nodeName, log: opts.log });
+    this.accessLogs.registerMetrics(this.metrics.registry);
+    this.server = new XdsServer({ cache: this.cache, log: opts.log, socketPath: opts.socketPath, tcpAddress: opts.tcpAddress, services: [this.accessLogs.service()] });
     if (opts.kubeDirs?.length) this.sources.push(new KubeYamlDir(opts.kubeDirs));
     if (opts.source) this.sources.push(opts.source);
     this.rawDirs = (opts.resourceDirs ?? []).map((d) => new EnvoyResourceDir(d));

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { fromProtoJson } from '../proto/json.js';
-import { ADMIN_CLUSTER } from '../translate/well-known.js';
+import { ADMIN_CLUSTER, AGENT_CLUSTER } from '../translate/well-known.js';
 import { DEFAULT_SOCKET_PATH } from '../xds/server.js';
 
 const TEMPLATE = fileURLToPath(new URL('../../envoy/bootstrap.yaml', import.meta.url));
@@ -36,7 +36,7 @@ export function renderBootstrap(opts: BootstrapOptions): Record<string, any> {
     const c = b.static_resources.clusters.find((x: any) => x.name === name);
     return c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.pipe;
   };
-  pipeOf('sluice-xds').path = socketPath;
+  pipeOf(AGENT_CLUSTER).path = socketPath;
   pipeOf(ADMIN_CLUSTER).path = adminSocket;
   b.admin.address.pipe.path = adminSocket;
   if (opts.healthPort !== undefined) b.static_resources.listeners[0].address.socket_address.port_value = opts.healthPort;

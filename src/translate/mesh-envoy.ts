@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { BUNDLE_SECRET_NAME, svidSecretName } from '../identity/types.js';
 import { MESH_INBOUND_PORT, MESH_OUTBOUND_PORT } from '../mesh/membership.js';
 import type { MeshAllow, MeshEndpointAuthz } from '../policy/mesh-authz.js';
+import { agentAccessLog } from './access-log.js';
 import type { TranslateContext } from './context.js';
 import { proxyListenerAddress } from './envoy-json.js';
 import type { InboundIdentity, OutboundTunnel } from './mesh-plan.js';
@@ -109,9 +110,12 @@ export function outboundListener(ctx: TranslateContext, tunnels: readonly Outbou
             cluster: meshClusterName(t),
             // The original destination, as the listener restored it, is what the far side delivers to.
             tunneling_config: { hostname: '%DOWNSTREAM_LOCAL_ADDRESS%' },
-            access_log: stdoutLog(
-              `[%START_TIME%] ${MESH_OUTBOUND_LISTENER} %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% as ${t.source} to ${t.destination} via %UPSTREAM_HOST% flags=%RESPONSE_FLAGS% bytes=%BYTES_SENT%/%BYTES_RECEIVED%\n`,
-            ),
+            access_log: [
+              ...stdoutLog(
+                `[%START_TIME%] ${MESH_OUTBOUND_LISTENER} %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% as ${t.source} to ${t.destination} via %UPSTREAM_HOST% flags=%RESPONSE_FLAGS% bytes=%BYTES_SENT%/%BYTES_RECEIVED%\n`,
+              ),
+              agentAccessLog({ direction: 'egress', proxyPort: MESH_OUTBOUND_PORT, listener: MESH_OUTBOUND_LISTENER }, 'tcp'),
+            ],
           },
         },
       ],
@@ -268,9 +272,12 @@ function inboundChain(id: InboundIdentity): Json {
             rbacFilter(MESH_ALLOW_FILTER, 'ALLOW'),
             { name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } },
           ],
-          access_log: stdoutLog(
-            `[%START_TIME%] ${MESH_INBOUND_LISTENER} peer=%DOWNSTREAM_PEER_URI_SAN% from=%DOWNSTREAM_REMOTE_ADDRESS% to=%REQ(:AUTHORITY)% as=${id.spiffeId} status=%RESPONSE_CODE% flags=%RESPONSE_FLAGS% upstream=%UPSTREAM_HOST%\n`,
-          ),
+          access_log: [
+            ...stdoutLog(
+              `[%START_TIME%] ${MESH_INBOUND_LISTENER} peer=%DOWNSTREAM_PEER_URI_SAN% from=%DOWNSTREAM_REMOTE_ADDRESS% to=%REQ(:AUTHORITY)% as=${id.spiffeId} status=%RESPONSE_CODE% flags=%RESPONSE_FLAGS% upstream=%UPSTREAM_HOST%\n`,
+            ),
+            agentAccessLog({ direction: 'ingress', proxyPort: MESH_INBOUND_PORT, listener: MESH_INBOUND_LISTENER }),
+          ],
           // A tunnel lives as long as its connection: say who came in as soon as it is up, not only when it ends.
           access_log_options: { flush_log_on_tunnel_successfully_established: true },
         },

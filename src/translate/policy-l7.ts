@@ -8,6 +8,7 @@ import type { TranslationIssue } from '../issues/issue.js';
 import type { Origin } from '../model/model.js';
 import type { L7Listener } from '../policy/l7.js';
 import { anyFromJson, type Any } from '../proto/any.js';
+import { agentAccessLog } from './access-log.js';
 import { ProtoJsonError } from '../proto/json.js';
 import type { TranslateContext } from './context.js';
 import { proxyListenerAddress } from './envoy-json.js';
@@ -55,7 +56,7 @@ const localReply = {
 export function policyListener(ctx: TranslateContext, l: L7Listener, port: number): Json {
   const cluster = originalDstClusterName(l.listener);
   const rbac = rbacFilter(l);
-  const accessLog = logActions(l);
+  const accessLog = [...logActions(l), agentAccessLog({ direction: l.direction, proxyPort: port, listener: l.listener })];
   const chains = routeGroups(l, cluster).map((g, i) => ({
     ...(g.match ? { filter_chain_match: g.match } : {}),
     filters: [
@@ -67,7 +68,7 @@ export function policyListener(ctx: TranslateContext, l: L7Listener, port: numbe
           route_config: { name: `${l.listener}/${i}`, virtual_hosts: [{ name: 'policy', domains: ['*'], routes: g.routes }] },
           http_filters: [rbac, { name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } }],
           local_reply_config: localReply,
-          ...(accessLog.length ? { access_log: accessLog } : {}),
+          access_log: accessLog,
         },
       },
     ],

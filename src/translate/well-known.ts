@@ -15,6 +15,8 @@ const T = 'type.googleapis.com/envoy.extensions.filters.';
 
 /** The bootstrap's static cluster in front of Envoy's admin socket. */
 export const ADMIN_CLUSTER = '/envoy-admin';
+/** The bootstrap's static cluster to the agent's gRPC socket: ADS, and the access logs Envoy streams back. */
+export const AGENT_CLUSTER = 'sluice-xds';
 const ADMIN_REFS = new Set(['envoy-admin', ADMIN_CLUSTER]);
 
 type Kind = 'listener' | 'network' | 'http';

@@ -1,7 +1,7 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server as NetServer } from 'node:net';
 import { dirname } from 'node:path';
-import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { AggregatedDiscoveryServiceService } from '../gen/envoy/service/discovery/v3/ads.js';
 import type {
   DeltaDiscoveryRequest,
@@ -40,6 +40,11 @@ export interface XdsServerOptions {
   socketPath?: string;
   /** host:port to also serve on over TCP, e.g. 127.0.0.1:0. */
   tcpAddress?: string;
+  /**
+   * More services on the same sockets: what Envoy sends back to the agent
+   * (access logs) reaches it over the cluster the bootstrap already has.
+   */
+  services?: { definition: ServiceDefinition; implementation: UntypedServiceImplementation }[];
 }
 
 export interface XdsServerAddresses {
@@ -79,6 +84,7 @@ export class XdsServer {
       deltaAggregatedResources: (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) =>
         void new DeltaStream(call, cache, log, 'delta'),
     });
+    for (const s of opts.services ?? []) this.server.addService(s.definition, s.implementation);
   }
 
   async start(): Promise<XdsServerAddresses> {

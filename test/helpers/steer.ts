@@ -28,3 +28,15 @@ export function socketLb(t: Teardown, node: NetnsWorld, proxy: ProxyAddresses, o
   const model = Model.from(objects.map((object) => ({ object: object as ModelObject })));
   return (redirects) => applier.apply(desiredServices(model, redirects, { nodeIPs: [], nodeName }));
 }
+
+/**
+ * The nftables stand-in for the BPF steering into a transparent listener, in
+ * the node netns only: forwarding on, marked packets delivered locally, and
+ * the given IPv4 table (whose tproxy rules set mark 0x1) loaded.
+ */
+export function nftTproxy(node: NetnsWorld, table: string): void {
+  node.sh('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+  node.sh('ip', ['rule', 'add', 'fwmark', '0x1', 'lookup', '100']);
+  node.sh('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '100']);
+  node.sh('sh', ['-c', `nft -f - <<'EOF'\n${table}\nEOF`]);
+}
