@@ -9,7 +9,8 @@
 //           lookup at the places that would emit, nothing per packet.
 //   evtok:  per-CPU token buckets, one for drops and one for flow events, so
 //           neither a drop flood nor a connection flood swamps userspace, and a
-//           drop flood cannot starve flow events.
+//           drop flood cannot starve flow events. Pinned like the rest: every
+//           attachment of an object shares them, and a restart keeps them.
 //   evstat: per-CPU counters: records the ring had no room for (lost), and
 //           events each bucket suppressed. Loss is counted, never hidden.
 //
@@ -101,6 +102,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ev_bucket);
 	__uint(max_entries, 2);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sluice_evtok SEC(".maps");
 
 struct {
