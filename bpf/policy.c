@@ -37,6 +37,8 @@
 //              leaves the node. The destination's ingress policy is checked on
 //              its own node. Keyed by set like the ipcache, so a membership
 //              change switches with the rest of the state.
+//   events, evcfg, evtok, evstat: flow events (bpf/events.h): a new flow's
+//              verdict, drops, and the first FIN/RST of a tracked flow.
 //
 // A flow's verdict is decided at its first packet and kept in conntrack until
 // the entry expires: a policy change affects new flows only, as in Cilium.
@@ -50,6 +52,12 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+/* The pre-mesh build stands for a version from before events, too. */
+#ifdef SLUICE_TEST_WITHOUT_MESH
+#define SLUICE_TEST_WITHOUT_EVENTS
+#endif
+#include "events.h"
 
 #define DIR_INGRESS 0
 #define DIR_EGRESS 1
@@ -141,7 +149,7 @@ struct ct_val {
 	__u8 verdict;
 	__u8 flags;
 	__u16 proxy_port;
-	__u32 pad;
+	__u32 peer_identity; /* for events; 0 in entries of a version before them */
 };
 
 struct tpcfg {
@@ -238,6 +246,7 @@ struct flow {
 	__u8 proto;
 	__u8 v4;
 	__u8 tcp_flags; /* bit 0 SYN, 1 ACK, 2 FIN, 3 RST */
+	__u32 ifindex;
 };
 
 /* linux/icmp.h pulls in libc headers a BPF build cannot use. */
@@ -358,6 +367,45 @@ static __always_inline __u16 mesh_port(struct addr *dst, __u8 set)
 #endif
 }
 
+/*
+ * One flow event (bpf/events.h). Identities of 0 are looked up in the ipcache,
+ * only once the event is known to go out: the paths that drop an established
+ * flow have none at hand. `dir`: whose check saw the packet, its source's
+ * (egress) or its destination's (ingress).
+ */
+static __always_inline void flow_event(__u8 type, struct flow *f, __u8 dir, __u8 set, __u32 src_id, __u32 dst_id, __u8 verdict, __u8 reason,
+				       __u16 proxy_port, __u8 flags)
+{
+#ifndef SLUICE_TEST_WITHOUT_EVENTS
+	struct sluice_event *e = ev_reserve(type == EV_DROP ? EV_BUCKET_DROP : EV_BUCKET_FLOW);
+	if (!e)
+		return;
+	e->type = type;
+	e->verdict = verdict;
+	e->drop_reason = reason;
+	e->direction = dir;
+	e->proto = f->proto;
+	e->flags = flags | (f->v4 ? EV_F_V4 : 0);
+	e->tcp_flags = f->tcp_flags;
+	e->sport = f->sport;
+	e->dport = f->dport;
+	e->proxy_port = proxy_port;
+	e->src_identity = src_id ? src_id : identity_of(&f->src, set);
+	e->dst_identity = dst_id ? dst_id : identity_of(&f->dst, set);
+	__builtin_memcpy(e->a_src, &f->src, 16);
+	__builtin_memcpy(e->a_dst, &f->dst, 16);
+	e->ifindex = f->ifindex;
+	bpf_ringbuf_submit(e, 0);
+#endif
+}
+
+/* Counts a drop and reports it; `dir` as for flow_event, identities 0 when unknown. */
+static __always_inline void drop(__u32 reason, struct flow *f, __u8 dir, __u8 set, __u32 src_id, __u32 dst_id)
+{
+	drop_count(reason);
+	flow_event(EV_DROP, f, dir, set, src_id, dst_id, VERDICT_DENY, reason, 0, 0);
+}
+
 static __always_inline struct policy_val *policy_lookup(struct policy_key *k, __u32 identity)
 {
 	k->identity[0] = identity >> 24;
@@ -409,14 +457,15 @@ static __always_inline __u64 ct_lifetime(struct flow *f, struct ct_val *v)
 	return f->proto == IPPROTO_TCP ? CT_TCP_LIFETIME_NS : CT_OTHER_LIFETIME_NS;
 }
 
-/* A live entry for this tuple in this scope, refreshed; NULL when none or expired. */
-static __always_inline struct ct_val *ct_find(struct ct_key *k, struct flow *f, __u64 now)
+/* A live entry for this tuple in this scope, refreshed; NULL when none or expired. *closing: this packet began its end. */
+static __always_inline struct ct_val *ct_find(struct ct_key *k, struct flow *f, __u64 now, int *closing)
 {
 	struct ct_val *v = bpf_map_lookup_elem(&sluice_ct, k);
 	if (!v || now - v->last_seen > ct_lifetime(f, v))
 		return NULL;
 	v->last_seen = now;
-	if (f->tcp_flags & (TCPF_FIN | TCPF_RST))
+	*closing = (f->tcp_flags & (TCPF_FIN | TCPF_RST)) && !(v->flags & CT_FLAG_CLOSING);
+	if (*closing)
 		v->flags |= CT_FLAG_CLOSING;
 	return v;
 }
@@ -431,27 +480,37 @@ static __always_inline struct ct_val *ct_find(struct ct_key *k, struct flow *f, 
 static __always_inline __u8 check(struct endpoint *ep, __u8 set, __u8 dir, struct flow *f, int at_egress, int from_host, __u16 *proxy_port)
 {
 	__u64 now = bpf_ktime_get_ns();
+	int closing = 0;
+	/* The endpoint is the packet's source at egress, its destination at ingress; the entry holds the other side. */
+#define SRC_ID(peer) (dir == DIR_EGRESS ? ep->identity : (peer))
+#define DST_ID(peer) (dir == DIR_EGRESS ? (peer) : ep->identity)
 	struct ct_key k = { .src = f->src, .dst = f->dst, .sport = f->sport, .dport = f->dport, .proto = f->proto, .scope = dir };
-	struct ct_val *v = ct_find(&k, f, now);
+	struct ct_val *v = ct_find(&k, f, now, &closing);
 	if (v) {
+		if (closing)
+			flow_event(EV_TCP_END, f, dir, set, SRC_ID(v->peer_identity), DST_ID(v->peer_identity), v->verdict, 0, v->proxy_port, 0);
 		*proxy_port = v->proxy_port;
 		return v->verdict;
 	}
 	struct ct_key r = { .src = f->dst, .dst = f->src, .sport = f->dport, .dport = f->sport, .proto = f->proto, .scope = dir ^ 1 };
-	if (ct_find(&r, f, now))
+	v = ct_find(&r, f, now, &closing);
+	if (v) {
+		if (closing)
+			flow_event(EV_TCP_END, f, dir ^ 1, set, SRC_ID(v->peer_identity), DST_ID(v->peer_identity), VERDICT_ALLOW, 0, 0, EV_F_REPLY);
 		return VERDICT_ALLOW;
+	}
 
 	__u32 identity = from_host ? IDENTITY_HOST : identity_of(dir == DIR_INGRESS ? &f->src : &f->dst, set);
 	struct policy_val pv = policy_verdict(ep, set, dir, identity, f);
 	__u8 verdict = pv.verdict;
 	if (verdict == VERDICT_DENY) {
-		drop_count(DROP_DENY_RULE);
+		drop(DROP_DENY_RULE, f, dir, set, SRC_ID(identity), DST_ID(identity));
 		return VERDICT_DENY;
 	}
 	if (verdict == VERDICT_NONE) {
 		__u8 enforced = dir == DIR_INGRESS ? ep->flags & EP_INGRESS_ENFORCED : ep->flags & EP_EGRESS_ENFORCED;
 		if (enforced && !from_host) {
-			drop_count(DROP_NO_ALLOW);
+			drop(DROP_NO_ALLOW, f, dir, set, SRC_ID(identity), DST_ID(identity));
 			return VERDICT_DENY;
 		}
 		verdict = VERDICT_ALLOW;
@@ -483,22 +542,25 @@ static __always_inline __u8 check(struct endpoint *ep, __u8 set, __u8 dir, struc
 	 * yet to find) must not slip past the proxy. */
 	if (verdict == VERDICT_REDIRECT && at_egress) {
 		if (!from_host) {
-			drop_count(DROP_NO_PROXY);
+			drop(DROP_NO_PROXY, f, dir, set, SRC_ID(identity), DST_ID(identity));
 			return VERDICT_DENY;
 		}
 		verdict = VERDICT_ALLOW;
 	}
-	struct ct_val nv = { .last_seen = now, .verdict = verdict, .proxy_port = verdict == VERDICT_REDIRECT ? pv.proxy_port : 0 };
+	struct ct_val nv = { .last_seen = now, .verdict = verdict, .proxy_port = verdict == VERDICT_REDIRECT ? pv.proxy_port : 0, .peer_identity = identity };
 	bpf_map_update_elem(&sluice_ct, &k, &nv, BPF_ANY);
+	flow_event(EV_FLOW, f, dir, set, SRC_ID(identity), DST_ID(identity), verdict, 0, nv.proxy_port, 0);
+#undef SRC_ID
+#undef DST_ID
 	*proxy_port = nv.proxy_port;
 	return verdict;
 }
 
 /* Hands the packet to Envoy's socket for this flow, or to its transparent listener on proxy_port. */
-static __always_inline int steer(struct __sk_buff *skb, struct flow *f, __u16 proxy_port)
+static __always_inline int steer(struct __sk_buff *skb, struct flow *f, __u16 proxy_port, __u8 dir, __u8 set)
 {
 	if (f->proto != IPPROTO_TCP) {
-		drop_count(DROP_REDIRECT_PROTO);
+		drop(DROP_REDIRECT_PROTO, f, dir, set, 0, 0);
 		return TC_ACT_SHOT;
 	}
 	__u32 zero = 0;
@@ -541,18 +603,18 @@ static __always_inline int steer(struct __sk_buff *skb, struct flow *f, __u16 pr
 	}
 	sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk) {
-		drop_count(DROP_NO_PROXY);
+		drop(DROP_NO_PROXY, f, dir, set, 0, 0);
 		return TC_ACT_SHOT;
 	}
 	if (sk->state != BPF_TCP_LISTEN) {
 		bpf_sk_release(sk);
-		drop_count(DROP_NO_PROXY);
+		drop(DROP_NO_PROXY, f, dir, set, 0, 0);
 		return TC_ACT_SHOT;
 	}
 	long err = bpf_sk_assign(skb, sk, 0);
 	bpf_sk_release(sk);
 	if (err) {
-		drop_count(DROP_ASSIGN);
+		drop(DROP_ASSIGN, f, dir, set, 0, 0);
 		return TC_ACT_SHOT;
 	}
 assigned:
@@ -566,6 +628,7 @@ int sluice_tc_ingress(struct __sk_buff *skb)
 {
 	struct flow f = {};
 	int rc = parse(skb, &f);
+	f.ifindex = skb->ifindex;
 	if (rc > 0)
 		return TC_ACT_UNSPEC;
 	if (rc < 0)
@@ -589,9 +652,9 @@ int sluice_tc_ingress(struct __sk_buff *skb)
 	}
 	/* The destination's L7 rules take precedence when both sides redirect. */
 	if (dst_verdict == VERDICT_REDIRECT)
-		return steer(skb, &f, dst_port);
+		return steer(skb, &f, dst_port, DIR_INGRESS, set);
 	if (verdict == VERDICT_REDIRECT)
-		return steer(skb, &f, port);
+		return steer(skb, &f, port, DIR_EGRESS, set);
 	return TC_ACT_UNSPEC;
 }
 
@@ -600,6 +663,7 @@ int sluice_tc_egress(struct __sk_buff *skb)
 {
 	struct flow f = {};
 	int rc = parse(skb, &f);
+	f.ifindex = skb->ifindex;
 	if (rc > 0)
 		return TC_ACT_UNSPEC;
 	if (rc < 0)

@@ -13,6 +13,8 @@
 //   affinity:  (netns cookie, rev-NAT id) -> backend id, last use. LRU.
 //   maglev:    (rev-NAT id, index) -> backend id, MAGLEV_M entries a service.
 //   config:    one entry: the node proxy addresses that L7 redirects go to.
+//   events, evcfg, evtok, evstat: flow events (bpf/events.h): one for each
+//              translation a socket makes to a new backend.
 //
 // A v4-mapped destination (::ffff:a.b.c.d) on an IPv6 socket is the IPv4
 // service a.b.c.d: dual-stack sockets (Java, .NET, Node) connect that way. The
@@ -23,6 +25,7 @@
 #include <asm-generic/errno.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "events.h"
 
 #define MAGLEV_M 251
 #define SVC_FLAG_AFFINITY 0x1
@@ -225,18 +228,57 @@ static __always_inline struct backend *pick_backend(struct bpf_sock_addr *ctx, s
 	return bpf_map_lookup_elem(&sluice_backends, backend_id);
 }
 
+static __always_inline void event_addr(__u32 *out, struct addr *a, __u8 family)
+{
+	if (family == 4) {
+		out[2] = bpf_htonl(0xffff);
+		out[3] = a->a[0];
+	} else
+		__builtin_memcpy(out, a, 16);
+}
+
+/* The translation a socket just made, for userspace to name the Service (rev-NAT id) and the pod (cgroup id). */
+static __always_inline void xlate_event(struct bpf_sock_addr *ctx, struct rev_nat_key *to, struct rev_nat_val *from, struct svc_val *svc, __u8 family)
+{
+#ifndef SLUICE_TEST_WITHOUT_EVENTS
+	struct sluice_event *e = ev_reserve(EV_BUCKET_FLOW);
+	if (!e)
+		return;
+	e->type = EV_SOCK_XLATE;
+	e->direction = 1;
+	e->proto = ctx->protocol;
+	e->flags = family == 4 ? EV_F_V4 : 0;
+	if (svc->flags & SVC_FLAG_L7) {
+		e->flags |= EV_F_PROXY;
+		e->proxy_port = bpf_ntohs(svc->l7_port);
+	}
+	e->dport = to->port;
+	e->rev_nat_id = from->rev_nat_id;
+	event_addr(e->a_dst, &to->addr, family);
+	event_addr(e->a_orig, &from->vip, family);
+	e->orig_port = from->port;
+	e->cookie = to->cookie;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_ringbuf_submit(e, 0);
+#endif
+}
+
 /*
  * Keyed by the socket and the address it was sent to, in the service's family:
  * a dual-stack socket's v4-mapped UDP goes through the sendmsg4 hook (the
  * kernel unmaps it first) but its replies through recvmsg6, mapped again.
  */
 static __always_inline void remember_rev_nat(struct bpf_sock_addr *ctx, struct addr *vip, __u16 vip_port, struct svc_val *svc,
-					     struct addr *to, __u16 to_port)
+					     struct addr *to, __u16 to_port, __u8 family)
 {
 	struct rev_nat_key rkey = { .cookie = bpf_get_socket_cookie(ctx), .addr = *to, .port = to_port };
 	struct rev_nat_val rval = { .vip = *vip, .port = vip_port, .rev_nat_id = svc->rev_nat_id };
+	/* A socket's first datagram to a backend is its flow's start; the ones after it are not events. */
+	int fresh = !bpf_map_lookup_elem(&sluice_rev_nat, &rkey);
 
 	bpf_map_update_elem(&sluice_rev_nat, &rkey, &rval, BPF_ANY);
+	if (fresh)
+		xlate_event(ctx, &rkey, &rval, svc, family);
 }
 
 /* As kube-proxy's REJECT does: the caller gets ECONNREFUSED at once rather than a hang. */
@@ -319,7 +361,7 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, __u8 family)
 		to = b->addr;
 		to_port = b->port;
 	}
-	remember_rev_nat(ctx, &key.vip, key.port, svc, &to, to_port);
+	remember_rev_nat(ctx, &key.vip, key.port, svc, &to, to_port, key.family);
 	if (family == 4) {
 		ctx->user_ip4 = to.a[0];
 	} else if (mapped) {

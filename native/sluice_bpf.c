@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define MAX_OBJECTS 64
 #define MAX_REPLACED 16
@@ -647,6 +648,227 @@ static napi_value mount_bpffs(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/*
+ * Ring buffer consumers. libbpf's ring_buffer gathers the rings into one epoll
+ * set; its fd sits on the libuv loop, so records are read when the kernel says
+ * there are some, on the JS thread, with no thread of our own. Each wake-up
+ * drains every ring and hands JS one Buffer of records, each framed as
+ * u32 length, u32 ring index (the position of its pin in ringOpen's list),
+ * the record, padding to 8 bytes.
+ */
+#define MAX_RINGS 16
+#define MAX_RING_MAPS 8
+
+struct ring_src {
+	struct ring *ring;
+	uint32_t index;
+};
+
+struct ring {
+	struct ring_buffer *rb;
+	uv_poll_t poll;
+	napi_env env;
+	napi_ref cb;
+	napi_async_context actx;
+	int fds[MAX_RING_MAPS];
+	struct ring_src srcs[MAX_RING_MAPS];
+	int nfds;
+	char *batch;
+	size_t len, cap;
+	int slot;
+};
+static struct ring *rings[MAX_RINGS];
+
+static int ring_sample(void *ctx, void *data, size_t size)
+{
+	struct ring_src *src = ctx;
+	struct ring *r = src->ring;
+	size_t need = 8 + ((size + 7) & ~(size_t)7);
+	if (r->len + need > r->cap) {
+		size_t cap = r->cap ? r->cap : 1 << 16;
+		while (cap < r->len + need)
+			cap *= 2;
+		char *grown = realloc(r->batch, cap);
+		if (!grown)
+			return -ENOMEM;
+		r->batch = grown;
+		r->cap = cap;
+	}
+	uint32_t head[2] = { (uint32_t)size, src->index };
+	memcpy(r->batch + r->len, head, 8);
+	memcpy(r->batch + r->len + 8, data, size);
+	memset(r->batch + r->len + 8 + size, 0, need - 8 - size);
+	r->len += need;
+	return 0;
+}
+
+/* Drains the rings into r->batch; returns the Buffer (empty when nothing came), or NULL after throwing. */
+static napi_value ring_drain(napi_env env, struct ring *r)
+{
+	napi_value out;
+	void *data;
+	r->len = 0;
+	int n = ring_buffer__consume(r->rb);
+	if (n < 0)
+		return throw_errno(env, "ring consume", n);
+	napi_create_buffer_copy(env, r->len, r->batch, &data, &out);
+	r->len = 0;
+	/* A flood can grow the batch to a ring's worth; don't keep that much around. */
+	if (r->cap > (1 << 22)) {
+		free(r->batch);
+		r->batch = NULL;
+		r->cap = 0;
+	}
+	return out;
+}
+
+static void ring_readable(uv_poll_t *handle, int status, int events)
+{
+	struct ring *r = handle->data;
+	napi_env env = r->env;
+	napi_handle_scope scope;
+	napi_open_handle_scope(env, &scope);
+	napi_value batch = ring_drain(env, r), cb, recv, result;
+	size_t len = 0;
+	if (batch && napi_get_buffer_info(env, batch, NULL, &len) == napi_ok && len > 0 && napi_get_reference_value(env, r->cb, &cb) == napi_ok) {
+		/* make_callback wants an object for `this`. */
+		napi_get_global(env, &recv);
+		napi_make_callback(env, r->actx, recv, cb, 1, &batch, &result);
+	}
+	/* What the callback threw (or the drain) is the process's uncaught exception, as for any event. */
+	bool pending = false;
+	napi_is_exception_pending(env, &pending);
+	if (pending) {
+		napi_value err;
+		napi_get_and_clear_last_exception(env, &err);
+		napi_fatal_exception(env, err);
+	}
+	napi_close_handle_scope(env, scope);
+}
+
+static void ring_free(struct ring *r)
+{
+	if (r->rb)
+		ring_buffer__free(r->rb);
+	for (int i = 0; i < r->nfds; i++)
+		close(r->fds[i]);
+	free(r->batch);
+	free(r);
+}
+
+static void ring_closed(uv_handle_t *handle)
+{
+	ring_free(handle->data);
+}
+
+static struct ring *ring_arg(napi_env env, napi_value v)
+{
+	int32_t h;
+	if (napi_get_value_int32(env, v, &h) != napi_ok || h < 0 || h >= MAX_RINGS || !rings[h]) {
+		napi_throw_error(env, NULL, "not an open ring handle");
+		return NULL;
+	}
+	return rings[h];
+}
+
+/* ringOpen(pinPaths, callback(batch)) -> handle. Rings not pinned fail it, naming the path. */
+static napi_value ring_open(napi_env env, napi_callback_info info)
+{
+	napi_value argv[2], name;
+	uint32_t n;
+	bool is_array;
+	if (get_args(env, info, 2, argv))
+		return NULL;
+	if (napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[0], &n) != napi_ok || n == 0 || n > MAX_RING_MAPS) {
+		napi_throw_type_error(env, NULL, "want 1 to 8 pin paths");
+		return NULL;
+	}
+	int slot = -1;
+	for (int i = 0; i < MAX_RINGS; i++)
+		if (!rings[i]) {
+			slot = i;
+			break;
+		}
+	if (slot < 0)
+		return throw_errno(env, "ringOpen: too many open rings", EMFILE);
+	struct ring *r = calloc(1, sizeof(*r));
+	if (!r)
+		return throw_errno(env, "ringOpen", ENOMEM);
+	r->env = env;
+	r->slot = slot;
+	for (uint32_t i = 0; i < n; i++) {
+		char path[4096], msg[200];
+		napi_value p;
+		napi_get_element(env, argv[0], i, &p);
+		if (get_string(env, p, path, sizeof(path))) {
+			ring_free(r);
+			napi_throw_type_error(env, NULL, "a pin path is not a string");
+			return NULL;
+		}
+		int fd = bpf_obj_get(path);
+		if (fd < 0) {
+			int err = errno;
+			ring_free(r);
+			snprintf(msg, sizeof(msg), "ringOpen: %.150s", path);
+			return throw_errno(env, msg, err);
+		}
+		r->fds[r->nfds] = fd;
+		r->srcs[r->nfds] = (struct ring_src){ .ring = r, .index = i };
+		r->nfds++;
+		int err = 0;
+		if (i == 0) {
+			r->rb = ring_buffer__new(fd, ring_sample, &r->srcs[0], NULL);
+			if (!r->rb)
+				err = errno;
+		} else
+			err = -ring_buffer__add(r->rb, fd, ring_sample, &r->srcs[i]);
+		if (err) {
+			ring_free(r);
+			snprintf(msg, sizeof(msg), "ringOpen: %.150s is not a ring buffer", path);
+			return throw_errno(env, msg, err);
+		}
+	}
+	uv_loop_t *loop;
+	if (napi_get_uv_event_loop(env, &loop) != napi_ok || uv_poll_init(loop, &r->poll, ring_buffer__epoll_fd(r->rb))) {
+		ring_free(r);
+		return throw_errno(env, "ringOpen: uv_poll_init", EINVAL);
+	}
+	r->poll.data = r;
+	napi_create_reference(env, argv[1], 1, &r->cb);
+	napi_create_string_utf8(env, "sluice:ring", NAPI_AUTO_LENGTH, &name);
+	napi_async_init(env, NULL, name, &r->actx);
+	uv_poll_start(&r->poll, UV_READABLE, ring_readable);
+	rings[slot] = r;
+	return make_int(env, slot);
+}
+
+/* ringConsume(handle) -> Buffer: what the rings hold now, framed as for the callback, without waiting. */
+static napi_value ring_consume(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	if (get_args(env, info, 1, argv))
+		return NULL;
+	struct ring *r = ring_arg(env, argv[0]);
+	return r ? ring_drain(env, r) : NULL;
+}
+
+/* ringClose(handle): stops reading; the fds go once libuv lets go of the poll handle. */
+static napi_value ring_close(napi_env env, napi_callback_info info)
+{
+	napi_value argv[1];
+	if (get_args(env, info, 1, argv))
+		return NULL;
+	struct ring *r = ring_arg(env, argv[0]);
+	if (!r)
+		return NULL;
+	rings[r->slot] = NULL;
+	uv_poll_stop(&r->poll);
+	napi_delete_reference(env, r->cb);
+	napi_async_destroy(env, r->actx);
+	uv_close((uv_handle_t *)&r->poll, ring_closed);
+	return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	libbpf_set_print(libbpf_quiet);
@@ -661,7 +883,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "mapUpdateBatch", map_update_batch }, { "objGet", obj_get }, { "closeFd", close_fd },
 		{ "linkInfo", link_info }, { "replacedMaps", replaced_maps }, { "objPin", obj_pin },
 		{ "mapInfo", map_info }, { "mapCopy", map_copy }, { "linkDetach", link_detach },
-		{ "mountBpffs", mount_bpffs },
+		{ "mountBpffs", mount_bpffs }, { "ringOpen", ring_open }, { "ringConsume", ring_consume },
+		{ "ringClose", ring_close },
 	};
 	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
 		napi_value f;

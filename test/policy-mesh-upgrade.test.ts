@@ -48,6 +48,7 @@ t.test('pins of a version without the mesh map are adopted; steering starts once
 
   const old = await tcAttacherStarter(t, node, veths, before)();
   t.notOk(existsSync(pin(POLICY_MAPS.mesh)), 'the old version pinned no mesh map');
+  t.notOk(existsSync(pin('sluice_events')), 'nor an event ring');
   const kept = ['ipcache', 'endpoints', 'policy', 'ct', 'drops', 'tpcfg', 'polgen'] as const;
   const oldIds = kept.map((k) => mapId(pin(POLICY_MAPS[k])));
   const oldProgs = progIds();
@@ -55,6 +56,7 @@ t.test('pins of a version without the mesh map are adopted; steering starts once
   const r = PolicyReconciler.open(node.pinDir, { retryMs: 0 });
   t.teardown(() => r.close());
   t.ok(existsSync(pin(POLICY_MAPS.mesh)), 'this version created and pinned the mesh map');
+  t.ok(['sluice_events', 'sluice_evcfg', 'sluice_evstat'].every((m) => existsSync(pin(m))), 'and the flow event maps, which that version had neither');
   t.same(kept.map((k) => mapId(pin(POLICY_MAPS[k]))), oldIds, 'every other map is the one the old version pinned');
   r.setTproxy(tproxyConfig());
   const state: PolicyDatapathState = {

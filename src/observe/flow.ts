@@ -64,4 +64,14 @@ export interface Flow {
   policyMatchType?: 'none' | 'l3-only' | 'l3-l4' | 'l4-only' | 'all' | 'l3-proto' | 'proto-only';
   /** How many events this one stands for when the producer aggregated (sampling); 1 if absent. */
   count?: number;
+  /** The interface the kernel saw the packet on (L3_L4 flows). */
+  interface?: { index: number; name?: string };
+  /** SOCK flows: the socket (bpf_get_socket_cookie) and the cgroup v2 id of the task that made the translation, to find its pod. */
+  socketCookie?: bigint;
+  cgroupId?: bigint;
+  /** SOCK flows: one event after the translation, so the destination is the backend and this is the frontend the socket asked for. */
+  sockXlatePoint?: 'SOCK_XLATE_POINT_POST_DIRECTION_FWD';
+  translatedFrom?: { ip: string; port: number };
+  /** SOCK flows: the datapath's id of the Service frontend (rev-NAT id), for whoever names destinationService. */
+  serviceId?: number;
 }

@@ -23,6 +23,11 @@ interface Addon {
   mapCopy(fromFd: number, toFd: number, keySize: number, valueSize: number): number;
   linkDetach(path: string): boolean;
   mountBpffs(path: string): void;
+  /** Reads the ring buffers pinned at `pins`; `onBatch` gets framed records (see ringConsume) as the kernel signals them. */
+  ringOpen(pins: string[], onBatch: (batch: Buffer) => void): number;
+  /** What the rings hold now: records framed as u32 length, u32 index of its pin, the record, padding to 8 bytes. */
+  ringConsume(handle: number): Buffer;
+  ringClose(handle: number): void;
 }
 
 export interface MapInfo {
