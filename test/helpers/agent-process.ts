@@ -16,7 +16,7 @@ export async function spawnAgentInNetns(ns: string, args: string[], onSpawn: (p:
   p.stdout!.on('data', (d) => (output += d));
   p.stderr!.on('data', (d) => (output += d));
   onSpawn(p, () => output);
-  await eventually(() => /snapshot published/.test(output) || p.exitCode !== null, 30_000, 'the agent to publish');
+  await eventually(() => /snapshot published/.test(output) || p.exitCode !== null, 90_000, 'the agent to publish');
   if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}: ${output}`);
   return p;
 }

@@ -110,7 +110,7 @@ export async function twoNodeAgents(t: Teardown, world: TwoNodeWorld, opts: TwoN
         const v = await versions(nodes[n].api);
         return v.published > 0 && v.acked === v.published;
       },
-      30_000,
+      90_000,
       `${n}'s agent to be ready and its Envoy to ACK`,
     );
   const settled = async () => void (await Promise.all(NODES.map(settledOne)));
