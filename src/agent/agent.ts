@@ -31,6 +31,7 @@ import { PolicyDatapath } from './policy-datapath-wiring.js';
 import type { PolicyResult } from '../policy/index.js';
 import { IdentityWiring, type IdentityOptions } from './identity-wiring.js';
 import { MeshWiring } from './mesh-wiring.js';
+import { DEFAULT_FLOW_RING_SIZE, FlowObserver } from './observe-wiring.js';
 import { MESH_INBOUND_PORT, MESH_OUTBOUND_PORT } from '../mesh/membership.js';
 
 export interface AgentOptions {
@@ -69,6 +70,8 @@ export interface AgentOptions {
   envoyGoneGraceMs?: number;
   /** Workload identity: a SPIFFE CA, SVIDs over SDS, the mesh's mTLS and the Workload API. Absent: off. */
   identity?: IdentityOptions;
+  /** How many recent flows the agent holds for the Observer API (default Hubble's 4095). */
+  flowRingSize?: number;
 }
 
 export const DEFAULT_ENVOY_GONE_GRACE_MS = 3000;
@@ -103,6 +106,8 @@ export class Agent {
   private readonly reservedPorts?: Record<string, number>;
   private lastIssues: { source: TranslationIssue[]; assembled: TranslationIssue[] } | undefined;
   private model = Model.empty();
+  /** Where flow producers hand their flows; the Observer API reads its ring. */
+  readonly flows: FlowObserver;
   private sourceIssues: TranslationIssue[] = [];
   private version = 0;
   private units = PMap.empty<string, ObjectTranslation>();
@@ -143,6 +148,7 @@ export class Agent {
   ready = false;
 
   constructor(private readonly opts: AgentOptions) {
+    this.flows = new FlowObserver(opts.flowRingSize ?? DEFAULT_FLOW_RING_SIZE, () => ({ model: this.model, policy: this.policy }));
     this.server = new XdsServer({ cache: this.cache, log: opts.log, socketPath: opts.socketPath, tcpAddress: opts.tcpAddress });
     if (opts.kubeDirs?.length) this.sources.push(new KubeYamlDir(opts.kubeDirs));
     if (opts.source) this.sources.push(opts.source);

@@ -1,0 +1,199 @@
+// `hubble observe`'s flags as a GetFlowsRequest, with the CLI's meaning: a
+// symmetric flag (--pod, --ip, --label, --port, --identity, --namespace)
+// makes two filters, one with it on the source side and one with it on the
+// destination side, so either end matches; one-sided flags (--from-*, --to-*)
+// and the rest go into both.
+import { dropReasonFromJSON, FlowFilter, Verdict, verdictFromJSON, type EventTypeFilter } from '../gen/hubble/flow/flow.js';
+import type { GetFlowsRequest } from '../gen/hubble/observer/observer.js';
+
+export interface ObserveFlags {
+  pod?: string[];
+  fromPod?: string[];
+  toPod?: string[];
+  namespace?: string[];
+  fromNamespace?: string[];
+  toNamespace?: string[];
+  label?: string[];
+  fromLabel?: string[];
+  toLabel?: string[];
+  ip?: string[];
+  fromIp?: string[];
+  toIp?: string[];
+  port?: string[];
+  fromPort?: string[];
+  toPort?: string[];
+  identity?: string[];
+  fromIdentity?: string[];
+  toIdentity?: string[];
+  service?: string[];
+  fromService?: string[];
+  toService?: string[];
+  verdict?: string[];
+  dropReasonDesc?: string[];
+  protocol?: string[];
+  httpStatus?: string[];
+  httpMethod?: string[];
+  httpPath?: string[];
+  httpUrl?: string[];
+  type?: string[];
+  nodeName?: string[];
+  trafficDirection?: string[];
+  last?: string;
+  first?: string;
+  all?: boolean;
+  since?: string;
+  until?: string;
+  follow?: boolean;
+}
+
+const RESERVED_IDENTITIES: Record<string, number> = { host: 1, world: 2, unmanaged: 3, health: 4, init: 5, 'remote-node': 6, 'kube-apiserver': 7, ingress: 8, 'world-ipv4': 9, 'world-ipv6': 10 };
+const EVENT_TYPES: Record<string, number> = { drop: 1, debug: 2, capture: 3, trace: 4, 'policy-verdict': 5, 'trace-sock': 7, l7: 129, agent: 130 };
+const TRACE_POINTS = ['to-endpoint', 'to-proxy', 'to-host', 'to-stack', 'to-overlay', 'from-endpoint', 'from-proxy', 'from-host', 'from-stack', 'from-overlay', 'from-network', 'to-network'];
+
+function identityOf(v: string): number {
+  if (v in RESERVED_IDENTITIES) return RESERVED_IDENTITIES[v];
+  if (/^\d+$/.test(v)) return Number(v);
+  throw new Error(`invalid security identity ${JSON.stringify(v)}, expected one of ${Object.keys(RESERVED_IDENTITIES).join(', ')} or a number`);
+}
+
+function eventType(v: string): EventTypeFilter {
+  const [t, sub] = v.split(':', 2);
+  const type = EVENT_TYPES[t] ?? (/^\d+$/.test(t) ? Number(t) : NaN);
+  if (Number.isNaN(type)) throw new Error(`unknown event type ${JSON.stringify(t)}: one of ${Object.keys(EVENT_TYPES).join(', ')} or a number`);
+  if (sub === undefined) return { type, matchSubType: false, subType: 0 };
+  const point = type === EVENT_TYPES.trace ? TRACE_POINTS.indexOf(sub) : -1;
+  const subType = point >= 0 ? point : /^\d+$/.test(sub) ? Number(sub) : NaN;
+  if (Number.isNaN(subType)) throw new Error(`unknown event sub-type ${JSON.stringify(sub)}`);
+  return { type, matchSubType: true, subType };
+}
+
+/** Go-style durations ("30s", "5m", "1h30m") back from now, or an absolute time. */
+export function parseTime(v: string, nowMs = Date.now()): { seconds: string; nanos: number } {
+  let ms: number;
+  if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(v)) {
+    const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1e3, m: 6e4, h: 3.6e6 };
+    let back = 0;
+    for (const m of v.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) back += Number(m[1]) * unit[m[2]];
+    ms = nowMs - back;
+  } else {
+    ms = Date.parse(v);
+    if (Number.isNaN(ms)) throw new Error(`cannot parse time ${JSON.stringify(v)}: give a duration back from now (30s, 5m, 1h30m) or an RFC 3339 time`);
+  }
+  return { seconds: String(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) };
+}
+
+/** The namespace prefix on each pod (or service) filter, as hubble applies --namespace. */
+function withNamespaces(names: string[], namespaces: string[]): string[] {
+  if (!namespaces.length || !names.length) return names;
+  return names.flatMap((n) => (n.includes('/') ? [n] : namespaces.map((ns) => `${ns}/${n}`)));
+}
+
+function applyNamespaces(ff: FlowFilter, ns: string[], side: 'source' | 'destination'): void {
+  const pods = side === 'source' ? 'sourcePod' : 'destinationPod';
+  const svcs = side === 'source' ? 'sourceService' : 'destinationService';
+  if (!ff[pods].length && !ff[svcs].length) ff[pods] = [''];
+  ff[pods] = withNamespaces(ff[pods], ns);
+  ff[svcs] = withNamespaces(ff[svcs], ns);
+}
+
+export function observeFilters(o: ObserveFlags): FlowFilter[] {
+  const left = FlowFilter.fromPartial({});
+  const right = FlowFilter.fromPartial({});
+  const both = (k: keyof FlowFilter, vs: unknown[] | undefined) => {
+    if (!vs?.length) return;
+    (left[k] as unknown[]) = [...(left[k] as unknown[]), ...vs];
+    (right[k] as unknown[]) = [...(right[k] as unknown[]), ...vs];
+  };
+  const split = (src: keyof FlowFilter, dst: keyof FlowFilter, vs: unknown[] | undefined) => {
+    if (!vs?.length) return;
+    (left[src] as unknown[]) = [...(left[src] as unknown[]), ...vs];
+    (right[dst] as unknown[]) = [...(right[dst] as unknown[]), ...vs];
+  };
+  split('sourcePod', 'destinationPod', o.pod);
+  both('sourcePod', o.fromPod);
+  both('destinationPod', o.toPod);
+  split('sourceLabel', 'destinationLabel', o.label);
+  both('sourceLabel', o.fromLabel);
+  both('destinationLabel', o.toLabel);
+  split('sourceIp', 'destinationIp', o.ip);
+  both('sourceIp', o.fromIp);
+  both('destinationIp', o.toIp);
+  split('sourcePort', 'destinationPort', o.port);
+  both('sourcePort', o.fromPort);
+  both('destinationPort', o.toPort);
+  split('sourceIdentity', 'destinationIdentity', o.identity?.map(identityOf));
+  both('sourceIdentity', o.fromIdentity?.map(identityOf));
+  both('destinationIdentity', o.toIdentity?.map(identityOf));
+  split('sourceService', 'destinationService', o.service);
+  both('sourceService', o.fromService);
+  both('destinationService', o.toService);
+  both(
+    'verdict',
+    o.verdict?.map((v) => {
+      const code = verdictFromJSON(v);
+      if (code <= Verdict.VERDICT_UNKNOWN) throw new Error(`invalid --verdict value ${JSON.stringify(v)}`);
+      return code;
+    }),
+  );
+  both('protocol', o.protocol);
+  both('httpStatusCode', o.httpStatus);
+  both('httpMethod', o.httpMethod);
+  both('httpPath', o.httpPath);
+  both('httpUrl', o.httpUrl);
+  both('eventType', o.type?.map(eventType));
+  both('nodeName', o.nodeName);
+  both(
+    'trafficDirection',
+    o.trafficDirection?.map((d) => {
+      if (d !== 'ingress' && d !== 'egress') throw new Error(`invalid --traffic-direction ${JSON.stringify(d)}: ingress or egress`);
+      return d === 'ingress' ? 1 : 2;
+    }),
+  );
+  both(
+    'dropReasonDesc',
+    o.dropReasonDesc?.map((d) => {
+      const code = dropReasonFromJSON(d);
+      if (code < 0) throw new Error(`invalid --drop-reason-desc ${JSON.stringify(d)}`);
+      return code;
+    }),
+  );
+  if (o.toNamespace?.length) for (const f of [left, right]) applyNamespaces(f, o.toNamespace, 'destination');
+  if (o.fromNamespace?.length) for (const f of [left, right]) applyNamespaces(f, o.fromNamespace, 'source');
+  if (o.namespace?.length) {
+    applyNamespaces(left, o.namespace, 'source');
+    applyNamespaces(right, o.namespace, 'destination');
+  }
+  const empty = JSON.stringify(FlowFilter.toJSON(FlowFilter.fromPartial({})));
+  const l = JSON.stringify(FlowFilter.toJSON(left));
+  const r = JSON.stringify(FlowFilter.toJSON(right));
+  if (l === empty && r === empty) return [];
+  return l === r ? [left] : [left, right];
+}
+
+const U64_MAX = '18446744073709551615';
+const DEFAULT_LAST = '20';
+
+export function observeRequest(o: ObserveFlags, nowMs = Date.now()): GetFlowsRequest {
+  if (o.first && o.follow) throw new Error('cannot set both --first and --follow');
+  if (o.first && (o.last || o.all)) throw new Error('cannot set --first with --last or --all');
+  const since = o.since ? parseTime(o.since, nowMs) : undefined;
+  const until = o.until && !o.follow ? parseTime(o.until, nowMs) : undefined;
+  let number = o.first ?? o.last ?? '0';
+  if (!/^\d+$/.test(number)) throw new Error(`--last and --first take a count, got ${JSON.stringify(number)}`);
+  if (!since && !until && !o.first) {
+    if (o.all) number = U64_MAX;
+    else if (number === '0' && !o.follow) number = DEFAULT_LAST;
+  }
+  return {
+    number,
+    first: !!o.first,
+    follow: !!o.follow,
+    whitelist: observeFilters(o),
+    blacklist: [],
+    since,
+    until,
+    fieldMask: undefined,
+    experimental: undefined,
+    extensions: undefined,
+  };
+}

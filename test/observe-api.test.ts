@@ -1,0 +1,226 @@
+// Hubble's Observer API as sluice serves it, read by the real hubble CLI
+// (built from github.com/cilium/cilium by scripts/install-hubble.sh) and by
+// `sluice observe`: a ring fed with an allowed HTTP request, an L3 policy
+// drop and an L7 403, filtered the way Cilium users filter, and followed live.
+import t from 'tap';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Flow } from '../src/observe/flow.js';
+import { FlowRing } from '../src/observe/flow-ring.js';
+import { startObserverServer } from '../src/observe/observer-server.js';
+import { hubbleBinary } from './helpers/hubble.js';
+
+const run = promisify(execFile);
+const bin = new URL('../bin/sluice.js', import.meta.url).pathname;
+t.ok(existsSync(new URL('../dist/observe-cli.js', import.meta.url)), 'dist is built (npm run build)');
+const hubble = hubbleBinary();
+
+const dir = mkdtempSync(join(tmpdir(), 'sluice-observe-'));
+const sock = join(dir, 'hubble.sock');
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+const t0 = BigInt(Date.now() - 5000) * 1_000_000n;
+const tcp = (sourcePort: number, destinationPort: number, flags?: { SYN?: boolean; ACK?: boolean }) => ({ protocol: 'TCP' as const, sourcePort, destinationPort, ...(flags ? { flags } : {}) });
+const client = { identity: 20001, namespace: 'shop', podName: 'client-6d4f', labels: ['k8s:app=client', 'k8s:io.kubernetes.pod.namespace=shop'] };
+const web = { identity: 20002, namespace: 'shop', podName: 'web-7c9b', labels: ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=shop'] };
+const flows: Record<string, Flow> = {
+  allowed: {
+    timeNs: t0,
+    verdict: 'FORWARDED',
+    type: 'L7',
+    nodeName: 'node-1',
+    trafficDirection: 'INGRESS',
+    ip: { source: '10.200.0.5', destination: '10.200.0.6', ipVersion: 'IPv4' },
+    l4: tcp(43210, 8080),
+    source: client,
+    destination: web,
+    destinationService: { namespace: 'shop', name: 'web' },
+    l7: { type: 'RESPONSE', latencyNs: 12_000_000n, http: { code: 200, method: 'GET', url: 'http://web.shop/api/items' } },
+  },
+  l3drop: {
+    timeNs: t0 + 1_000_000n,
+    verdict: 'DROPPED',
+    dropReason: 'POLICY_DENIED',
+    type: 'L3_L4',
+    nodeName: 'node-1',
+    trafficDirection: 'INGRESS',
+    ip: { source: '10.200.1.9', destination: '10.200.0.7', ipVersion: 'IPv4' },
+    l4: tcp(5555, 5432, { SYN: true }),
+    source: { identity: 20003, namespace: 'other', podName: 'intruder-1', labels: ['k8s:app=intruder'] },
+    destination: { identity: 20004, namespace: 'shop', podName: 'db-0', labels: ['k8s:app=db'] },
+  },
+  l7deny: {
+    timeNs: t0 + 2_000_000n,
+    verdict: 'DROPPED',
+    type: 'L7',
+    nodeName: 'node-1',
+    trafficDirection: 'INGRESS',
+    ip: { source: '10.200.0.5', destination: '10.200.0.6', ipVersion: 'IPv4' },
+    l4: tcp(43212, 8080),
+    source: client,
+    destination: web,
+    l7: { type: 'RESPONSE', latencyNs: 1_000_000n, http: { code: 403, method: 'POST', url: 'http://web.shop/admin' } },
+  },
+  probe: {
+    timeNs: t0 + 3_000_000n,
+    verdict: 'FORWARDED',
+    type: 'L3_L4',
+    nodeName: 'node-1',
+    trafficDirection: 'EGRESS',
+    ip: { source: '10.200.2.3', destination: '10.200.0.6', ipVersion: 'IPv4' },
+    l4: tcp(40000, 8080, { SYN: true }),
+    source: { identity: 2, namespace: 'default', podName: 'probe-1' },
+    destination: web,
+  },
+};
+// What each flow's compact line must carry, whoever prints it.
+const marks: Record<string, RegExp> = {
+  allowed: /shop\/web-7c9b:8080 \(ID:20002\) <- shop\/client-6d4f:43210 \(ID:20001\) http-response FORWARDED \(HTTP\/1\.1 200 12ms \(GET http:\/\/web\.shop\/api\/items\)\)$/,
+  l3drop: /other\/intruder-1:5555 \(ID:20003\) -> shop\/db-0:5432 \(ID:20004\) Policy denied DROPPED \(TCP Flags: SYN\)$/,
+  l7deny: /http-response DROPPED \(HTTP\/1\.1 403 1ms \(POST http:\/\/web\.shop\/admin\)\)$/,
+  probe: /default\/probe-1:40000 \(world\) -> shop\/web-7c9b:8080 \(ID:20002\) to-stack FORWARDED \(TCP Flags: SYN\)$/,
+};
+
+const ring = new FlowRing(100);
+for (const f of Object.values(flows)) ring.push(f);
+const server = await startObserverServer({ ring, nodeName: 'node-1', socket: sock });
+t.teardown(() => server.close());
+
+const clis = {
+  hubble: (args: string[]) => [hubble, ['observe', '--server', `unix://${sock}`, ...args]] as const,
+  sluice: (args: string[]) => [process.execPath, [bin, 'observe', '--server', `unix://${sock}`, ...args]] as const,
+};
+type Cli = keyof typeof clis;
+
+async function observe(cli: Cli, ...args: string[]): Promise<string[]> {
+  const [file, argv] = clis[cli](args);
+  try {
+    const { stdout } = await run(file, argv, { encoding: 'utf8', timeout: 30_000 });
+    return stdout.split('\n').filter(Boolean);
+  } catch (e) {
+    throw new Error(`${cli} observe ${args.join(' ')}: ${(e as { stderr?: string }).stderr ?? e}`);
+  }
+}
+
+/** Which synthetic flows the lines show, in order; a line matching none fails. */
+function which(lines: string[]): string[] {
+  return lines.map((l) => Object.keys(marks).find((k) => marks[k].test(l)) ?? `unmatched: ${l}`);
+}
+
+const cases: [string[], string[]][] = [
+  [[], ['allowed', 'l3drop', 'l7deny', 'probe']],
+  [['--verdict', 'DROPPED'], ['l3drop', 'l7deny']],
+  [['--verdict', 'FORWARDED', '--verdict', 'DROPPED'], ['allowed', 'l3drop', 'l7deny', 'probe']],
+  [['--namespace', 'other'], ['l3drop']],
+  [['--namespace', 'default'], ['probe']],
+  [['--namespace', 'shop'], ['allowed', 'l3drop', 'l7deny', 'probe']],
+  [['--pod', 'shop/db'], ['l3drop']],
+  [['--pod', 'probe'], ['probe']],
+  [['--from-pod', 'shop/client'], ['allowed', 'l7deny']],
+  [['--to-pod', 'shop/client'], []],
+  [['--protocol', 'http', '--http-status', '403'], ['l7deny']],
+  [['--protocol', 'http', '--http-status', '2+'], ['allowed']],
+  [['--http-status', '5+'], []],
+  [['--http-method', 'post'], ['l7deny']],
+  [['--http-path', '^/api/'], ['allowed']],
+  [['--protocol', 'tcp', '--port', '5432'], ['l3drop']],
+  [['--label', 'app=db'], ['l3drop']],
+  [['--from-label', 'k8s:app=intruder'], ['l3drop']],
+  [['--ip', '10.200.2.0/24'], ['probe']],
+  [['--identity', 'world'], ['probe']],
+  [['--to-identity', '20004'], ['l3drop']],
+  [['--type', 'drop'], ['l3drop']],
+  [['--type', 'l7'], ['allowed', 'l7deny']],
+  [['--last', '2'], ['l7deny', 'probe']],
+  [['--first', '1'], ['allowed']],
+  [['--since', '1h', '--verdict', 'DROPPED'], ['l3drop', 'l7deny']],
+  [['--until', '1h'], []],
+];
+
+for (const cli of ['hubble', 'sluice'] as const) {
+  t.test(`${cli} observe filters as Hubble does`, async (t) => {
+    for (const [args, want] of cases) t.same(which(await observe(cli, ...args)), want, `${cli} observe ${args.join(' ')}`);
+  });
+
+  t.test(`${cli} observe -o json parses, with the flows' fields`, async (t) => {
+    const lines = await observe(cli, '-o', 'json');
+    t.equal(lines.length, 4);
+    const rs = lines.map((l) => JSON.parse(l));
+    t.same(
+      rs.map((r) => r.flow.verdict),
+      ['FORWARDED', 'DROPPED', 'DROPPED', 'FORWARDED'],
+    );
+    t.equal(rs[0].flow.l7.http.code, 200);
+    t.equal(rs[0].flow.l7.latency_ns, '12000000');
+    t.equal(rs[0].flow.destination_service.name, 'web');
+    t.equal(rs[1].flow.drop_reason_desc, 'POLICY_DENIED');
+    t.equal(rs[1].flow.source.pod_name, 'intruder-1');
+    t.equal(rs[2].flow.l7.http.method, 'POST');
+    t.equal(rs[2].flow.l7.http.code, 403);
+    t.equal(rs[0].node_name, 'node-1');
+  });
+}
+
+t.test('sluice observe prints what hubble observe prints', async (t) => {
+  for (const args of [[], ['--verdict', 'DROPPED'], ['-o', 'json']]) t.same(await observe('sluice', ...args), await observe('hubble', ...args), args.join(' ') || 'no flags');
+});
+
+/** Starts `cli observe --follow ARGS`; lines arrive in `lines`, killed by PID at teardown. */
+function follow(t: Tap.Test, cli: Cli, args: string[]): { lines: string[]; child: ChildProcess } {
+  const [file, argv] = clis[cli](['--follow', ...args]);
+  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
+  });
+  const lines: string[] = [];
+  let buf = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    lines.push(...parts.filter(Boolean));
+  });
+  let err = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  child.on('exit', (code) => code && lines.push(`exited ${code}: ${err}`));
+  return { lines, child };
+}
+
+async function until(what: string, ok: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+let n = 0;
+/** The last drop in the ring: the L7 403 until the first follow test adds one. */
+let lastDrop = marks.l7deny;
+for (const cli of ['hubble', 'sluice'] as const) {
+  t.test(`${cli} observe --follow sees a flow added later, filtered`, async (t) => {
+    const { lines, child } = follow(t, cli, ['--last', '1', '--verdict', 'DROPPED']);
+    // The history line says the stream is up; what is pushed after it is live.
+    await until('the last drop from history', () => lines.length >= 1);
+    t.match(lines[0], lastDrop, 'history: the last drop');
+    const port = 6000 + n++;
+    lastDrop = new RegExp(`other/intruder-1:${port} \\(ID:20003\\) -> shop/db-0:5432 .* Policy denied DROPPED`);
+    ring.push({ ...flows.probe, timeNs: BigInt(Date.now()) * 1_000_000n });
+    ring.push({ ...flows.l3drop, timeNs: BigInt(Date.now()) * 1_000_000n, l4: tcp(port, 5432, { SYN: true }) });
+    await until('the new drop', () => lines.length >= 2);
+    t.match(lines[1], lastDrop, 'live: the new drop');
+    t.equal(lines.length, 2, 'the new FORWARDED flow is filtered out');
+    process.kill(child.pid!, 'SIGTERM');
+    await until('the follower to exit', () => child.exitCode !== null || child.signalCode !== null);
+  });
+}
+
+t.test('hubble status reads ServerStatus', async (t) => {
+  const { stdout } = await run(hubble, ['status', '--server', `unix://${sock}`], { encoding: 'utf8' });
+  const s = ring.stats();
+  t.match(stdout, new RegExp(`Current/Max Flows: ${s.numFlows}/100`));
+  t.match(stdout, /Flows\/s:/);
+});
