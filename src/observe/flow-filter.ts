@@ -9,7 +9,9 @@ import type { Flow, FlowEndpoint } from './flow.js';
 import { dropReasonCode, eventTypeOf, isReplyOf, MessageType } from './flow-proto.js';
 import { compileLabelSelector } from './label-selector.js';
 
-export class FilterError extends Error {}
+export class FilterError extends Error {
+  override name = 'FilterError';
+}
 
 type Pred = (f: Flow) => boolean;
 

@@ -59,7 +59,6 @@ class FlowStream {
   private history: Flow[] = [];
   private next = 0;
   private readonly live: GetFlowsResponse[] = [];
-  private dropped = 0;
   private waiting = false;
   private done = false;
   private unsubscribe?: () => void;
@@ -105,7 +104,10 @@ class FlowStream {
   private enqueue(r: GetFlowsResponse): void {
     if (this.done) return;
     if (this.live.length >= this.o.maxPendingPerClient) {
-      this.dropped++;
+      // One lost-events notice where the gap is, counting up while the reader stays behind.
+      const last = this.live[this.live.length - 1].lostEvents;
+      if (last?.source === LostEventSource.HUBBLE_RING_BUFFER) last.numEventsLost = String(BigInt(last.numEventsLost) + 1n);
+      else this.live.push(lostResponse('HUBBLE_RING_BUFFER', 1, this.o.nodeName, this.o.now()));
       return;
     }
     this.live.push(r);
@@ -117,10 +119,7 @@ class FlowStream {
     while (!this.done) {
       let r: GetFlowsResponse | undefined;
       if (this.next < this.history.length) r = flowResponse(this.history[this.next++]);
-      else if (this.dropped) {
-        r = lostResponse('HUBBLE_RING_BUFFER', this.dropped, this.o.nodeName, this.o.now());
-        this.dropped = 0;
-      } else r = this.live.shift();
+      else r = this.live.shift();
       if (!r) break;
       if (!this.call.write(r)) {
         this.waiting = true;
