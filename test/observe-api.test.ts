@@ -4,7 +4,7 @@
 // drop and an L7 403, filtered the way Cilium users filter, and followed live.
 import t from 'tap';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -223,4 +223,29 @@ t.test('hubble status reads ServerStatus', async (t) => {
   const s = ring.stats();
   t.match(stdout, new RegExp(`Current/Max Flows: ${s.numFlows}/100`));
   t.match(stdout, /Flows\/s:/);
+});
+
+t.test('the agent serves the Observer API beside its xDS socket, and takes the socket with it', async (t) => {
+  const run_ = join(dir, 'agent-run');
+  const yaml = join(dir, 'agent-yaml');
+  mkdirSync(yaml, { recursive: true });
+  const agentSock = join(run_, 'hubble.sock');
+  const base = 20000 + Math.floor(Math.random() * 100) * 100;
+  const args = ['agent', '--source', `dir:${yaml}`, '--node', 'node-obs', '--socket', join(run_, 'xds.sock'), '--state-dir', join(dir, 'agent-state'), '--proxy-ports', `${base}-${base + 99}`, '--flow-ring-size', '77'];
+  const agent = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let logs = '';
+  agent.stderr!.on('data', (d) => (logs += d));
+  t.teardown(() => {
+    if (agent.exitCode === null && agent.signalCode === null) process.kill(agent.pid!, 'SIGKILL');
+  });
+  await until(`the agent's observer socket (agent log: ${logs.slice(-300)})`, () => existsSync(agentSock), 60_000);
+  const { stdout } = await run(hubble, ['status', '--server', `unix://${agentSock}`], { encoding: 'utf8' });
+  t.match(stdout, /Current\/Max Flows: 0\/77/, 'the configured ring size');
+  const nodes = await run(hubble, ['list', 'nodes', '--server', `unix://${agentSock}`, '-o', 'json'], { encoding: 'utf8' });
+  t.match(JSON.parse(nodes.stdout), [{ name: 'node-obs', state: 'NODE_CONNECTED', max_flows: '77' }]);
+  t.same((await run(process.execPath, [bin, 'observe', '--server', agentSock], { encoding: 'utf8' })).stdout, '', 'no flows yet, and no error');
+  process.kill(agent.pid!, 'SIGTERM');
+  t.equal(await new Promise((r) => agent.once('exit', r)), 0);
+  t.notOk(existsSync(agentSock), 'no stale socket left');
+  await t.rejects(run(process.execPath, [bin, 'observe', '--server', agentSock]), /cannot reach the Observer API at .*is the agent running/);
 });
