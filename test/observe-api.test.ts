@@ -26,55 +26,43 @@ const t0 = BigInt(Date.now() - 5000) * 1_000_000n;
 const tcp = (sourcePort: number, destinationPort: number, flags?: { SYN?: boolean; ACK?: boolean }) => ({ protocol: 'TCP' as const, sourcePort, destinationPort, ...(flags ? { flags } : {}) });
 const client = { identity: 20001, namespace: 'shop', podName: 'client-6d4f', labels: ['k8s:app=client', 'k8s:io.kubernetes.pod.namespace=shop'] };
 const web = { identity: 20002, namespace: 'shop', podName: 'web-7c9b', labels: ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=shop'] };
+/** Envoy's record of client's request to web and its answer. */
+const response = (timeNs: bigint, verdict: Flow['verdict'], sourcePort: number, l7: Omit<NonNullable<Flow['l7']>, 'type'>): Flow => ({
+  timeNs,
+  verdict,
+  type: 'L7',
+  nodeName: 'node-1',
+  trafficDirection: 'INGRESS',
+  ip: { source: '10.200.0.5', destination: '10.200.0.6', ipVersion: 'IPv4' },
+  l4: tcp(sourcePort, 8080),
+  source: client,
+  destination: web,
+  l7: { type: 'RESPONSE', ...l7 },
+});
+/** The datapath's record of a connection's first packet. */
+const syn = (timeNs: bigint, trafficDirection: Flow['trafficDirection'], [source, sourcePort]: [string, number], [destination, destinationPort]: [string, number]): Flow => ({
+  timeNs,
+  verdict: 'FORWARDED',
+  type: 'L3_L4',
+  nodeName: 'node-1',
+  trafficDirection,
+  ip: { source, destination, ipVersion: 'IPv4' },
+  l4: tcp(sourcePort, destinationPort, { SYN: true }),
+});
 const flows: Record<string, Flow> = {
   allowed: {
-    timeNs: t0,
-    verdict: 'FORWARDED',
-    type: 'L7',
-    nodeName: 'node-1',
-    trafficDirection: 'INGRESS',
-    ip: { source: '10.200.0.5', destination: '10.200.0.6', ipVersion: 'IPv4' },
-    l4: tcp(43210, 8080),
-    source: client,
-    destination: web,
+    ...response(t0, 'FORWARDED', 43210, { latencyNs: 12_000_000n, http: { code: 200, method: 'GET', url: 'http://web.shop/api/items' } }),
     destinationService: { namespace: 'shop', name: 'web' },
-    l7: { type: 'RESPONSE', latencyNs: 12_000_000n, http: { code: 200, method: 'GET', url: 'http://web.shop/api/items' } },
   },
   l3drop: {
-    timeNs: t0 + 1_000_000n,
+    ...syn(t0 + 1_000_000n, 'INGRESS', ['10.200.1.9', 5555], ['10.200.0.7', 5432]),
     verdict: 'DROPPED',
     dropReason: 'POLICY_DENIED',
-    type: 'L3_L4',
-    nodeName: 'node-1',
-    trafficDirection: 'INGRESS',
-    ip: { source: '10.200.1.9', destination: '10.200.0.7', ipVersion: 'IPv4' },
-    l4: tcp(5555, 5432, { SYN: true }),
     source: { identity: 20003, namespace: 'other', podName: 'intruder-1', labels: ['k8s:app=intruder'] },
     destination: { identity: 20004, namespace: 'shop', podName: 'db-0', labels: ['k8s:app=db'] },
   },
-  l7deny: {
-    timeNs: t0 + 2_000_000n,
-    verdict: 'DROPPED',
-    type: 'L7',
-    nodeName: 'node-1',
-    trafficDirection: 'INGRESS',
-    ip: { source: '10.200.0.5', destination: '10.200.0.6', ipVersion: 'IPv4' },
-    l4: tcp(43212, 8080),
-    source: client,
-    destination: web,
-    l7: { type: 'RESPONSE', latencyNs: 1_000_000n, http: { code: 403, method: 'POST', url: 'http://web.shop/admin' } },
-  },
-  probe: {
-    timeNs: t0 + 3_000_000n,
-    verdict: 'FORWARDED',
-    type: 'L3_L4',
-    nodeName: 'node-1',
-    trafficDirection: 'EGRESS',
-    ip: { source: '10.200.2.3', destination: '10.200.0.6', ipVersion: 'IPv4' },
-    l4: tcp(40000, 8080, { SYN: true }),
-    source: { identity: 2, namespace: 'default', podName: 'probe-1' },
-    destination: web,
-  },
+  l7deny: response(t0 + 2_000_000n, 'DROPPED', 43212, { latencyNs: 1_000_000n, http: { code: 403, method: 'POST', url: 'http://web.shop/admin' } }),
+  probe: { ...syn(t0 + 3_000_000n, 'EGRESS', ['10.200.2.3', 40000], ['10.200.0.6', 8080]), source: { identity: 2, namespace: 'default', podName: 'probe-1' }, destination: web },
 };
 // What each flow's compact line must carry, whoever prints it.
 const marks: Record<string, RegExp> = {

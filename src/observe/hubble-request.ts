@@ -99,34 +99,27 @@ function applyNamespaces(ff: FlowFilter, ns: string[], side: 'source' | 'destina
 export function observeFilters(o: ObserveFlags): FlowFilter[] {
   const left = FlowFilter.fromPartial({});
   const right = FlowFilter.fromPartial({});
-  const both = (k: keyof FlowFilter, vs: unknown[] | undefined) => {
-    if (!vs?.length) return;
-    (left[k] as unknown[]) = [...(left[k] as unknown[]), ...vs];
-    (right[k] as unknown[]) = [...(right[k] as unknown[]), ...vs];
+  const add = (f: FlowFilter, k: keyof FlowFilter, vs: unknown[] | undefined) => {
+    if (vs?.length) (f[k] as unknown[]) = [...(f[k] as unknown[]), ...vs];
   };
+  /** Into the source side of one filter and the destination side of the other. */
   const split = (src: keyof FlowFilter, dst: keyof FlowFilter, vs: unknown[] | undefined) => {
-    if (!vs?.length) return;
-    (left[src] as unknown[]) = [...(left[src] as unknown[]), ...vs];
-    (right[dst] as unknown[]) = [...(right[dst] as unknown[]), ...vs];
+    add(left, src, vs);
+    add(right, dst, vs);
   };
-  split('sourcePod', 'destinationPod', o.pod);
-  both('sourcePod', o.fromPod);
-  both('destinationPod', o.toPod);
-  split('sourceLabel', 'destinationLabel', o.label);
-  both('sourceLabel', o.fromLabel);
-  both('destinationLabel', o.toLabel);
-  split('sourceIp', 'destinationIp', o.ip);
-  both('sourceIp', o.fromIp);
-  both('destinationIp', o.toIp);
-  split('sourcePort', 'destinationPort', o.port);
-  both('sourcePort', o.fromPort);
-  both('destinationPort', o.toPort);
-  split('sourceIdentity', 'destinationIdentity', o.identity?.map(identityOf));
-  both('sourceIdentity', o.fromIdentity?.map(identityOf));
-  both('destinationIdentity', o.toIdentity?.map(identityOf));
-  split('sourceService', 'destinationService', o.service);
-  both('sourceService', o.fromService);
-  both('destinationService', o.toService);
+  const both = (k: keyof FlowFilter, vs: unknown[] | undefined) => split(k, k, vs);
+  /** A flag family: either side (two filters), --from-* and --to-* (both filters). */
+  const sides = (src: keyof FlowFilter, dst: keyof FlowFilter, either: unknown[] | undefined, from: unknown[] | undefined, to: unknown[] | undefined) => {
+    split(src, dst, either);
+    both(src, from);
+    both(dst, to);
+  };
+  sides('sourcePod', 'destinationPod', o.pod, o.fromPod, o.toPod);
+  sides('sourceLabel', 'destinationLabel', o.label, o.fromLabel, o.toLabel);
+  sides('sourceIp', 'destinationIp', o.ip, o.fromIp, o.toIp);
+  sides('sourcePort', 'destinationPort', o.port, o.fromPort, o.toPort);
+  sides('sourceIdentity', 'destinationIdentity', o.identity?.map(identityOf), o.fromIdentity?.map(identityOf), o.toIdentity?.map(identityOf));
+  sides('sourceService', 'destinationService', o.service, o.fromService, o.toService);
   both(
     'verdict',
     o.verdict?.map((v) => {
