@@ -62,9 +62,21 @@ export function addObserveCommands(program: Command): void {
     .option('--until <time>', 'flows until a time (as --since)')
     .option('-f, --follow', 'keep printing new flows as they come')
     .addOption(new Option('-o, --output <format>', 'compact (one line per flow) or json (hubble\'s protojson)').choices(['compact', 'json', 'jsonpb']).default('compact'));
-  for (const [flags, desc] of REPEATABLE) c.option(flags, desc, collect);
+  // hubble's --not: the filter flag right after it excludes instead; commander reports options in order.
+  const negated: [keyof ObserveFlags, string][] = [];
+  let not = false;
+  c.option('--not', 'the next filter flag excludes what it matches (repeat it per flag)');
+  c.on('option:not', () => (not = true));
+  for (const [flags, desc] of REPEATABLE) {
+    c.option(flags, desc, collect);
+    const opt = c.options[c.options.length - 1];
+    c.on(`option:${opt.name()}`, (v: string) => {
+      if (not) negated.push([opt.attributeName() as keyof ObserveFlags, v]);
+      not = false;
+    });
+  }
   c.action(async (o: ObserveFlags & { server: string; output: string }) => {
-    const req = observeRequest(o);
+    const req = observeRequest(o, negated);
     const client = new ObserverClient(target(o.server), credentials.createInsecure());
     const stream = client.getFlows(req);
     const stop = () => stream.cancel();

@@ -126,6 +126,11 @@ const cases: [string[], string[]][] = [
   [['--first', '1'], ['allowed']],
   [['--since', '1h', '--verdict', 'DROPPED'], ['l3drop', 'l7deny']],
   [['--until', '1h'], []],
+  [['--not', '--verdict', 'DROPPED'], ['allowed', 'probe']],
+  [['--namespace', 'shop', '--not', '--pod', 'shop/db'], ['allowed', 'l7deny', 'probe']],
+  // The --not flags make one blacklist filter, their fields ANDed: no flow is both in default and a 403.
+  [['--not', '--namespace', 'default', '--not', '--http-status', '403'], ['allowed', 'l3drop', 'l7deny', 'probe']],
+  [['--not', '--namespace', 'default'], ['allowed', 'l3drop', 'l7deny']],
 ];
 
 for (const cli of ['hubble', 'sluice'] as const) {

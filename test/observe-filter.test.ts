@@ -156,6 +156,8 @@ t.test("hubble's flags as filters", async (t) => {
   ]);
   t.throws(() => observeFilters({ verdict: ['MAYBE'] }), /verdict/);
   t.throws(() => observeFilters({ identity: ['nobody'] }), /identity/);
+  const not = observeRequest({ verdict: ['DROPPED', 'FORWARDED'], pod: ['a/b'] }, [['verdict', 'DROPPED']]);
+  t.same([not.whitelist[0].verdict, not.blacklist.map((f) => f.verdict)], [[1], [[2]]], '--not moves its flag to the blacklist');
   t.equal(observeRequest({}).number, '20', 'the last 20 by default');
   t.equal(observeRequest({ follow: true }).number, '0', 'follow alone: only new flows');
   t.equal(observeRequest({ all: true }).number, '18446744073709551615');

@@ -166,7 +166,22 @@ export function observeFilters(o: ObserveFlags): FlowFilter[] {
 const U64_MAX = '18446744073709551615';
 const DEFAULT_LAST = '20';
 
-export function observeRequest(o: ObserveFlags, nowMs = Date.now()): GetFlowsRequest {
+/** The flags with the negated ones (flag, value) moved into a flags set of their own, for the blacklist. */
+function splitNegated(o: ObserveFlags, negated: readonly [keyof ObserveFlags, string][]): { white: ObserveFlags; black: ObserveFlags } {
+  const white: Record<string, unknown> = { ...o };
+  const black: Record<string, string[]> = {};
+  for (const [k, v] of negated) {
+    const list = [...((white[k] as string[] | undefined) ?? [])];
+    const i = list.indexOf(v);
+    if (i >= 0) list.splice(i, 1);
+    white[k] = list;
+    (black[k] ??= []).push(v);
+  }
+  return { white: white as ObserveFlags, black: black as ObserveFlags };
+}
+
+export function observeRequest(o: ObserveFlags, negated: readonly [keyof ObserveFlags, string][] = [], nowMs = Date.now()): GetFlowsRequest {
+  const { white, black } = splitNegated(o, negated);
   if (o.first && o.follow) throw new Error('cannot set both --first and --follow');
   if (o.first && (o.last || o.all)) throw new Error('cannot set --first with --last or --all');
   const since = o.since ? parseTime(o.since, nowMs) : undefined;
@@ -181,8 +196,8 @@ export function observeRequest(o: ObserveFlags, nowMs = Date.now()): GetFlowsReq
     number,
     first: !!o.first,
     follow: !!o.follow,
-    whitelist: observeFilters(o),
-    blacklist: [],
+    whitelist: observeFilters(white),
+    blacklist: observeFilters(black),
     since,
     until,
     fieldMask: undefined,
