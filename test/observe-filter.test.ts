@@ -233,6 +233,22 @@ t.test('a follower that does not read holds a bounded queue and hears what it lo
   t.equal(written.length, 7, 'nothing after cancel');
 });
 
+t.test("a malformed flow ends a follower's stream, not the producer's push or the server", async (t) => {
+  const ring = new FlowRing(10);
+  const svc = observerService({ ring, nodeName: 'n' });
+  const errors: { code: number }[] = [];
+  const call = Object.assign(new EventEmitter(), { request: GetFlowsRequest.fromPartial({ follow: true }), write: () => true, end: () => {} });
+  call.on('error', (e) => errors.push(e));
+  svc.getFlows(call as never);
+  t.doesNotThrow(() => ring.push({ verdict: 'FORWARDED' } as Flow), 'the push goes through');
+  t.same(errors.map((e) => e.code), [13], 'the follower gets INTERNAL');
+  const bad = Object.assign(new EventEmitter(), { request: GetFlowsRequest.fromPartial({ whitelist: [{ httpPath: ['('] }] }), write: () => true, end: () => {} });
+  const refused: { code: number }[] = [];
+  bad.on('error', (e) => refused.push(e));
+  svc.getFlows(bad as never);
+  t.same(refused.map((e) => e.code), [3], 'a bad filter is INVALID_ARGUMENT');
+});
+
 t.test('enrichment: pods, identities and labels from the model and policy; Services from VIP or key', async (t) => {
   const objects = [
     namespace('shop'),

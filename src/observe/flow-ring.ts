@@ -34,14 +34,25 @@ export class FlowRing {
     this.slots[this.next % this.capacity] = flow;
     this.next++;
     this.seen++;
-    for (const l of this.listeners) l({ flow });
+    this.tell({ flow });
   }
 
   /** A producer (the BPF ring buffer reader, say) lost `count` events; followers hear of it too. */
   reportLost(source: LostSource, count: number): void {
     if (count <= 0) return;
     this.lostBy[source] += count;
-    for (const l of this.listeners) l({ lost: { source, count } });
+    this.tell({ lost: { source, count } });
+  }
+
+  /** A subscriber that throws is dropped: it must not fail the producer's push or the other subscribers. */
+  private tell(e: RingEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch {
+        this.listeners.delete(l);
+      }
+    }
   }
 
   /** The flows held, oldest first. */

@@ -69,30 +69,43 @@ class FlowStream {
   ) {}
 
   start(): void {
-    const req = this.call.request;
-    let pass: (f: Flow) => boolean;
     try {
-      if (req.first && req.follow) throw new FilterError('cannot set both first and follow');
-      pass = compileFilters(req.whitelist, req.blacklist);
+      this.begin();
     } catch (e) {
-      if (!(e instanceof FilterError)) throw e;
-      this.call.emit('error', { code: status.INVALID_ARGUMENT, details: e.message });
-      return;
+      this.fail(e);
     }
+  }
+
+  private begin(): void {
+    const req = this.call.request;
+    if (req.first && req.follow) throw new FilterError('cannot set both first and follow');
+    const pass = compileFilters(req.whitelist, req.blacklist);
     const since = tsNs(req.since);
     // History and subscription in one tick: nothing pushed in between is missed.
     this.history = selectHistory(this.o.ring.flows(), req, pass, this.o.now());
     if (req.follow && !req.until) {
       this.unsubscribe = this.o.ring.subscribe((e: RingEvent) => {
-        if ('flow' in e) {
-          if ((since === undefined || e.flow.timeNs >= since) && pass(e.flow)) this.enqueue(flowResponse(e.flow));
-        } else this.enqueue(lostResponse(e.lost.source, e.lost.count, this.o.nodeName, this.o.now()));
+        try {
+          if ('flow' in e) {
+            if ((since === undefined || e.flow.timeNs >= since) && pass(e.flow)) this.enqueue(flowResponse(e.flow));
+          } else this.enqueue(lostResponse(e.lost.source, e.lost.count, this.o.nodeName, this.o.now()));
+        } catch (err) {
+          this.fail(err);
+        }
       });
       this.call.on('cancelled', () => this.stop());
       this.call.on('close', () => this.stop());
       this.call.on('error', () => this.stop());
     }
     this.pump();
+  }
+
+  /** A refused request is the client's error; anything else ends this stream alone, never the agent. */
+  private fail(e: unknown): void {
+    if (this.done) return;
+    this.stop();
+    const details = e instanceof Error ? e.message : String(e);
+    this.call.emit('error', { code: e instanceof FilterError ? status.INVALID_ARGUMENT : status.INTERNAL, details });
   }
 
   private stop(): void {
@@ -116,6 +129,14 @@ class FlowStream {
 
   /** Writes until grpc-js asks us to wait; 'drain' resumes. Memory stays bounded by the live queue's cap. */
   private pump(): void {
+    try {
+      this.write();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private write(): void {
     while (!this.done) {
       let r: GetFlowsResponse | undefined;
       if (this.next < this.history.length) r = flowResponse(this.history[this.next++]);
