@@ -157,6 +157,12 @@ for (const cli of ['hubble', 'sluice'] as const) {
   });
 }
 
+t.test("hubble's field mask: only the fields asked for come back", async (t) => {
+  const lines = await observe('hubble', '-o', 'json', '--last', '1', '--verdict', 'DROPPED', '--field-mask', 'source.pod_name,verdict,l7.http.code');
+  t.same(JSON.parse(lines[0]).flow, { verdict: 'DROPPED', source: { pod_name: 'client-6d4f' }, l7: { http: { code: 403 } } });
+  await t.rejects(observe('hubble', '-o', 'json', '--field-mask', 'nonsense'), /nonsense/);
+});
+
 t.test('sluice observe prints what hubble observe prints', async (t) => {
   for (const args of [[], ['--verdict', 'DROPPED'], ['-o', 'json']]) t.same(await observe('sluice', ...args), await observe('hubble', ...args), args.join(' ') || 'no flags');
 });

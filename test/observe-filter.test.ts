@@ -7,7 +7,9 @@ import { FlowFilter } from '../src/gen/hubble/flow/flow.js';
 import { GetFlowsRequest, type GetFlowsResponse } from '../src/gen/hubble/observer/observer.js';
 import { enrichContext, enrichFlow } from '../src/observe/enrich.js';
 import type { Flow } from '../src/observe/flow.js';
+import { compileFieldMask } from '../src/observe/field-mask.js';
 import { compileFilter, compileFilters } from '../src/observe/flow-filter.js';
+import { toProtoFlow } from '../src/observe/flow-proto.js';
 import { FlowRing } from '../src/observe/flow-ring.js';
 import { observeFilters, observeRequest, parseTime } from '../src/observe/hubble-request.js';
 import { observerService, selectHistory } from '../src/observe/observer-server.js';
@@ -231,6 +233,20 @@ t.test('a follower that does not read holds a bounded queue and hears what it lo
   call.emit('cancelled');
   ring.push(base({}));
   t.equal(written.length, 7, 'nothing after cancel');
+});
+
+t.test('a field mask keeps the fields it names, by proto name', async (t) => {
+  const mask = compileFieldMask(['source.pod_name', 'drop_reason_desc', 'IP', 'l7.latency_ns'])!;
+  const pb = mask(toProtoFlow({ ...web, verdict: 'DROPPED', dropReason: 'POLICY_DENIED', l7: { type: 'RESPONSE', latencyNs: 7n } }));
+  t.equal(pb.source?.podName, 'client-abc');
+  t.equal(pb.source?.namespace, '', 'a sibling not named is left out');
+  t.equal(pb.dropReasonDesc, 133);
+  t.equal(pb.IP?.destination, '10.0.1.6');
+  t.equal(pb.l7?.latencyNs, '7');
+  t.equal(pb.verdict, 0, 'the verdict was not asked for');
+  t.equal(pb.destination, undefined);
+  t.equal(compileFieldMask([]), undefined, 'no mask, the whole flow');
+  t.throws(() => compileFieldMask(['nonsense.x']), filterError);
 });
 
 t.test("a malformed flow ends a follower's stream, not the producer's push or the server", async (t) => {

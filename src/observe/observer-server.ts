@@ -10,6 +10,7 @@ import type { Timestamp } from '../gen/hubble/google/protobuf/timestamp.js';
 import { ObserverService, type GetFlowsRequest, type GetFlowsResponse, type ObserverServer } from '../gen/hubble/observer/observer.js';
 import { NodeState } from '../gen/hubble/relay/relay.js';
 import type { Flow } from './flow.js';
+import { compileFieldMask, type FlowMask } from './field-mask.js';
 import { compileFilters, FilterError } from './flow-filter.js';
 import { timestampOf, toProtoFlow } from './flow-proto.js';
 import type { FlowRing, LostSource, RingEvent } from './flow-ring.js';
@@ -29,8 +30,9 @@ export interface ObserverOptions {
 const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 const tsNs = (t: Timestamp | undefined) => (t ? BigInt(t.seconds) * 1_000_000_000n + BigInt(t.nanos) : undefined);
 
-function flowResponse(f: Flow): GetFlowsResponse {
-  return { flow: toProtoFlow(f), nodeName: f.nodeName, time: timestampOf(f.timeNs), nodeStatus: undefined, lostEvents: undefined };
+function flowResponse(f: Flow, mask?: FlowMask): GetFlowsResponse {
+  const flow = toProtoFlow(f);
+  return { flow: mask ? mask(flow) : flow, nodeName: f.nodeName, time: timestampOf(f.timeNs), nodeStatus: undefined, lostEvents: undefined };
 }
 
 function lostResponse(source: LostSource, count: number, nodeName: string, at: bigint): GetFlowsResponse {
@@ -62,6 +64,7 @@ class FlowStream {
   private waiting = false;
   private done = false;
   private unsubscribe?: () => void;
+  private mask?: FlowMask;
 
   constructor(
     private readonly call: ServerWritableStream<GetFlowsRequest, GetFlowsResponse>,
@@ -80,6 +83,7 @@ class FlowStream {
     const req = this.call.request;
     if (req.first && req.follow) throw new FilterError('cannot set both first and follow');
     const pass = compileFilters(req.whitelist, req.blacklist);
+    this.mask = compileFieldMask(req.fieldMask);
     const since = tsNs(req.since);
     // History and subscription in one tick: nothing pushed in between is missed.
     this.history = selectHistory(this.o.ring.flows(), req, pass, this.o.now());
@@ -87,7 +91,7 @@ class FlowStream {
       this.unsubscribe = this.o.ring.subscribe((e: RingEvent) => {
         try {
           if ('flow' in e) {
-            if ((since === undefined || e.flow.timeNs >= since) && pass(e.flow)) this.enqueue(flowResponse(e.flow));
+            if ((since === undefined || e.flow.timeNs >= since) && pass(e.flow)) this.enqueue(flowResponse(e.flow, this.mask));
           } else this.enqueue(lostResponse(e.lost.source, e.lost.count, this.o.nodeName, this.o.now()));
         } catch (err) {
           this.fail(err);
@@ -139,7 +143,7 @@ class FlowStream {
   private write(): void {
     while (!this.done) {
       let r: GetFlowsResponse | undefined;
-      if (this.next < this.history.length) r = flowResponse(this.history[this.next++]);
+      if (this.next < this.history.length) r = flowResponse(this.history[this.next++], this.mask);
       else r = this.live.shift();
       if (!r) break;
       if (!this.call.write(r)) {
