@@ -59,4 +59,6 @@ if [ "$addon_stale" = 1 ]; then
 fi
 # The go-spiffe client the Workload API test runs.
 "$here/scripts/install-spiffe-client.sh" >/dev/null
+# The real hubble CLI the observe tests run against the Observer API.
+"$here/scripts/install-hubble.sh" >/dev/null
 log "ready: envoy $("$cache/bin/envoy" --version | sed -n 's/.*version: [^/]*\/\([^/]*\)\/.*/\1/p'), node $(node --version)"

@@ -17,6 +17,9 @@ import { SpiffeCa } from './identity/ca.js';
 import { loadOrCreateCaSecret } from './identity/kube-ca-secret.js';
 import { startApiSocket, startHealthServer } from './agent/health-server.js';
 import { policyApi } from './agent/policy-api.js';
+import { addObserveCommands } from './observe-cli.js';
+import { startObserverServer } from './observe/observer-server.js';
+import { serviceMapRoute } from './observe/service-map-page.js';
 import { addPolicyCommands } from './policy-cli.js';
 import { KubeApiSource, loadKubeConfig } from './sources/kube-api.js';
 import { KubeStatusWriter } from './status/kube-status.js';
@@ -142,6 +145,12 @@ program
   .option('--socket <path>', 'unix socket to serve xDS on', DEFAULT_SOCKET_PATH)
   .option('--api-socket <path>', 'unix socket serving `sluice endpoint` and `sluice policy` (default: api.sock beside --socket)')
   .option('--tcp <host:port>', 'also serve xDS over TCP, e.g. 127.0.0.1:18000')
+  .option('--observer-socket <path>', "unix socket serving Hubble's Observer API (`hubble observe`, `sluice observe`) (default: hubble.sock beside --socket)")
+  .option('--observer-tcp <host:port>', "also serve the Observer API over TCP, e.g. 127.0.0.1:4245 (hubble's port)")
+  .option('--flow-ring-size <n>', 'how many recent flows the Observer API holds', (v: string) => {
+    if (!/^[1-9]\d*$/.test(v)) throw new InvalidArgumentError('a positive count');
+    return Number(v);
+  })
   .option('--state-dir <dir>', 'state kept across restarts (proxy ports)', '/var/lib/sluice')
   .option('--proxy-ports <low-high>', 'node-local ports for listeners without an address', portRange)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.SLUICE_LOG_LEVEL ?? 'info')
@@ -186,12 +195,14 @@ program
       envoyGoneGraceMs: o.envoyGrace,
       reservedPorts: nodePorts(o, kubeConfig?.getCurrentCluster()?.server),
       identity: identityOptions(o, kubeConfig, log),
+      flowRingSize: o.flowRingSize,
       log,
     });
     log.info({ node: o.node, trustDomain: o.trustDomain, caSecret: o.caSecret, caDir: o.caDir, kube, dirs, datapath: !!o.datapath }, 'starting');
     // Probes answer from the start: not ready until the sources have delivered a model.
-    const health = o.metricsPort ? await startHealthServer(agent, o.metricsPort) : undefined;
+    const health = o.metricsPort ? await startHealthServer(agent, o.metricsPort, undefined, serviceMapRoute(agent.flows.ring)) : undefined;
     const api = await startApiSocket(agent, o.apiSocket ?? join(dirname(o.socket), 'api.sock'), policyApi(() => agent.policy, () => agent.policyView.acked));
+    const observer = await startObserverServer({ ring: agent.flows.ring, nodeName: o.node, socket: o.observerSocket ?? join(dirname(o.socket), 'hubble.sock'), tcp: o.observerTcp });
     await agent.start();
     const unwatch = o.daemonset && o.uninstallMarker ? watchUninstall(o.daemonset, o.uninstallMarker, o.kubeconfig, log) : undefined;
     const stop = async (signal: string) => {
@@ -200,6 +211,7 @@ program
       await agent.stop();
       await health?.close();
       await api.close();
+      await observer.close();
       process.exit(0);
     };
     process.once('SIGINT', stop);
@@ -281,6 +293,7 @@ program
   });
 
 addPolicyCommands(program);
+addObserveCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   process.stderr.write(`sluice: ${e.message}\n`);

@@ -31,8 +31,10 @@ import { PolicyDatapath } from './policy-datapath-wiring.js';
 import type { PolicyResult } from '../policy/index.js';
 import { IdentityWiring, type IdentityOptions } from './identity-wiring.js';
 import { MeshWiring } from './mesh-wiring.js';
+import { DEFAULT_FLOW_RING_SIZE, FlowObserver, KernelFlows } from './observe-wiring.js';
 import { MESH_INBOUND_PORT, MESH_OUTBOUND_PORT } from '../mesh/membership.js';
 import { AccessLogReceiver } from '../observe/als-server.js';
+import { FlowMetrics } from '../observe/flow-metrics.js';
 
 export interface AgentOptions {
   /** This node's name; its Envoy's node id. */
@@ -70,6 +72,8 @@ export interface AgentOptions {
   envoyGoneGraceMs?: number;
   /** Workload identity: a SPIFFE CA, SVIDs over SDS, the mesh's mTLS and the Workload API. Absent: off. */
   identity?: IdentityOptions;
+  /** How many recent flows the agent holds for the Observer API (default Hubble's 4095). */
+  flowRingSize?: number;
 }
 
 export const DEFAULT_ENVOY_GONE_GRACE_MS = 3000;
@@ -106,6 +110,9 @@ export class Agent {
   private readonly reservedPorts?: Record<string, number>;
   private lastIssues: { source: TranslationIssue[]; assembled: TranslationIssue[] } | undefined;
   private model = Model.empty();
+  /** Where flow producers hand their flows; the Observer API reads its ring. */
+  readonly flows: FlowObserver;
+  private kernelFlows?: KernelFlows;
   private sourceIssues: TranslationIssue[] = [];
   private version = 0;
   private units = PMap.empty<string, ObjectTranslation>();
@@ -148,6 +155,9 @@ export class Agent {
   constructor(private readonly opts: AgentOptions) {
     this.accessLogs = new AccessLogReceiver({ nodeName: opts.nodeName, log: opts.log });
     this.accessLogs.registerMetrics(this.metrics.registry);
+    this.flows = new FlowObserver(opts.flowRingSize ?? DEFAULT_FLOW_RING_SIZE, () => ({ model: this.model, policy: this.policy }));
+    new FlowMetrics(this.metrics.registry).follow(this.flows.ring);
+    this.accessLogs.subscribeEvents((e) => ('lost' in e ? this.flows.reportLost('OBSERVER_EVENTS_QUEUE', e.lost.count) : this.flows.record(e.flow)));
     this.server = new XdsServer({ cache: this.cache, log: opts.log, socketPath: opts.socketPath, tcpAddress: opts.tcpAddress, services: [this.accessLogs.service()] });
     if (opts.kubeDirs?.length) this.sources.push(new KubeYamlDir(opts.kubeDirs));
     if (opts.source) this.sources.push(opts.source);
@@ -199,6 +209,7 @@ export class Agent {
       if (replaced.length) this.opts.log.info({ maps: replaced, awaitingFill }, 'map definitions changed since the pinned ones: new maps replace them, the old ones serve until then');
       const policy = (this.policyDatapath = new PolicyDatapath({ pinDir: this.opts.datapath.pinDir, proxyAddresses: this.proxyAddresses, log: this.opts.log }));
       this.unwatch.push(this.onPolicy((view) => policy.update(view)));
+      this.kernelFlows = new KernelFlows(this.opts.datapath.pinDir, this.opts.nodeName, this.flows, this.opts.log);
     }
     this.readRaw(false);
     // The CA first, so the first snapshot carries the trust bundle (unless that attempt failed: it is retried).
@@ -521,6 +532,7 @@ export class Agent {
     clearTimeout(this.datapathRetry.timer);
     clearTimeout(this.envoyGone);
     this.datapath?.close();
+    this.kernelFlows?.close();
     for (const u of this.unwatch) u();
     await this.policyDatapath?.stop();
     await this.identity?.stop();
