@@ -88,7 +88,7 @@ export function outcome(r: any, body = false): string {
   return body ? `${r.status} ${r.backend}` : String(r.status);
 }
 
-export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { proxyPorts: [number, number] }): Promise<AgentPolicyWorld> {
+export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { proxyPorts: [number, number]; extraArgs?: string[] }): Promise<AgentPolicyWorld> {
   for (const f of [POLICY_OBJECT, cli]) if (!existsSync(f)) throw new Error(`${f} is missing: run scripts/setup.sh (or npm run build and the clang lines)`);
   const node = await netnsWorld(t, []);
   const make = podMaker(t, node);
@@ -107,7 +107,7 @@ export async function agentPolicyWorld(t: Teardown, pods: WorldPod[], opts: { pr
   const startAgent = () =>
     spawnAgentInNetns(
       node.ns,
-      ['--source', `dir:${src}`, '--node', NODE, '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', opts.proxyPorts.join('-'), '--datapath', '--bpf-dir', node.pinDir, '--cgroup-dir', node.cgroupDir, '--envoy-grace', '1000', '--log-level', 'debug'],
+      ['--source', `dir:${src}`, '--node', NODE, '--socket', socketPath, '--state-dir', join(dir, 'state'), '--proxy-ports', opts.proxyPorts.join('-'), '--datapath', '--bpf-dir', node.pinDir, '--cgroup-dir', node.cgroupDir, '--envoy-grace', '1000', '--log-level', 'debug', ...(opts.extraArgs ?? [])],
       (p, out) => ((agent = p), (output = out)),
     );
   await startAgent();
