@@ -37,6 +37,28 @@ export function writeYaml(dir, file, docs) {
   renameSync(tmp, join(dir, file));
 }
 
+/**
+ * Pods as a routing CNI wires them to the node netns `node`: pod i+1 is netns
+ * `${node}-${name}` with `ip`/32 on eth0, its peer lxc(i+1) in the node with a
+ * /32 route, 169.254.1.1 the pods' gateway. `sh` runs one command (argv).
+ */
+export function routedPods(sh, node, pods) {
+  pods.forEach(([name, ip], i) => {
+    const ns = `${node}-${name}`;
+    const lxc = `lxc${i + 1}`;
+    sh(['ip', 'netns', 'add', ns]);
+    sh(['ip', '-n', node, 'link', 'add', lxc, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    sh(['ip', '-n', node, 'addr', 'add', '169.254.1.1/32', 'dev', lxc]);
+    sh(['ip', '-n', node, 'link', 'set', lxc, 'up']);
+    sh(['ip', '-n', node, 'route', 'add', `${ip}/32`, 'dev', lxc]);
+    sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    sh(['ip', '-n', ns, 'addr', 'add', `${ip}/32`, 'dev', 'eth0']);
+    sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+    sh(['ip', '-n', ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
+    sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
+  });
+}
+
 export function rssMiB(pid, field = 'VmRSS') {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;

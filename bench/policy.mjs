@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { col, envoyBin, flags, machine, root, until, writeYaml } from './lib.mjs';
+import { col, envoyBin, flags, machine, root, routedPods, until, writeYaml } from './lib.mjs';
 
 const opts = flags({ requests: '1000', pods: '1000', policies: '200', changes: '5' });
 const REQUESTS = Number(opts.requests);
@@ -118,19 +118,7 @@ try {
   mkdirSync(CG);
   mkdirSync(bpf);
   mkdirSync(src);
-  for (const [k, name, ip] of [[1, 'c', C], [2, 's', S]]) {
-    const ns = `${NS}-${name}`;
-    sh(['ip', 'netns', 'add', ns]);
-    sh(['ip', '-n', NS, 'link', 'add', `lxc${k}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    sh(['ip', '-n', NS, 'addr', 'add', '169.254.1.1/32', 'dev', `lxc${k}`]);
-    sh(['ip', '-n', NS, 'link', 'set', `lxc${k}`, 'up']);
-    sh(['ip', '-n', NS, 'route', 'add', `${ip}/32`, 'dev', `lxc${k}`]);
-    sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-    sh(['ip', '-n', ns, 'addr', 'add', `${ip}/32`, 'dev', 'eth0']);
-    sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
-    sh(['ip', '-n', ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
-    sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
-  }
+  routedPods(sh, NS, [['c', C], ['s', S]]);
   const server = `require('http').createServer((q, s) => s.end('ok')).listen(80, '${S}'); require('http').createServer((q, s) => s.end('ok')).listen(8080, '${S}');`;
   children.push(spawn('nsenter', [`--net=/var/run/netns/${NS}-s`, process.execPath, '-e', server], { stdio: 'ignore' }));
 

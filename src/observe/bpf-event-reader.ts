@@ -80,7 +80,7 @@ export class BpfEventReader {
 
   /** Writes the config entry of every object read; { enabled: false } stops the kernel emitting. */
   configure(c: EventConfig): void {
-    for (const d of this.pinDirs) withMap(join(d, EVENT_MAPS.config), (fd) => addon().mapUpdate(fd, Buffer.alloc(4), eventConfigValue(c)));
+    writeEventConfig(this.pinDirs, c);
   }
 
   /** The rings' contents now, without waiting for the loop (tests, and a last read before close). */
@@ -91,19 +91,7 @@ export class BpfEventReader {
 
   /** Totals since the objects were first loaded, over every CPU and object. */
   loss(): EventLoss {
-    const cpus = possibleCpus();
-    const out: EventLoss = { lost: 0, dropsSuppressed: 0, flowsSuppressed: 0 };
-    const fields = ['lost', 'dropsSuppressed', 'flowsSuppressed'] as const;
-    for (const d of this.pinDirs)
-      withMap(join(d, EVENT_MAPS.stats), (fd) =>
-        fields.forEach((f, i) => {
-          const key = Buffer.alloc(4);
-          key.writeUInt32LE(i, 0);
-          const v = addon().mapLookup(fd, key, 8 * cpus);
-          for (let c = 0; v && c < cpus; c++) out[f] += Number(v.readBigUInt64LE(c * 8));
-        }),
-      );
-    return out;
+    return readEventLoss(this.pinDirs);
   }
 
   /** Stops reading; the kernel keeps emitting until configure({ enabled: false }), counting what the ring cannot hold. */
@@ -112,6 +100,28 @@ export class BpfEventReader {
     addon().ringClose(this.handle);
     this.handle = undefined;
   }
+}
+
+/** Writes the config entry of the objects pinned in `pinDirs` (without reading their rings: a bench tuning a running agent's limits). */
+export function writeEventConfig(pinDirs: string[], c: EventConfig): void {
+  for (const d of pinDirs) withMap(join(d, EVENT_MAPS.config), (fd) => addon().mapUpdate(fd, Buffer.alloc(4), eventConfigValue(c)));
+}
+
+/** The loss counters of the objects pinned in `pinDirs`, summed over every CPU and object. */
+export function readEventLoss(pinDirs: string[]): EventLoss {
+  const cpus = possibleCpus();
+  const out: EventLoss = { lost: 0, dropsSuppressed: 0, flowsSuppressed: 0 };
+  const fields = ['lost', 'dropsSuppressed', 'flowsSuppressed'] as const;
+  for (const d of pinDirs)
+    withMap(join(d, EVENT_MAPS.stats), (fd) =>
+      fields.forEach((f, i) => {
+        const key = Buffer.alloc(4);
+        key.writeUInt32LE(i, 0);
+        const v = addon().mapLookup(fd, key, 8 * cpus);
+        for (let c = 0; v && c < cpus; c++) out[f] += Number(v.readBigUInt64LE(c * 8));
+      }),
+    );
+  return out;
 }
 
 function withMap<T>(pin: string, use: (fd: number) => T): T {
