@@ -14,31 +14,21 @@
 // --flow-rate/--flow-burst overwrite the kernel's per-CPU flow event limits
 // (the agent's defaults otherwise; 0: unlimited) once the agent has set them.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { col, flags, machine, root, routedPods, rssMiB, spawnLines, until, writeYaml } from './lib.mjs';
+import { col, flags, machine, netnsBench, removeBenchNode, root, routedNode, rssMiB, spawnLines, until, writeYaml } from './lib.mjs';
 
 const opts = flags({ rate: '50000', seconds: '10' });
 const RATE = Number(opts.rate);
 const SECONDS = Number(opts.seconds);
-if (process.getuid() !== 0) throw new Error('bench/flow-load.mjs needs root (network namespaces, cgroups, BPF)');
-if (!existsSync(join(root, 'dist/cli.js')) || !existsSync(join(root, 'build/bpf/policy.o'))) throw new Error('run scripts/setup.sh first');
 if (SECONDS > 30) throw new Error('--seconds is capped at 30: this is a bounded load');
+const bench = netnsBench('flow-load');
+const { ns: NS, cgroup: CG, dir, bpf, src } = bench;
+const pinDir = join(bpf, 'sluice');
 const { possibleCpus, policyPinDir } = await import(join(root, 'dist/redirect/policy-object.js'));
 const { DEFAULT_EVENT_CONFIG, EVENT_MAPS, readEventLoss, writeEventConfig } = await import(join(root, 'dist/observe/bpf-event-reader.js'));
-const cg2 = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((p) => execFileSync('stat', ['-f', '-c', '%T', p], { encoding: 'utf8' }).trim() === 'cgroup2fs');
-if (!cg2) throw new Error('no cgroup v2 mount');
-
-const id = `${process.pid}`;
-const NS = `sluice-fload-${id}`;
-const CG = join(cg2, `sluice-fload-${id}`);
-const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-flowload-'));
-const bpf = join(dir, 'bpf');
-const pinDir = join(bpf, 'sluice');
-const src = join(dir, 'src');
 const C = '10.0.77.10';
 const S = '10.0.77.11';
 const ALLOW = [10000, 11999];
@@ -50,23 +40,7 @@ const inNs = (ns, args) => sh(['nsenter', `--net=/var/run/netns/${ns}`, ...args]
 // One cleanup, whoever asks first (a signal, or the end of the run): the other waits for the same one.
 let cleaning;
 const cleanup = () => (cleaning ??= removeAll());
-async function removeAll() {
-  for (const c of children) if (c.exitCode === null && !c.signalCode) c.kill('SIGKILL');
-  await sleep(300);
-  for (const step of [() => sh(['rm', '-rf', pinDir]), () => sh(['umount', bpf]), () => sh(['ip', 'netns', 'delete', `${NS}-c`]), () => sh(['ip', 'netns', 'delete', `${NS}-s`]), () => sh(['ip', 'netns', 'delete', NS])])
-    try {
-      step();
-    } catch {
-      /* not there */
-    }
-  for (let i = 0; i < 50 && existsSync(CG); i++)
-    try {
-      sh(['rmdir', CG]);
-    } catch {
-      await sleep(100);
-    }
-  rmSync(dir, { recursive: true, force: true });
-}
+const removeAll = () => removeBenchNode(sh, { children, pins: pinDir, bpf, netns: [`${NS}-c`, `${NS}-s`, NS], cgroup: CG, dir });
 for (const sig of ['SIGINT', 'SIGTERM'])
   process.on(sig, () => {
     console.error(`${sig}: cleaning up`);
@@ -205,13 +179,7 @@ async function window(ms, during) {
 }
 
 try {
-  sh(['ip', 'netns', 'add', NS]);
-  inNs(NS, ['ip', 'link', 'set', 'lo', 'up']);
-  inNs(NS, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-  mkdirSync(CG);
-  mkdirSync(bpf);
-  mkdirSync(src);
-  routedPods(sh, NS, [['c', C], ['s', S]]);
+  routedNode(sh, bench, [['c', C], ['s', S]]);
   writeFileSync(join(dir, 'gen.c'), GEN);
   sh(['gcc', '-O2', '-o', join(dir, 'gen'), join(dir, 'gen.c')]);
 

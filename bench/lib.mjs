@@ -38,11 +38,32 @@ export function writeYaml(dir, file, docs) {
 }
 
 /**
- * Pods as a routing CNI wires them to the node netns `node`: pod i+1 is netns
- * `${node}-${name}` with `ip`/32 on eth0, its peer lxc(i+1) in the node with a
- * /32 route, 169.254.1.1 the pods' gateway. `sh` runs one command (argv).
+ * The names a netns bench `name` works under, after checking it can run (root,
+ * the build, cgroup v2): the node netns (pods are `${ns}-<pod>`), a cgroup of
+ * its own, and a temp dir holding the bpffs mount point and the agent's source.
  */
-export function routedPods(sh, node, pods) {
+export function netnsBench(name) {
+  if (process.getuid() !== 0) throw new Error(`bench/${name}.mjs needs root (network namespaces, cgroups, BPF)`);
+  if (!existsSync(join(root, 'dist/cli.js')) || !existsSync(join(root, 'build/bpf/policy.o'))) throw new Error('run scripts/setup.sh first');
+  const cg2 = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((p) => execFileSync('stat', ['-f', '-c', '%T', p], { encoding: 'utf8' }).trim() === 'cgroup2fs');
+  if (!cg2) throw new Error('no cgroup v2 mount');
+  const ns = `sluice-${name}-${process.pid}`;
+  const dir = mkdtempSync(join(tmpdir(), `sluice-bench-${name}-`));
+  return { ns, cgroup: join(cg2, ns), dir, bpf: join(dir, 'bpf'), src: join(dir, 'src') };
+}
+
+/**
+ * Makes the node netns of `bench` (netnsBench's), its cgroup and directories,
+ * and pods as a routing CNI wires them: pod i+1 is netns `${node}-${name}` with
+ * `ip`/32 on eth0, its peer lxc(i+1) in the node with a /32 route, 169.254.1.1
+ * the pods' gateway. `sh` runs one command (argv).
+ */
+export function routedNode(sh, bench, pods) {
+  const node = bench.ns;
+  sh(['ip', 'netns', 'add', node]);
+  sh(['ip', '-n', node, 'link', 'set', 'lo', 'up']);
+  sh(['ip', 'netns', 'exec', node, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+  for (const d of [bench.cgroup, bench.bpf, bench.src]) mkdirSync(d);
   pods.forEach(([name, ip], i) => {
     const ns = `${node}-${name}`;
     const lxc = `lxc${i + 1}`;
@@ -57,6 +78,30 @@ export function routedPods(sh, node, pods) {
     sh(['ip', '-n', ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
     sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
   });
+}
+
+/**
+ * Tears down what a netns bench made, each step whether or not the one before
+ * worked: its children (SIGKILL, by PID), `pins` then the bpffs mount `bpf`,
+ * the netns (pods before the node), the cgroup once empty, the temp dir.
+ */
+export async function removeBenchNode(sh, { children, pins, bpf, netns, cgroup, dir }) {
+  for (const c of children) if (c.exitCode === null && !c.signalCode) c.kill('SIGKILL');
+  await sleep(300);
+  const steps = [...(pins ? [['rm', '-rf', pins]] : []), ['umount', bpf], ...netns.map((n) => ['ip', 'netns', 'delete', n])];
+  for (const step of steps)
+    try {
+      sh(step);
+    } catch {
+      /* not there */
+    }
+  for (let i = 0; i < 50 && existsSync(cgroup); i++)
+    try {
+      sh(['rmdir', cgroup]);
+    } catch {
+      await sleep(100);
+    }
+  rmSync(dir, { recursive: true, force: true });
 }
 
 export function rssMiB(pid, field = 'VmRSS') {

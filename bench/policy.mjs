@@ -12,48 +12,22 @@
 //
 //   sudo node bench/policy.mjs [--requests 1000] [--pods 1000] [--policies 200] [--changes 5]
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { col, envoyBin, flags, machine, root, routedPods, until, writeYaml } from './lib.mjs';
+import { col, envoyBin, flags, machine, netnsBench, removeBenchNode, root, routedNode, until, writeYaml } from './lib.mjs';
 
 const opts = flags({ requests: '1000', pods: '1000', policies: '200', changes: '5' });
 const REQUESTS = Number(opts.requests);
-if (process.getuid() !== 0) throw new Error('bench/policy.mjs needs root (network namespaces, cgroups, BPF)');
-if (!existsSync(join(root, 'dist/cli.js')) || !existsSync(join(root, 'build/bpf/policy.o'))) throw new Error('run scripts/setup.sh first');
-const cg2 = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((p) => execFileSync('stat', ['-f', '-c', '%T', p], { encoding: 'utf8' }).trim() === 'cgroup2fs');
-if (!cg2) throw new Error('no cgroup v2 mount');
-
-const id = `${process.pid}`;
-const NS = `sluice-bench-${id}`;
-const CG = join(cg2, `sluice-bench-${id}`);
-const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-policy-'));
-const bpf = join(dir, 'bpf');
-const src = join(dir, 'src');
+const bench = netnsBench('policy');
+const { ns: NS, cgroup: CG, dir, bpf, src } = bench;
 const C = '10.0.9.10';
 const S = '10.0.9.11';
 const children = [];
 const sh = (args) => execFileSync(args[0], args.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const inNs = (ns, args) => sh(['nsenter', `--net=/var/run/netns/${ns}`, ...args]);
 
-async function cleanup() {
-  for (const c of children) if (c.exitCode === null && !c.signalCode) c.kill('SIGKILL');
-  await sleep(200);
-  for (const step of [() => sh(['umount', bpf]), () => sh(['ip', 'netns', 'delete', `${NS}-c`]), () => sh(['ip', 'netns', 'delete', `${NS}-s`]), () => sh(['ip', 'netns', 'delete', NS])])
-    try {
-      step();
-    } catch {
-      /* not there */
-    }
-  for (let i = 0; i < 50 && existsSync(CG); i++)
-    try {
-      sh(['rmdir', CG]);
-    } catch {
-      await sleep(100);
-    }
-  rmSync(dir, { recursive: true, force: true });
-}
+const cleanup = () => removeBenchNode(sh, { children, bpf, netns: [`${NS}-c`, `${NS}-s`, NS], cgroup: CG, dir });
 
 const labels = (i) => ({ app: `app-${i % 250}`, tier: `t${i % 7}` });
 function pod(name, ip, l) {
@@ -112,13 +86,7 @@ const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Mat
 
 try {
   // The node, a client and a server pod, as a routing CNI wires them.
-  sh(['ip', 'netns', 'add', NS]);
-  inNs(NS, ['ip', 'link', 'set', 'lo', 'up']);
-  inNs(NS, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-  mkdirSync(CG);
-  mkdirSync(bpf);
-  mkdirSync(src);
-  routedPods(sh, NS, [['c', C], ['s', S]]);
+  routedNode(sh, bench, [['c', C], ['s', S]]);
   const server = `require('http').createServer((q, s) => s.end('ok')).listen(80, '${S}'); require('http').createServer((q, s) => s.end('ok')).listen(8080, '${S}');`;
   children.push(spawn('nsenter', [`--net=/var/run/netns/${NS}-s`, process.execPath, '-e', server], { stdio: 'ignore' }));
 
