@@ -121,6 +121,8 @@ t.test('hubble observe, Hubble metrics and the service map against a node runnin
     t.equal(delta('hubble_http_requests_total', { method: 'PUT', status: '403' }), N.exhaust, 'one 403 per exhaust-port request sent');
     t.ok(delta('hubble_drop_total', { reason: 'POLICY_DENIED' }) >= 1 + N.exhaust, 'the xwing’s drop and the L7 denials among POLICY_DENIED drops');
     t.ok(metric(after, 'hubble_flows_processed_total') > 0, 'flows processed');
+    t.match(after, /# TYPE sluice_flow_events_suppressed_total counter/, "what the kernel's rate limits hold back is counted");
+    t.match(after, /# TYPE hubble_lost_events_total counter/, 'and what a full ring loses');
   });
 
   await t.test('the service map page, in a real headless Chromium, shows the workloads and their edges', async (t) => {

@@ -209,7 +209,7 @@ export class Agent {
       if (replaced.length) this.opts.log.info({ maps: replaced, awaitingFill }, 'map definitions changed since the pinned ones: new maps replace them, the old ones serve until then');
       const policy = (this.policyDatapath = new PolicyDatapath({ pinDir: this.opts.datapath.pinDir, proxyAddresses: this.proxyAddresses, log: this.opts.log }));
       this.unwatch.push(this.onPolicy((view) => policy.update(view)));
-      this.kernelFlows = new KernelFlows(this.opts.datapath.pinDir, this.opts.nodeName, this.flows, this.opts.log);
+      this.kernelFlows = new KernelFlows(this.opts.datapath.pinDir, this.opts.nodeName, this.flows, this.opts.log, this.metrics.registry);
     }
     this.readRaw(false);
     // The CA first, so the first snapshot carries the trust bundle (unless that attempt failed: it is retried).

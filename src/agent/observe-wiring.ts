@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Model } from '../model/model.js';
-import { agentEventDirs, BpfEventReader, EVENT_MAPS } from '../observe/bpf-event-reader.js';
+import { Counter, type Registry } from 'prom-client';
+import { agentEventDirs, BpfEventReader, EVENT_MAPS, type EventLoss } from '../observe/bpf-event-reader.js';
 import type { PolicyResult } from '../policy/index.js';
 import { enrichContext, enrichFlow, type EnrichContext, type EnrichHints } from '../observe/enrich.js';
 import type { Flow } from '../observe/flow.js';
@@ -51,21 +52,30 @@ const KERNEL_POLL_MS = 2000;
  * Flows from the datapath's ring buffers into the observer. The rings exist
  * once the datapath objects are loaded (the policy object only once some
  * policy or the mesh needs it), so the reader opens again whenever the set of
- * pinned rings changes; the kernel's losses (ring full) are polled and
- * reported, never hidden.
+ * pinned rings changes; the kernel's losses (ring full) and what its rate
+ * limits suppressed are polled and reported, never hidden.
  */
 export class KernelFlows {
   private reader?: BpfEventReader;
   private dirs = '';
-  private lostSeen = 0;
+  private seen: EventLoss = { lost: 0, dropsSuppressed: 0, flowsSuppressed: 0 };
   private readonly timer: NodeJS.Timeout;
+  /** What the kernel's rate limits held back: sampling, not loss, but counted all the same. */
+  private readonly suppressed: Counter<'kind'>;
 
   constructor(
     private readonly pinDir: string,
     private readonly nodeName: string,
     private readonly observer: FlowObserver,
     private readonly log: Logger,
+    registry: Registry,
   ) {
+    this.suppressed = new Counter({
+      name: 'sluice_flow_events_suppressed_total',
+      help: "Flow events the datapath's per-CPU rate limits held back (kind: flow or drop); ring-full losses are hubble_lost_events_total",
+      labelNames: ['kind'],
+      registers: [registry],
+    });
     this.follow();
     this.timer = setInterval(() => this.follow(), KERNEL_POLL_MS);
     this.timer.unref();
@@ -81,7 +91,7 @@ export class KernelFlows {
       if (dirs.length)
         try {
           this.reader = BpfEventReader.open({ pinDirs: dirs, nodeName: this.nodeName, onFlows: (flows) => flows.forEach((f) => this.observer.record(f, hintsOf(f))) });
-          this.lostSeen = this.reader.loss().lost;
+          this.seen = this.reader.loss();
           this.log.info({ dirs }, 'reading flow events from the datapath');
         } catch (e) {
           this.dirs = '';
@@ -89,9 +99,11 @@ export class KernelFlows {
         }
     }
     if (!this.reader) return;
-    const { lost } = this.reader.loss();
-    if (lost > this.lostSeen) this.observer.reportLost('PERF_EVENT_RING_BUFFER', lost - this.lostSeen);
-    this.lostSeen = lost;
+    const now = this.reader.loss();
+    if (now.lost > this.seen.lost) this.observer.reportLost('PERF_EVENT_RING_BUFFER', now.lost - this.seen.lost);
+    if (now.flowsSuppressed > this.seen.flowsSuppressed) this.suppressed.inc({ kind: 'flow' }, now.flowsSuppressed - this.seen.flowsSuppressed);
+    if (now.dropsSuppressed > this.seen.dropsSuppressed) this.suppressed.inc({ kind: 'drop' }, now.dropsSuppressed - this.seen.dropsSuppressed);
+    this.seen = now;
   }
 
   close(): void {
