@@ -11,8 +11,8 @@ mkdir -p "$cache/bin"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-# Debian packages: protoc for codegen; the rest serve the datapath suites and benches (iptables: the kube-proxy baseline; nftables: the TPROXY stand-in of the L7 policy test; tcpdump: captures on the two-node wire; chromium: the service map page's headless screenshot).
-apt_pkgs=(protobuf-compiler python3-venv iproute2 curl clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool util-linux make g++ iptables nftables tcpdump chromium)
+# Debian packages: protoc for codegen; the rest serve the datapath suites and benches (iptables: the kube-proxy baseline; nftables: the TPROXY stand-in of the L7 policy test; tcpdump: captures on the two-node wire; chromium: the service map page's headless screenshot; openssl: the mesh Envoy test's certificates).
+apt_pkgs=(protobuf-compiler python3-venv iproute2 curl clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool util-linux make g++ iptables nftables tcpdump chromium openssl)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
