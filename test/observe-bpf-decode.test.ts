@@ -78,7 +78,7 @@ t.test('redirects carry the proxy port; ends are FIN/RST, replies marked; IPv6 c
 t.test("drops: each of policy.c's reasons by Hubble's name; an unknown code is DROP_REASON_UNKNOWN", async (t) => {
   t.equal(DROP_REASON_NAMES.length, DROP_REASONS.length, 'a name for every reason the datapath counts');
   const names = DROP_REASONS.map((_, i) => decodeEvent(record({ type: EV.drop, verdict: 2, reason: i }), ctx)!.dropReason);
-  t.same(names, ['POLICY_DENIED', 'POLICY_DENY', 'SOCKET_LOOKUP_FAILED', 'SOCKET_ASSIGN_FAILED', 'PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL']);
+  t.same(names, ['POLICY_DENIED', 'POLICY_DENY', 'SOCKET_LOOKUP_FAILED', 'SOCKET_ASSIGN_FAILED', 'PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL', 'AUTH_REQUIRED']);
   t.match(decodeEvent(record({ type: EV.drop, verdict: 2, reason: 99 }), ctx), { verdict: 'DROPPED', dropReason: 'DROP_REASON_UNKNOWN' });
 });
 

@@ -20,9 +20,10 @@ const VERDICT_REDIRECT = 3;
  * DROP_REASONS in src/redirect/policy-maps.ts). A deny rule is POLICY_DENY, as
  * Cilium reports its deny policies, apart from POLICY_DENIED (no rule allows).
  * A redirect with no listener to hand the flow to is the failed socket lookup
- * Cilium reports for a missing proxy.
+ * Cilium reports for a missing proxy. A flow that a rule admits only over
+ * mTLS but that cannot go into the mesh tunnel is Cilium's AUTH_REQUIRED.
  */
-export const DROP_REASON_NAMES = ['POLICY_DENIED', 'POLICY_DENY', 'SOCKET_LOOKUP_FAILED', 'SOCKET_ASSIGN_FAILED', 'PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL'] as const;
+export const DROP_REASON_NAMES = ['POLICY_DENIED', 'POLICY_DENY', 'SOCKET_LOOKUP_FAILED', 'SOCKET_ASSIGN_FAILED', 'PROXY_REDIRECTION_NOT_SUPPORTED_FOR_PROTOCOL', 'AUTH_REQUIRED'] as const;
 
 const PROTOCOLS: Record<number, NonNullable<Flow['l4']>['protocol']> = { 1: 'ICMPv4', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
 
