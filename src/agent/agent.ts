@@ -170,9 +170,11 @@ export class Agent {
     this.proxyPortRange = range;
     // Meshed pods are steered into the tunnel only where the agent has identities to tunnel with.
     this.policyWiring = new PolicyWiring(opts.stateDir, opts.identity ? { mesh: { trustDomain: opts.identity.trustDomain } } : undefined);
-    if (opts.identity) this.mesh = new MeshWiring(opts.identity.trustDomain);
+    if (opts.identity) {
+      this.mesh = new MeshWiring(opts.identity.trustDomain);
+      this.identity = new IdentityWiring(opts.identity, opts.nodeName, opts.log, () => this.ready && this.publish());
+    }
     this.reservedPorts = this.mesh ? { ...opts.reservedPorts, "the mesh's outbound listener": MESH_OUTBOUND_PORT, "the mesh's tunnel port": MESH_INBOUND_PORT } : opts.reservedPorts;
-    if (opts.identity) this.identity = new IdentityWiring(opts.identity, opts.nodeName, opts.log, () => this.ready && this.publish());
     this.cache.on('streams', (node) => node === opts.nodeName && this.onEnvoyStreams());
   }
 
