@@ -254,14 +254,16 @@ t.test('node-to-node mTLS on stock Envoy: tunnel, peer identity, authorization, 
   const flag = join(mkdtempSync(join(tmpdir(), 'sluice-mesh-flag-')), 'go');
   t.teardown(() => rmSync(flag, { force: true }));
   const hold = inNetns(podA.ns, 'netns-client.mjs', [{ op: 'hold', host: B.v4, port: 7, file: flag }]);
+  // Should a step below fail, the held client still ends (it waits for the flag), so teardown does not hang.
+  t.teardown(() => writeFileSync(flag, ''));
   const oldA = svids.a.serial;
   await eventually(() => e2.logs().includes(`to=${B.v4}:7`), 5000, 'the held tunnel to be up');
   svids = { a: ca.issue(A_ID), b: ca.issue(B_ID) };
   t.not(svids.a.serial, oldA);
   await publish();
-  await eventually(async () => (await certSerial(e1, A_ID)).includes(svids.a.serial), 10_000, "node 1's Envoy to hold A's new leaf");
+  await eventually(async () => (await certSerial(e1, A_ID)).includes(svids.a.serial), 30_000, "node 1's Envoy to hold A's new leaf");
   t.notOk((await certSerial(e1, A_ID)).includes(oldA), "...and no longer A's old one");
-  await eventually(async () => (await certSerial(e2, B_ID)).includes(svids.b.serial), 10_000, "node 2's Envoy to hold B's new leaf");
+  await eventually(async () => (await certSerial(e2, B_ID)).includes(svids.b.serial), 30_000, "node 2's Envoy to hold B's new leaf");
   writeFileSync(flag, '');
   const held = (await hold)[0][0];
   t.same(held.echoes, ['one', 'two'], `the connection opened before the rotation still carries data after it: ${JSON.stringify(held)}`);
@@ -274,6 +276,7 @@ t.test('node-to-node mTLS on stock Envoy: tunnel, peer identity, authorization, 
   t.teardown(() => rmSync(flag2, { force: true }));
   const tunnelsBefore = e2.logs().split(`to=${B.v4}:7 `).length;
   const hold2 = inNetns(podA.ns, 'netns-client.mjs', [{ op: 'hold', host: B.v4, port: 7, file: flag2 }]);
+  t.teardown(() => writeFileSync(flag2, ''));
   await eventually(() => e2.logs().split(`to=${B.v4}:7 `).length > tunnelsBefore, 5000, 'the second held tunnel to be up');
   const updatesBefore = (await e1.stats('listener_manager.listener_in_place_updated'))['listener_manager.listener_in_place_updated'] ?? 0;
   world = modelOf([...objects, pod('b-2', '10.250.2.3', { app: 'b' }, { node: 'n2', sa: 'b' })]);
