@@ -251,8 +251,9 @@ t.test('node-to-node mTLS on stock Envoy: tunnel, peer identity, authorization, 
   t.ok(fails >= 2, `node 2's Envoy counted both failed verifications (${fails})`);
 
   // SDS rotation: new leaves on both nodes while a tunnelled connection stays open.
-  const flag = join(mkdtempSync(join(tmpdir(), 'sluice-mesh-flag-')), 'go');
-  t.teardown(() => rmSync(flag, { force: true }));
+  const flagDir = mkdtempSync(join(tmpdir(), 'sluice-mesh-flag-'));
+  const flag = join(flagDir, 'go');
+  t.teardown(() => rmSync(flagDir, { recursive: true, force: true }));
   const hold = inNetns(podA.ns, 'netns-client.mjs', [{ op: 'hold', host: B.v4, port: 7, file: flag }]);
   // Should a step below fail, the held client still ends (it waits for the flag), so teardown does not hang.
   t.teardown(() => writeFileSync(flag, ''));
@@ -273,7 +274,6 @@ t.test('node-to-node mTLS on stock Envoy: tunnel, peer identity, authorization, 
   // Pod churn: another pod of B's identity appears on node 2. Only the outbound listener's chain matcher changes; the
   // chains, and the tunnel open on one, stay.
   const flag2 = `${flag}-churn`;
-  t.teardown(() => rmSync(flag2, { force: true }));
   const tunnelsBefore = e2.logs().split(`to=${B.v4}:7 `).length;
   const hold2 = inNetns(podA.ns, 'netns-client.mjs', [{ op: 'hold', host: B.v4, port: 7, file: flag2 }]);
   t.teardown(() => writeFileSync(flag2, ''));

@@ -1,7 +1,7 @@
 // The service map: the graph model from flows, and the page as a real
 // headless Chromium renders it from the agent's http server.
 import t from 'tap';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -115,6 +115,8 @@ t.test('headless Chromium renders the demo map: screenshot and DOM', async (t) =
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${MAP_PATH}`;
 
   const out = mkdtempSync(join(tmpdir(), 'sluice-service-map-'));
+  // SLUICE_KEEP_SCREENSHOT=1 keeps the PNG for a look; by default a run leaves nothing behind.
+  if (!process.env.SLUICE_KEEP_SCREENSHOT) t.teardown(() => rmSync(out, { recursive: true, force: true }));
   const png = join(out, 'service-map.png');
   await screenshot(url, png);
   const size = statSync(png).size;
